@@ -1,0 +1,222 @@
+//! The CloudTrail record as the pipeline sees it.
+//!
+//! A record is kept as the exact bytes CloudTrail wrote (`raw`), so that what we deliver is
+//! byte-for-byte what we received, and a borrowed view of the few fields that selection,
+//! delivery and Insights read (`fields`). Fields we do not name are not lost: they stay in `raw`.
+//! Every field is optional here because CloudTrail marks most of them optional and older
+//! event versions lack the newer ones; which ones a stage *needs* is that stage's business.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::time::{parse_event_time, EventTimeError};
+
+/// One CloudTrail record: exact bytes plus the fields the pipeline reads.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    raw: &'a str,
+    pub fields: RecordFields<'a>,
+}
+
+/// The fields the pipeline reads, borrowed from the record's bytes where JSON escaping allows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordFields<'a> {
+    #[serde(borrow)]
+    pub event_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub event_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub event_source: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub event_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub aws_region: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "eventID")]
+    pub event_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub event_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub event_category: Option<Cow<'a, str>>,
+    pub read_only: Option<bool>,
+    pub management_event: Option<bool>,
+    #[serde(borrow)]
+    pub recipient_account_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub error_code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub session_credential_from_console: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub vpc_endpoint_id: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "sharedEventID")]
+    pub shared_event_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub user_identity: Option<UserIdentity<'a>>,
+    #[serde(borrow)]
+    pub resources: Option<Vec<Resource<'a>>>,
+    #[serde(borrow)]
+    pub insight_details: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserIdentity<'a> {
+    #[serde(borrow, rename = "type")]
+    pub identity_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub arn: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub account_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub invoked_by: Option<Cow<'a, str>>,
+}
+
+/// An entry of `resources`: CloudTrail spells the ARN key upper-case.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Resource<'a> {
+    #[serde(borrow, rename = "ARN")]
+    pub arn: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "accountId")]
+    pub account_id: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type")]
+    pub resource_type: Option<Cow<'a, str>>,
+}
+
+/// Why a record could not be read. The caller adds where it was (file, index).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("record is not a JSON object of CloudTrail fields: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("record has no eventTime")]
+    MissingEventTime,
+    #[error("record has a bad eventTime: {0}")]
+    EventTime(#[from] EventTimeError),
+}
+
+/// The category of a record, from `eventCategory` or derived for records older than 1.07.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventCategory {
+    Management,
+    Data,
+    NetworkActivity,
+    Insight,
+    /// A category string we do not know (Lake-only categories, or something new).
+    Other,
+}
+
+impl EventCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventCategory::Management => "Management",
+            EventCategory::Data => "Data",
+            EventCategory::NetworkActivity => "NetworkActivity",
+            EventCategory::Insight => "Insight",
+            EventCategory::Other => "Other",
+        }
+    }
+}
+
+impl<'a> Record<'a> {
+    /// Reads the fields of one record from its exact JSON text.
+    pub fn parse(raw: &'a str) -> Result<Self, RecordError> {
+        let fields: RecordFields<'a> = serde_json::from_str(raw)?;
+        Ok(Record { raw, fields })
+    }
+
+    /// The record exactly as received.
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    pub fn event_id(&self) -> Option<&str> {
+        self.fields.event_id.as_deref()
+    }
+
+    pub fn event_source(&self) -> Option<&str> {
+        self.fields.event_source.as_deref()
+    }
+
+    pub fn event_name(&self) -> Option<&str> {
+        self.fields.event_name.as_deref()
+    }
+
+    pub fn aws_region(&self) -> Option<&str> {
+        self.fields.aws_region.as_deref()
+    }
+
+    pub fn recipient_account_id(&self) -> Option<&str> {
+        self.fields.recipient_account_id.as_deref()
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        self.fields.error_code.as_deref()
+    }
+
+    pub fn user_identity_arn(&self) -> Option<&str> {
+        self.fields.user_identity.as_ref()?.arn.as_deref()
+    }
+
+    /// `eventTime` as milliseconds since the Unix epoch (the CloudWatch Logs timestamp).
+    pub fn event_time_ms(&self) -> Result<i64, RecordError> {
+        let text = self
+            .fields
+            .event_time
+            .as_deref()
+            .ok_or(RecordError::MissingEventTime)?;
+        Ok(parse_event_time(text)?)
+    }
+
+    pub fn is_insight(&self) -> bool {
+        self.category() == EventCategory::Insight
+    }
+
+    /// The event category. Records from eventVersion 1.07 on carry `eventCategory`; for older
+    /// ones CloudTrail's documented rules are applied: Insights records are recognised by
+    /// `eventType`, network activity by `AwsVpceEvent`, and otherwise `managementEvent`
+    /// (present from 1.06) decides; without it, the data-event APIs of the time are recognised
+    /// by resource type and name, and everything else is a management event.
+    pub fn category(&self) -> EventCategory {
+        if let Some(category) = self.fields.event_category.as_deref() {
+            return match category {
+                "Management" => EventCategory::Management,
+                "Data" => EventCategory::Data,
+                "NetworkActivity" => EventCategory::NetworkActivity,
+                "Insight" => EventCategory::Insight,
+                _ => EventCategory::Other,
+            };
+        }
+        match self.fields.event_type.as_deref() {
+            Some("AwsCloudTrailInsight") => return EventCategory::Insight,
+            Some("AwsVpceEvent") => return EventCategory::NetworkActivity,
+            _ => {}
+        }
+        if self.fields.insight_details.is_some() {
+            return EventCategory::Insight;
+        }
+        match self.fields.management_event {
+            Some(true) => EventCategory::Management,
+            Some(false) => EventCategory::Data,
+            None if self.has_data_resource() => EventCategory::Data,
+            None => EventCategory::Management,
+        }
+    }
+
+    /// Pre-1.06 records carry no `managementEvent`; the data-event APIs of that era (S3
+    /// object-level, Lambda Invoke, DynamoDB item-level) are recognised by name and resource.
+    fn has_data_resource(&self) -> bool {
+        const DYNAMODB_ITEM_APIS: [&str; 10] = [
+            "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan",
+            "BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
+        ];
+        let name = self.event_name().unwrap_or("");
+        self.fields.resources.iter().flatten().any(|r| match r.resource_type.as_deref() {
+            Some("AWS::S3::Object") => true,
+            Some("AWS::Lambda::Function") => name == "Invoke",
+            Some("AWS::DynamoDB::Table") => DYNAMODB_ITEM_APIS.contains(&name),
+            _ => false,
+        })
+    }
+}
