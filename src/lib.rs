@@ -8,3 +8,5 @@ pub mod ingest;
 pub mod record;
 pub mod select;
 pub mod time;
+pub mod deliver;
+pub mod forward;

@@ -135,6 +135,15 @@ impl<'a> Record<'a> {
         self.fields.event_id.as_deref()
     }
 
+    /// The eventID borrowed from the record's text (GUIDs never need JSON escapes; an escaped
+    /// one is not borrowable and yields `None`).
+    pub fn event_id_ref(&self) -> Option<&'a str> {
+        match &self.fields.event_id {
+            Some(Cow::Borrowed(id)) => Some(id),
+            _ => None,
+        }
+    }
+
     pub fn event_source(&self) -> Option<&str> {
         self.fields.event_source.as_deref()
     }

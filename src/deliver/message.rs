@@ -1,0 +1,231 @@
+//! The message the select stage sends the deliver stage: records for one log stream, exactly
+//! as received, packed up to the SQS message limit.
+//!
+//! `{"v":1,"stream":"<name>","origin":"s3://bucket/key","records":[<record>,<record>]}`
+//!
+//! Records are embedded verbatim (never re-serialised), so the deliver stage writes the bytes
+//! CloudTrail wrote. A record too large to deliver is replaced by a marked stub (see [`stub`]).
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::limits::{CLOUDTRAIL_CWL_MAX_EVENT_BYTES, SQS_MAX_MESSAGE_BYTES};
+use crate::record::Record;
+
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// A delivery message as read by the deliver stage.
+#[derive(Debug, Deserialize)]
+pub struct DeliveryMessage<'a> {
+    pub v: u32,
+    #[serde(borrow)]
+    pub stream: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub origin: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub records: Vec<&'a RawValue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("delivery message is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("delivery message version {0} is not supported (expected {MESSAGE_VERSION})")]
+    Version(u32),
+}
+
+impl<'a> DeliveryMessage<'a> {
+    pub fn parse(body: &'a str) -> Result<Self, MessageError> {
+        let message: DeliveryMessage<'a> = serde_json::from_str(body)?;
+        if message.v != MESSAGE_VERSION {
+            return Err(MessageError::Version(message.v));
+        }
+        Ok(message)
+    }
+}
+
+/// Packs records of one destination into message bodies no larger than `max_bytes`.
+#[derive(Debug)]
+pub struct MessagePacker {
+    header: String,
+    body: String,
+    records: usize,
+    max_bytes: usize,
+}
+
+const FOOTER: &str = "]}";
+
+impl MessagePacker {
+    pub fn new(stream: &str, origin: Option<&str>, max_bytes: usize) -> Self {
+        #[derive(Serialize)]
+        struct Header<'a> {
+            v: u32,
+            stream: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            origin: Option<&'a str>,
+        }
+        let mut header = serde_json::to_string(&Header {
+            v: MESSAGE_VERSION,
+            stream,
+            origin,
+        })
+        .expect("a struct of strings serialises");
+        header.pop(); // the closing brace: records follow
+        header.push_str(",\"records\":[");
+        MessagePacker {
+            body: header.clone(),
+            header,
+            records: 0,
+            max_bytes,
+        }
+    }
+
+    /// The largest record that fits in a message of its own.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_bytes - self.header.len() - FOOTER.len()
+    }
+
+    /// Adds a record; returns a completed message when the record did not fit in the current one.
+    /// The caller guarantees `raw.len() <= max_record_bytes()` (see [`fit_record`]).
+    pub fn push(&mut self, raw: &str) -> Option<String> {
+        debug_assert!(raw.len() <= self.max_record_bytes());
+        let separator = usize::from(self.records > 0);
+        let completed = if self.body.len() + separator + raw.len() + FOOTER.len() > self.max_bytes {
+            self.take()
+        } else {
+            None
+        };
+        if self.records > 0 {
+            self.body.push(',');
+        }
+        self.body.push_str(raw);
+        self.records += 1;
+        completed
+    }
+
+    /// The message being filled, if it has records.
+    pub fn take(&mut self) -> Option<String> {
+        if self.records == 0 {
+            return None;
+        }
+        let mut body = std::mem::replace(&mut self.body, self.header.clone());
+        body.push_str(FOOTER);
+        self.records = 0;
+        Some(body)
+    }
+}
+
+/// Default packing limit for messages between stages.
+pub const DEFAULT_MESSAGE_BYTES: usize = SQS_MAX_MESSAGE_BYTES;
+
+/// Where the full copy of a stubbed record lives.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordLocation<'a> {
+    pub bucket: Option<&'a str>,
+    pub key: Option<&'a str>,
+    pub index: usize,
+}
+
+/// The record as it will be delivered: itself when deliverable, else a stub.
+pub fn fit_record<'r>(
+    record: &Record<'r>,
+    location: RecordLocation<'_>,
+    max_bytes: usize,
+) -> Cow<'r, str> {
+    let limit = max_bytes.min(CLOUDTRAIL_CWL_MAX_EVENT_BYTES);
+    if record.raw().len() <= limit {
+        Cow::Borrowed(record.raw())
+    } else {
+        Cow::Owned(stub(record, location))
+    }
+}
+
+/// A marked, truncated stand-in for a record too large to deliver (CloudTrail would drop it):
+/// the identifying fields, the original size, and where the full record is.
+pub fn stub(record: &Record<'_>, location: RecordLocation<'_>) -> String {
+    let f = &record.fields;
+    let stub = serde_json::json!({
+        "trailwatchTruncated": true,
+        "originalBytes": record.raw().len(),
+        "eventVersion": f.event_version,
+        "eventID": f.event_id,
+        "eventTime": f.event_time,
+        "eventSource": f.event_source,
+        "eventName": f.event_name,
+        "awsRegion": f.aws_region,
+        "recipientAccountId": f.recipient_account_id,
+        "userIdentity": {"arn": record.user_identity_arn()},
+        "errorCode": f.error_code,
+        "eventCategory": record.category().as_str(),
+        "fullRecord": {
+            "bucket": location.bucket,
+            "key": location.key,
+            "recordIndex": location.index,
+        },
+    });
+    stub.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_messages_round_trip_records_verbatim() {
+        let mut packer = MessagePacker::new("1_CloudTrail_us-east-1", Some("s3://b/k"), 200);
+        let records = [r#"{"eventID":"a", "x" : 1}"#, r#"{"eventID":"b","y":[1,2]}"#];
+        let mut bodies: Vec<String> = records.iter().filter_map(|r| packer.push(r)).collect();
+        bodies.extend(packer.take());
+        assert_eq!(bodies.len(), 1);
+        let message = DeliveryMessage::parse(&bodies[0]).unwrap();
+        assert_eq!(message.stream, "1_CloudTrail_us-east-1");
+        assert_eq!(message.origin.as_deref(), Some("s3://b/k"));
+        let got: Vec<&str> = message.records.iter().map(|r| r.get()).collect();
+        assert_eq!(got, records);
+    }
+
+    #[test]
+    fn no_message_exceeds_the_limit_and_none_is_lost() {
+        let limit = 300;
+        let mut packer = MessagePacker::new("s", None, limit);
+        let records: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"eventID":"{i}","pad":"{}"}}"#, "x".repeat(i % 37)))
+            .collect();
+        let mut bodies: Vec<String> = records.iter().filter_map(|r| packer.push(r)).collect();
+        bodies.extend(packer.take());
+        let mut seen = Vec::new();
+        for body in &bodies {
+            assert!(body.len() <= limit, "{} > {limit}", body.len());
+            let m = DeliveryMessage::parse(body).unwrap();
+            seen.extend(m.records.iter().map(|r| r.get().to_owned()));
+        }
+        assert_eq!(seen, records);
+    }
+
+    #[test]
+    fn oversized_records_become_stubs_that_point_at_the_original() {
+        let big = format!(
+            r#"{{"eventID":"e1","eventTime":"2024-01-01T00:00:00Z","eventSource":"s3.amazonaws.com","eventName":"PutObject","userIdentity":{{"arn":"arn:aws:iam::1:user/u"}},"errorCode":"X","requestParameters":{{"p":"{}"}}}}"#,
+            "y".repeat(300 * 1024)
+        );
+        let record = Record::parse(&big).unwrap();
+        let location = RecordLocation {
+            bucket: Some("b"),
+            key: Some("k.json.gz"),
+            index: 7,
+        };
+        let fitted = fit_record(&record, location, DEFAULT_MESSAGE_BYTES - 100);
+        let stub: serde_json::Value = serde_json::from_str(&fitted).unwrap();
+        assert_eq!(stub["trailwatchTruncated"], true);
+        assert_eq!(stub["eventID"], "e1");
+        assert_eq!(stub["userIdentity"]["arn"], "arn:aws:iam::1:user/u");
+        assert_eq!(stub["errorCode"], "X");
+        assert_eq!(stub["fullRecord"]["key"], "k.json.gz");
+        assert_eq!(stub["fullRecord"]["recordIndex"], 7);
+        assert_eq!(stub["originalBytes"], big.len());
+        let small = Record::parse(r#"{"eventID":"s"}"#).unwrap();
+        assert!(matches!(fit_record(&small, location, 1000), Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,225 @@
+//! Deliver: selected records into a CloudWatch Logs log group, one stream per account and
+//! region, within every PutLogEvents limit, with nothing lost.
+//!
+//! [`deliver_messages`] takes the messages of one invocation, plans batches per stream
+//! ([`plan`]), writes them through a [`LogSink`], and reports which messages must come back
+//! (a batch that was not confirmed, an event that may be accepted later) and which records
+//! were set aside for good, with the reason.
+
+pub mod limits;
+pub mod message;
+pub mod plan;
+pub mod stream;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+pub use limits::BatchLimits;
+pub use message::{DeliveryMessage, MessagePacker, RecordLocation};
+pub use plan::{plan_batches, LogEvent, Plan, Rejection};
+pub use stream::stream_name;
+
+use crate::record::Record;
+
+/// What CloudWatch Logs reported as not accepted in a successful call, with exclusive end
+/// indices into the batch (`tooOldLogEventEndIndex` and `expiredLogEventEndIndex` are exclusive
+/// ends, `tooNewLogEventStartIndex` an inclusive start). Adapters normalise to this.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RejectedRanges {
+    pub too_new_start: Option<usize>,
+    pub too_old_end: Option<usize>,
+    pub expired_end: Option<usize>,
+}
+
+impl RejectedRanges {
+    /// The rejection of the event at `index` of the batch, if any.
+    pub fn of(&self, index: usize) -> Option<Rejection> {
+        if self.too_old_end.is_some_and(|end| index < end) {
+            Some(Rejection::TooOld)
+        } else if self.expired_end.is_some_and(|end| index < end) {
+            Some(Rejection::Expired)
+        } else if self.too_new_start.is_some_and(|start| index >= start) {
+            Some(Rejection::TooNew)
+        } else {
+            None
+        }
+    }
+}
+
+/// A failed write, and whether trying again could succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub retryable: bool,
+    pub message: String,
+}
+
+/// Where delivered events go: CloudWatch Logs in Lambda, files in the local CLI.
+pub trait LogSink {
+    /// Writes one planned batch (sorted, within limits) to `stream`, creating the group and
+    /// stream when missing.
+    fn put_batch(
+        &self,
+        stream: &str,
+        events: &[LogEvent<'_>],
+    ) -> impl Future<Output = Result<RejectedRanges, SinkError>> + Send;
+}
+
+/// A message received by the deliver stage.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    pub id: &'a str,
+    pub body: &'a str,
+}
+
+/// A record or message set aside for good, with why and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    pub message_id: String,
+    /// Index of the record in the message, when the problem is one record.
+    pub record_index: Option<usize>,
+    pub event_id: Option<String>,
+    pub reason: String,
+}
+
+/// What one delivery run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Messages SQS must redeliver (batch-item failures).
+    pub retry: BTreeSet<String>,
+    pub set_aside: Vec<SetAside>,
+    pub records_received: usize,
+    pub delivered: usize,
+    pub duplicates: usize,
+    pub put_calls: usize,
+    pub failed_calls: usize,
+    /// Rejections by reason (before the call and as reported by CloudWatch Logs).
+    pub rejected: BTreeMap<&'static str, usize>,
+}
+
+struct Pending<'a> {
+    message: usize,
+    record_index: usize,
+    event: LogEvent<'a>,
+}
+
+/// Delivers the records of `messages`, planning with `limits` at time `now_ms`.
+pub async fn deliver_messages<S: LogSink>(
+    sink: &S,
+    messages: &[Inbound<'_>],
+    now_ms: i64,
+    retention_days: Option<u32>,
+    limits: &BatchLimits,
+) -> DeliveryReport {
+    let mut report = DeliveryReport::default();
+    let mut streams: BTreeMap<String, Vec<Pending<'_>>> = BTreeMap::new();
+    let parsed: Vec<Option<DeliveryMessage<'_>>> = messages
+        .iter()
+        .map(|m| match DeliveryMessage::parse(m.body) {
+            Ok(parsed) => Some(parsed),
+            Err(e) => {
+                // Not ours, or corrupted: retrying cannot fix it, so it is reported as failed
+                // until SQS moves it to the dead-letter queue, where it stays inspectable.
+                report.retry.insert(m.id.to_owned());
+                report.set_aside.push(SetAside {
+                    message_id: m.id.to_owned(),
+                    record_index: None,
+                    event_id: None,
+                    reason: e.to_string(),
+                });
+                None
+            }
+        })
+        .collect();
+    for (m, message) in parsed.iter().enumerate() {
+        let Some(message) = message else { continue };
+        for (record_index, raw) in message.records.iter().enumerate() {
+            report.records_received += 1;
+            let parsed = Record::parse(raw.get())
+                .and_then(|record| Ok((record.event_time_ms()?, record.event_id_ref())));
+            match parsed {
+                Ok((timestamp_ms, event_id)) => streams
+                    .entry(message.stream.to_string())
+                    .or_default()
+                    .push(Pending {
+                        message: m,
+                        record_index,
+                        event: LogEvent {
+                            timestamp_ms,
+                            message: raw.get(),
+                            event_id,
+                        },
+                    }),
+                Err(e) => set_aside(&mut report, messages[m].id, record_index, None, e),
+            }
+        }
+    }
+    for (stream, pending) in &streams {
+        let events: Vec<LogEvent<'_>> = pending.iter().map(|p| p.event).collect();
+        let plan = plan_batches(&events, now_ms, retention_days, limits);
+        report.duplicates += plan.duplicates.len();
+        for &(i, rejection) in &plan.rejected {
+            reject(&mut report, messages, &pending[i], rejection);
+        }
+        for batch in &plan.batches {
+            let batch_events: Vec<LogEvent<'_>> = batch.iter().map(|&i| events[i]).collect();
+            report.put_calls += 1;
+            match sink.put_batch(stream, &batch_events).await {
+                Ok(rejected) => {
+                    for (position, &i) in batch.iter().enumerate() {
+                        match rejected.of(position) {
+                            Some(rejection) => reject(&mut report, messages, &pending[i], rejection),
+                            None => report.delivered += 1,
+                        }
+                    }
+                }
+                Err(e) => {
+                    report.failed_calls += 1;
+                    for &i in batch {
+                        report.retry.insert(messages[pending[i].message].id.to_owned());
+                    }
+                    if !e.retryable {
+                        report.set_aside.push(SetAside {
+                            message_id: messages[pending[batch[0]].message].id.to_owned(),
+                            record_index: None,
+                            event_id: None,
+                            reason: format!("PutLogEvents to {stream} failed: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    report
+}
+
+fn reject(report: &mut DeliveryReport, messages: &[Inbound<'_>], p: &Pending<'_>, why: Rejection) {
+    *report.rejected.entry(why.as_str()).or_default() += 1;
+    let id = messages[p.message].id;
+    if why.is_retryable() {
+        report.retry.insert(id.to_owned());
+    } else {
+        set_aside(
+            report,
+            id,
+            p.record_index,
+            p.event.event_id,
+            format!("CloudWatch Logs does not accept it: {}", why.as_str()),
+        );
+    }
+}
+
+fn set_aside(
+    report: &mut DeliveryReport,
+    message_id: &str,
+    record_index: usize,
+    event_id: Option<&str>,
+    reason: impl ToString,
+) {
+    report.set_aside.push(SetAside {
+        message_id: message_id.to_owned(),
+        record_index: Some(record_index),
+        event_id: event_id.map(str::to_owned),
+        reason: reason.to_string(),
+    });
+}

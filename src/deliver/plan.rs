@@ -1,0 +1,213 @@
+//! Batch planning for PutLogEvents: pure, limits as parameters.
+//!
+//! Events of one stream are screened (too old, too new, too large, duplicate eventID) before
+//! any call, sorted by timestamp, and cut greedily into batches that obey every limit. On
+//! sorted input, greedy cutting yields the fewest batches any contiguous split can, so the
+//! number of PutLogEvents calls is the minimum the limits allow.
+
+use std::collections::HashSet;
+
+use super::limits::{BatchLimits, PUT_LOG_EVENTS_MAX_AGE_MS, PUT_LOG_EVENTS_MAX_FUTURE_MS};
+use crate::time::MS_PER_DAY;
+
+/// One event to deliver: its timestamp, its message, its eventID when known.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEvent<'a> {
+    pub timestamp_ms: i64,
+    pub message: &'a str,
+    pub event_id: Option<&'a str>,
+}
+
+/// Why an event is not put in any batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// More than 14 days old: CloudWatch Logs will never accept it. Permanent.
+    TooOld,
+    /// Older than the log group's retention: CloudWatch Logs will never accept it. Permanent.
+    Expired,
+    /// More than 2 hours ahead of now: may be accepted later. Retryable.
+    TooNew,
+    /// Larger than a whole batch may be. Permanent (the select stage stubs such records).
+    TooLarge,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::TooOld => "too_old",
+            Rejection::Expired => "expired",
+            Rejection::TooNew => "too_new",
+            Rejection::TooLarge => "too_large",
+        }
+    }
+
+    /// Whether waiting and trying again could succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Rejection::TooNew)
+    }
+}
+
+/// The plan for one stream: batches of indices into the input, in call order.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub batches: Vec<Vec<usize>>,
+    pub rejected: Vec<(usize, Rejection)>,
+    /// Later copies of an eventID already planned.
+    pub duplicates: Vec<usize>,
+}
+
+/// Plans the delivery of `events` at time `now_ms` to a group with `retention_days`.
+pub fn plan_batches(
+    events: &[LogEvent<'_>],
+    now_ms: i64,
+    retention_days: Option<u32>,
+    limits: &BatchLimits,
+) -> Plan {
+    let mut plan = Plan::default();
+    let oldest_allowed = now_ms - PUT_LOG_EVENTS_MAX_AGE_MS;
+    let retention_floor = retention_days.map(|d| now_ms - i64::from(d) * MS_PER_DAY);
+    let newest_allowed = now_ms + PUT_LOG_EVENTS_MAX_FUTURE_MS;
+    let mut seen: HashSet<&str> = HashSet::with_capacity(events.len());
+    let mut accepted: Vec<usize> = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let rejection = if event.message.len() + limits.event_overhead > limits.max_bytes {
+            Some(Rejection::TooLarge)
+        } else if event.timestamp_ms < oldest_allowed {
+            Some(Rejection::TooOld)
+        } else if retention_floor.is_some_and(|floor| event.timestamp_ms < floor) {
+            Some(Rejection::Expired)
+        } else if event.timestamp_ms > newest_allowed {
+            Some(Rejection::TooNew)
+        } else {
+            None
+        };
+        if let Some(r) = rejection {
+            plan.rejected.push((i, r));
+        } else if event.event_id.is_some_and(|id| !seen.insert(id)) {
+            plan.duplicates.push(i);
+        } else {
+            accepted.push(i);
+        }
+    }
+    accepted.sort_by_key(|&i| events[i].timestamp_ms);
+
+    let mut batch: Vec<usize> = Vec::new();
+    let mut bytes = 0usize;
+    for i in accepted {
+        let event = &events[i];
+        let cost = event.message.len() + limits.event_overhead;
+        let full = batch.len() == limits.max_events
+            || bytes + cost > limits.max_bytes
+            || batch
+                .first()
+                .is_some_and(|&f| event.timestamp_ms - events[f].timestamp_ms > limits.max_span_ms);
+        if full {
+            plan.batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        batch.push(i);
+        bytes += cost;
+    }
+    if !batch.is_empty() {
+        plan.batches.push(batch);
+    }
+    plan
+}
+
+/// The fewest batches any plan could use for these accepted events: the larger of the count
+/// bound and the byte bound (a lower bound; the span rule can only add batches).
+pub fn minimum_batches(events: &[LogEvent<'_>], limits: &BatchLimits) -> usize {
+    let bytes: usize = events
+        .iter()
+        .map(|e| e.message.len() + limits.event_overhead)
+        .sum();
+    events
+        .len()
+        .div_ceil(limits.max_events)
+        .max(bytes.div_ceil(limits.max_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::MS_PER_HOUR;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn event(t: i64, message: &str) -> LogEvent<'_> {
+        LogEvent {
+            timestamp_ms: t,
+            message,
+            event_id: None,
+        }
+    }
+
+    #[test]
+    fn batches_are_sorted_by_timestamp() {
+        let events = [event(NOW - 3, "c"), event(NOW - 9, "a"), event(NOW - 5, "b")];
+        let plan = plan_batches(&events, NOW, None, &BatchLimits::default());
+        assert_eq!(plan.batches, vec![vec![1, 2, 0]]);
+    }
+
+    #[test]
+    fn events_outside_the_accepted_window_are_rejected_before_the_call() {
+        let events = [
+            event(NOW - 15 * MS_PER_DAY, "old"),
+            event(NOW + 3 * MS_PER_HOUR, "new"),
+            event(NOW, "ok"),
+            event(NOW - 4 * MS_PER_DAY, "expired under 3-day retention"),
+        ];
+        let plan = plan_batches(&events, NOW, Some(3), &BatchLimits::default());
+        assert_eq!(plan.batches, vec![vec![2]]);
+        assert_eq!(
+            plan.rejected,
+            vec![
+                (0, Rejection::TooOld),
+                (1, Rejection::TooNew),
+                (3, Rejection::Expired)
+            ]
+        );
+        assert!(Rejection::TooNew.is_retryable() && !Rejection::TooOld.is_retryable());
+    }
+
+    #[test]
+    fn repeated_event_ids_are_planned_once() {
+        let mut events = vec![event(NOW, "a"), event(NOW, "a again"), event(NOW, "b")];
+        events[0].event_id = Some("id-1");
+        events[1].event_id = Some("id-1");
+        events[2].event_id = Some("id-2");
+        let plan = plan_batches(&events, NOW, None, &BatchLimits::default());
+        assert_eq!(plan.batches, vec![vec![0, 2]]);
+        assert_eq!(plan.duplicates, vec![1]);
+    }
+
+    #[test]
+    fn a_batch_never_spans_more_than_the_limit() {
+        let events = [
+            event(NOW - 10 * MS_PER_DAY, "a"),
+            event(NOW - 10 * MS_PER_DAY + 24 * MS_PER_HOUR, "b"),
+            event(NOW - 10 * MS_PER_DAY + 24 * MS_PER_HOUR + 1, "c"),
+        ];
+        let plan = plan_batches(&events, NOW, None, &BatchLimits::default());
+        assert_eq!(plan.batches, vec![vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn counts_and_bytes_cut_batches_at_exactly_the_limit() {
+        let limits = BatchLimits {
+            max_events: 3,
+            max_bytes: 3 * (4 + 26),
+            ..BatchLimits::default()
+        };
+        let events: Vec<_> = (0..7).map(|i| event(NOW + i, "abcd")).collect();
+        let plan = plan_batches(&events, NOW, None, &limits);
+        assert_eq!(plan.batches, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+        let limits = BatchLimits {
+            max_bytes: 2 * (4 + 26),
+            ..limits
+        };
+        let plan = plan_batches(&events, NOW, None, &limits);
+        assert_eq!(plan.batches.len(), 4);
+        assert_eq!(plan.batches.len(), minimum_batches(&events, &limits));
+    }
+}
