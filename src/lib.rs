@@ -10,3 +10,6 @@ pub mod select;
 pub mod time;
 pub mod deliver;
 pub mod forward;
+pub mod pipeline;
+pub mod local;
+pub mod replay;

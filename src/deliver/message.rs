@@ -1,7 +1,7 @@
 //! The message the select stage sends the deliver stage: records for one log stream, exactly
 //! as received, packed up to the SQS message limit.
 //!
-//! `{"v":1,"stream":"<name>","origin":"s3://bucket/key","records":[<record>,<record>]}`
+//! `{"v":1,"stream":"<name>","records":[<record>,<record>]}`
 //!
 //! Records are embedded verbatim (never re-serialised), so the deliver stage writes the bytes
 //! CloudTrail wrote. A record too large to deliver is replaced by a marked stub (see [`stub`]).
@@ -22,8 +22,6 @@ pub struct DeliveryMessage<'a> {
     pub v: u32,
     #[serde(borrow)]
     pub stream: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub origin: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub records: Vec<&'a RawValue>,
 }
@@ -58,18 +56,15 @@ pub struct MessagePacker {
 const FOOTER: &str = "]}";
 
 impl MessagePacker {
-    pub fn new(stream: &str, origin: Option<&str>, max_bytes: usize) -> Self {
+    pub fn new(stream: &str, max_bytes: usize) -> Self {
         #[derive(Serialize)]
         struct Header<'a> {
             v: u32,
             stream: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            origin: Option<&'a str>,
         }
         let mut header = serde_json::to_string(&Header {
             v: MESSAGE_VERSION,
             stream,
-            origin,
         })
         .expect("a struct of strings serialises");
         header.pop(); // the closing brace: records follow
@@ -174,14 +169,13 @@ mod tests {
 
     #[test]
     fn packed_messages_round_trip_records_verbatim() {
-        let mut packer = MessagePacker::new("1_CloudTrail_us-east-1", Some("s3://b/k"), 200);
+        let mut packer = MessagePacker::new("1_CloudTrail_us-east-1", 200);
         let records = [r#"{"eventID":"a", "x" : 1}"#, r#"{"eventID":"b","y":[1,2]}"#];
         let mut bodies: Vec<String> = records.iter().filter_map(|r| packer.push(r)).collect();
         bodies.extend(packer.take());
         assert_eq!(bodies.len(), 1);
         let message = DeliveryMessage::parse(&bodies[0]).unwrap();
         assert_eq!(message.stream, "1_CloudTrail_us-east-1");
-        assert_eq!(message.origin.as_deref(), Some("s3://b/k"));
         let got: Vec<&str> = message.records.iter().map(|r| r.get()).collect();
         assert_eq!(got, records);
     }
@@ -189,7 +183,7 @@ mod tests {
     #[test]
     fn no_message_exceeds_the_limit_and_none_is_lost() {
         let limit = 300;
-        let mut packer = MessagePacker::new("s", None, limit);
+        let mut packer = MessagePacker::new("s", limit);
         let records: Vec<String> = (0..100)
             .map(|i| format!(r#"{{"eventID":"{i}","pad":"{}"}}"#, "x".repeat(i % 37)))
             .collect();

@@ -90,6 +90,7 @@ pub struct DeliveryReport {
     pub set_aside: Vec<SetAside>,
     pub records_received: usize,
     pub delivered: usize,
+    pub delivered_per_stream: BTreeMap<String, usize>,
     pub duplicates: usize,
     pub put_calls: usize,
     pub failed_calls: usize,
@@ -169,7 +170,13 @@ pub async fn deliver_messages<S: LogSink>(
                     for (position, &i) in batch.iter().enumerate() {
                         match rejected.of(position) {
                             Some(rejection) => reject(&mut report, messages, &pending[i], rejection),
-                            None => report.delivered += 1,
+                            None => {
+                                report.delivered += 1;
+                                *report
+                                    .delivered_per_stream
+                                    .entry(stream.clone())
+                                    .or_default() += 1;
+                            }
                         }
                     }
                 }

@@ -180,7 +180,14 @@ impl LogFileDecoder {
             });
         }
         splitter.items.clear();
-        splitter.done.clear();
+        // Keep the bytes of a record still being read; everything before it was handed over.
+        let partial_from = if splitter.state == State::Item {
+            splitter.current_start
+        } else {
+            splitter.done.len()
+        };
+        splitter.done.drain(..partial_from);
+        splitter.current_start = 0;
     }
 
     /// Decompressed bytes seen so far.
