@@ -39,7 +39,9 @@ pub struct RecordFields<'a> {
     pub event_type: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub event_category: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "flexible_bool")]
     pub read_only: Option<bool>,
+    #[serde(default, deserialize_with = "flexible_bool")]
     pub management_event: Option<bool>,
     #[serde(borrow)]
     pub recipient_account_id: Option<Cow<'a, str>>,
@@ -47,7 +49,7 @@ pub struct RecordFields<'a> {
     pub error_code: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub user_agent: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "flexible_str")]
     pub session_credential_from_console: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub vpc_endpoint_id: Option<Cow<'a, str>>,
@@ -55,7 +57,7 @@ pub struct RecordFields<'a> {
     pub shared_event_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub user_identity: Option<UserIdentity<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "resources")]
     pub resources: Option<Vec<Resource<'a>>>,
     #[serde(borrow)]
     pub insight_details: Option<&'a serde_json::value::RawValue>,
@@ -83,6 +85,85 @@ pub struct Resource<'a> {
     pub account_id: Option<Cow<'a, str>>,
     #[serde(borrow, rename = "type")]
     pub resource_type: Option<Cow<'a, str>>,
+}
+
+// Real records pass through exports and SIEM pipelines that rewrite a few types: booleans as
+// "true"/"false" strings, `sessionCredentialFromConsole` as a boolean, stray non-object entries
+// in `resources`. These readers accept both spellings so such records are still processed;
+// the raw bytes, which are what gets delivered, are untouched either way.
+
+fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a boolean or \"true\"/\"false\"")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v {
+                _ if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+                _ if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+                _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+            }
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn flexible_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a boolean")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(if v { "true" } else { "false" })))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn resources<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<Resource<'de>>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Slot<'a> {
+        Resource(#[serde(borrow)] Resource<'a>),
+        Other(serde::de::IgnoredAny),
+    }
+    let slots: Option<Vec<Slot<'de>>> = Option::deserialize(d)?;
+    Ok(slots.map(|slots| {
+        slots
+            .into_iter()
+            .filter_map(|slot| match slot {
+                Slot::Resource(r) => Some(r),
+                Slot::Other(_) => None,
+            })
+            .collect()
+    }))
 }
 
 /// Why a record could not be read. The caller adds where it was (file, index).

@@ -12,7 +12,10 @@ pub const MS_PER_MINUTE: i64 = 60_000;
 pub const MS_PER_HOUR: i64 = 60 * MS_PER_MINUTE;
 pub const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (optionally `+00:00`) into epoch milliseconds.
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` into epoch milliseconds. Also accepted, because
+/// exports and SIEMs rewrite CloudTrail times that way: a space instead of `T`, `+00:00`
+/// instead of `Z`, and no zone at all (CloudTrail times are always UTC). Other offsets are
+/// refused rather than guessed.
 pub fn parse_event_time(text: &str) -> Result<i64, EventTimeError> {
     parse(text.as_bytes()).ok_or_else(|| EventTimeError {
         text: text.chars().take(64).collect(),
@@ -20,7 +23,7 @@ pub fn parse_event_time(text: &str) -> Result<i64, EventTimeError> {
 }
 
 fn parse(b: &[u8]) -> Option<i64> {
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b' ') || b[13] != b':' {
         return None;
     }
     if b[16] != b':' {
@@ -51,7 +54,7 @@ fn parse(b: &[u8]) -> Option<i64> {
         }
         rest = &fraction[digits..];
     }
-    if rest != b"Z" && rest != b"+00:00" {
+    if !rest.is_empty() && rest != b"Z" && rest != b"+00:00" {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -116,6 +119,9 @@ mod tests {
             parse_event_time("2024-02-29T23:59:59+00:00"),
             Ok(1_709_251_199_000)
         );
+        for export in ["2024-02-29 23:59:59", "2024-02-29 23:59:59Z", "2024-02-29 23:59:59.000000000"] {
+            assert_eq!(parse_event_time(export), Ok(1_709_251_199_000), "{export}");
+        }
     }
 
     #[test]
@@ -123,11 +129,11 @@ mod tests {
         for bad in [
             "",
             "2023-07-10",
-            "2023-07-10 11:47:39Z",
             "2023-13-10T11:47:39Z",
-            "2023-07-10T11:47:39",
             "2023-07-10T11:47:39+02:00",
             "2023-07-10T11:47:39.Z",
+            "2023-07-10T11:47",
+            "redacted",
             "２023-07-10T11:47:39Z",
         ] {
             assert!(parse_event_time(bad).is_err(), "{bad} accepted");
