@@ -2,14 +2,38 @@
 //! selectors.
 //!
 //! The configuration is what users already have (`aws cloudtrail get-event-selectors` output,
-//! plus trail properties as `describe-trails` names them); it is validated, then compiled once
-//! into a [`Matcher`] that decides each record.
+//! plus trail properties as `describe-trails` names them); it is validated like
+//! PutEventSelectors validates it ([`validate`]), then compiled once into a [`Matcher`] that
+//! decides each record. [`interpret`] decides the same way by walking the configuration
+//! directly; it is the reference the compiled matcher is tested and benchmarked against.
+//!
+//! A record goes through three gates, in this order:
+//! 1. Insights records are never chosen by event selectors (Insights are routed elsewhere).
+//! 2. The trail's Region scope: a single-Region trail keeps its home Region only, and global
+//!    service events only when `IncludeGlobalServiceEvents` is on.
+//! 3. The selectors: kept by the first selector that matches (OR across selectors).
 
-use serde::Deserialize;
+mod compiled;
+mod dry_run;
+pub mod fields;
+mod interpret;
+pub mod model;
+pub mod reference;
+pub mod validate;
 
 use crate::record::{EventCategory, Record};
 
-/// A trail: its region scope and its selectors.
+pub use dry_run::dry_run;
+pub use interpret::interpret;
+pub use model::{
+    AdvancedSelector, BasicSelector, DataResource, FieldSelector, InsightEventCategory,
+    InsightSelector, InsightType, ReadWriteType, Selectors,
+};
+pub use validate::ConfigProblem;
+
+use compiled::Compiled;
+
+/// A trail: its Region scope and its selectors.
 #[derive(Debug, Clone)]
 pub struct TrailConfig {
     pub home_region: Option<String>,
@@ -17,6 +41,8 @@ pub struct TrailConfig {
     pub include_global_service_events: bool,
     pub is_organization_trail: bool,
     pub trail_arn: Option<String>,
+    selectors: Selectors,
+    insight_selectors: Vec<InsightSelector>,
 }
 
 /// Why a configuration was refused.
@@ -24,21 +50,25 @@ pub struct TrailConfig {
 pub enum ConfigError {
     #[error("trail configuration is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("InvalidEventSelectorsException: {0}")]
-    InvalidEventSelectors(String),
+    #[error("InvalidEventSelectorsException: {}", list_problems(.0))]
+    Invalid(Vec<ConfigProblem>),
+    #[error("dry-run request is malformed: {0}")]
+    Request(String),
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TrailDocument {
-    home_region: Option<String>,
-    is_multi_region_trail: Option<bool>,
-    include_global_service_events: Option<bool>,
-    is_organization_trail: Option<bool>,
-    #[serde(rename = "TrailARN")]
-    trail_arn: Option<String>,
-    event_selectors: Option<serde_json::Value>,
-    advanced_event_selectors: Option<serde_json::Value>,
+fn list_problems(problems: &[ConfigProblem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    format!("{} problem(s): {}", problems.len(), lines.join("; "))
+}
+
+impl ConfigError {
+    /// Every problem found (one for JSON and request errors).
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        match self {
+            ConfigError::Invalid(problems) => problems.clone(),
+            other => vec![ConfigProblem::new("configuration", other.to_string())],
+        }
+    }
 }
 
 impl Default for TrailConfig {
@@ -51,20 +81,25 @@ impl Default for TrailConfig {
             include_global_service_events: true,
             is_organization_trail: false,
             trail_arn: None,
+            selectors: Selectors::Default,
+            insight_selectors: Vec::new(),
         }
     }
 }
 
 impl TrailConfig {
+    /// Reads and validates a configuration; every problem is reported in [`ConfigError::Invalid`].
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let doc: TrailDocument = serde_json::from_str(text)?;
-        if doc.event_selectors.is_some() || doc.advanced_event_selectors.is_some() {
-            return Err(ConfigError::InvalidEventSelectors(
-                "event selectors are not supported by this build".into(),
-            ));
-        }
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        Self::from_value(&value)
+    }
+
+    /// As [`TrailConfig::from_json`], from an already parsed document.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let doc = model::read_document(value, &mut problems);
         let defaults = TrailConfig::default();
-        Ok(TrailConfig {
+        let config = TrailConfig {
             home_region: doc.home_region,
             is_multi_region_trail: doc
                 .is_multi_region_trail
@@ -74,36 +109,175 @@ impl TrailConfig {
                 .unwrap_or(defaults.include_global_service_events),
             is_organization_trail: doc.is_organization_trail.unwrap_or(false),
             trail_arn: doc.trail_arn,
+            selectors: doc.selectors,
+            insight_selectors: doc.insight_selectors,
+        };
+        validate::validate_selectors(&config.selectors, doc.both_kinds, &mut problems);
+        config.validate_into(&mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Problems with this configuration as it stands now (the public trail properties may have
+    /// been changed since it was read).
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        validate::validate_selectors(&self.selectors, false, &mut problems);
+        self.validate_into(&mut problems);
+        problems
+    }
+
+    fn validate_into(&self, problems: &mut Vec<ConfigProblem>) {
+        let scope = validate::TrailScope {
+            home_region: self.home_region.as_deref(),
+            trail_arn: self.trail_arn.as_deref(),
+            is_multi_region_trail: self.is_multi_region_trail,
+            include_global_service_events: self.include_global_service_events,
+        };
+        validate::validate_trail(&scope, problems);
+        validate::validate_insights(&self.insight_selectors, problems);
+    }
+
+    pub fn selectors(&self) -> &Selectors {
+        &self.selectors
+    }
+
+    /// The trail's Insights selectors (`InsightSelectors`); empty when Insights are off.
+    pub fn insight_selectors(&self) -> &[InsightSelector] {
+        &self.insight_selectors
+    }
+
+    /// The home Region: `HomeRegion`, else the Region in `TrailARN`.
+    pub fn effective_home_region(&self) -> Option<&str> {
+        self.home_region.as_deref().or_else(|| {
+            self.trail_arn
+                .as_deref()
+                .and_then(validate::trail_arn_region)
         })
     }
 
+    pub(crate) fn region_scope(&self) -> RegionScope {
+        RegionScope {
+            home_region: self.effective_home_region().map(str::to_string),
+            is_multi_region_trail: self.is_multi_region_trail,
+            include_global_service_events: self.include_global_service_events,
+        }
+    }
+
+    /// Compiles the selectors once; the matcher then decides each record.
     pub fn compile(&self) -> Matcher {
-        Matcher {}
+        let labels = match &self.selectors {
+            Selectors::Default => Vec::new(),
+            Selectors::Basic(list) => (0..list.len())
+                .map(|i| (format!("EventSelectors[{i}]"), None))
+                .collect(),
+            Selectors::Advanced(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("AdvancedEventSelectors[{i}]"), s.name.clone()))
+                .collect(),
+        };
+        Matcher {
+            scope: self.region_scope(),
+            compiled: Compiled::new(&self.selectors),
+            labels,
+        }
+    }
+}
+
+/// The Region part of a trail, shared by the compiled matcher and the interpreter.
+#[derive(Debug, Clone)]
+pub(crate) struct RegionScope {
+    home_region: Option<String>,
+    is_multi_region_trail: bool,
+    include_global_service_events: bool,
+}
+
+/// Services whose events are global: recorded in us-east-1 and delivered only to trails that
+/// include global service events. STS is left out: its events from the global endpoint and
+/// from the us-east-1 regional endpoint look alike in the fields we read, and dropping a
+/// regional STS call would lose audit evidence, so STS is treated as regional (kept).
+const GLOBAL_SERVICE_SOURCES: [&str; 2] = ["iam.amazonaws.com", "cloudfront.amazonaws.com"];
+
+impl RegionScope {
+    /// Gates 1 and 2 of the module doc; `None` when the record reaches the selectors.
+    pub(crate) fn drop_reason(&self, record: &Record<'_>) -> Option<DropReason> {
+        if record.category() == EventCategory::Insight {
+            return Some(DropReason::InsightRecord);
+        }
+        if !self.is_multi_region_trail {
+            // A record without awsRegion cannot be placed; it is kept rather than lost.
+            if let (Some(home), Some(region)) = (self.home_region.as_deref(), record.aws_region()) {
+                if home != region {
+                    return Some(DropReason::OutsideTrailRegion);
+                }
+            }
+        }
+        if !self.include_global_service_events
+            && record
+                .event_source()
+                .is_some_and(|s| GLOBAL_SERVICE_SOURCES.contains(&s))
+        {
+            return Some(DropReason::GlobalServiceEventsExcluded);
+        }
+        None
     }
 }
 
 /// A compiled trail configuration.
 #[derive(Debug, Clone)]
-pub struct Matcher {}
+pub struct Matcher {
+    scope: RegionScope,
+    compiled: Compiled,
+    /// Per selector: its place in the configuration and its `Name`, if any.
+    labels: Vec<(String, Option<String>)>,
+}
 
 /// The decision for one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Kept by the selector at this index (None: the default trail's implicit selector).
-    Keep { selector: Option<usize> },
+    Keep {
+        selector: Option<usize>,
+    },
     Drop(DropReason),
 }
 
+impl Verdict {
+    pub fn is_keep(self) -> bool {
+        matches!(self, Verdict::Keep { .. })
+    }
+}
+
 /// Why a record was not kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
+    /// An Insights record: event selectors never choose these; Insights have their own route.
+    InsightRecord,
+    /// A single-Region trail and a record from another Region.
+    OutsideTrailRegion,
+    /// A global service event (IAM, CloudFront) on a trail without global service events.
+    GlobalServiceEventsExcluded,
     /// No selector matches it.
     NotSelected,
 }
 
 impl DropReason {
+    pub const ALL: [DropReason; 4] = [
+        DropReason::InsightRecord,
+        DropReason::OutsideTrailRegion,
+        DropReason::GlobalServiceEventsExcluded,
+        DropReason::NotSelected,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            DropReason::InsightRecord => "insight_record",
+            DropReason::OutsideTrailRegion => "outside_trail_region",
+            DropReason::GlobalServiceEventsExcluded => "global_service_events_excluded",
             DropReason::NotSelected => "not_selected",
         }
     }
@@ -111,9 +285,104 @@ impl DropReason {
 
 impl Matcher {
     pub fn evaluate(&self, record: &Record<'_>) -> Verdict {
-        match record.category() {
-            EventCategory::Management => Verdict::Keep { selector: None },
-            _ => Verdict::Drop(DropReason::NotSelected),
+        if let Some(reason) = self.scope.drop_reason(record) {
+            return Verdict::Drop(reason);
         }
+        self.compiled.evaluate(record)
+    }
+
+    /// Number of selectors (0 for the default trail, whose implicit selector has no index).
+    pub fn selector_count(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The `Name` of an advanced selector, if it has one.
+    pub fn selector_name(&self, index: usize) -> Option<&str> {
+        self.labels.get(index)?.1.as_deref()
+    }
+
+    /// A label for reports: the selector's `Name`, else its place in the configuration; for
+    /// `None` (the default trail), a description of CloudTrail's default.
+    pub fn selector_label(&self, index: Option<usize>) -> String {
+        match index.and_then(|i| self.labels.get(i)) {
+            Some((place, Some(name))) => format!("{place} \"{name}\""),
+            Some((place, None)) => place.clone(),
+            None => "default trail (all management events)".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(json: &str) -> Record<'_> {
+        Record::parse(json).expect("test record parses")
+    }
+
+    #[test]
+    fn default_trail_keeps_management_and_drops_data() {
+        let m = TrailConfig::default().compile();
+        let mgmt = r#"{"eventCategory":"Management","eventSource":"ec2.amazonaws.com","awsRegion":"eu-west-1"}"#;
+        let data =
+            r#"{"eventCategory":"Data","eventSource":"s3.amazonaws.com","awsRegion":"eu-west-1"}"#;
+        assert_eq!(m.evaluate(&record(mgmt)), Verdict::Keep { selector: None });
+        assert_eq!(
+            m.evaluate(&record(data)),
+            Verdict::Drop(DropReason::NotSelected)
+        );
+    }
+
+    #[test]
+    fn insights_records_have_their_own_drop_reason() {
+        let m = TrailConfig::default().compile();
+        let insight = r#"{"eventType":"AwsCloudTrailInsight","eventCategory":"Insight","awsRegion":"us-east-1"}"#;
+        assert_eq!(
+            m.evaluate(&record(insight)),
+            Verdict::Drop(DropReason::InsightRecord)
+        );
+    }
+
+    #[test]
+    fn single_region_trail_outside_us_east_1_drops_global_events_by_region() {
+        let config = TrailConfig::from_json(
+            r#"{"TrailARN":"arn:aws:cloudtrail:eu-west-1:123456789012:trail/t","IsMultiRegionTrail":false,"IncludeGlobalServiceEvents":true}"#,
+        )
+        .expect("valid");
+        assert_eq!(config.effective_home_region(), Some("eu-west-1"));
+        let m = config.compile();
+        let iam = r#"{"eventCategory":"Management","eventSource":"iam.amazonaws.com","awsRegion":"us-east-1"}"#;
+        let local = r#"{"eventCategory":"Management","eventSource":"ec2.amazonaws.com","awsRegion":"eu-west-1"}"#;
+        assert_eq!(
+            m.evaluate(&record(iam)),
+            Verdict::Drop(DropReason::OutsideTrailRegion)
+        );
+        assert_eq!(m.evaluate(&record(local)), Verdict::Keep { selector: None });
+    }
+
+    #[test]
+    fn single_region_us_east_1_trail_without_global_events_drops_iam() {
+        let config = TrailConfig::from_json(
+            r#"{"HomeRegion":"us-east-1","IsMultiRegionTrail":false,"IncludeGlobalServiceEvents":false}"#,
+        )
+        .expect("valid");
+        let m = config.compile();
+        let iam = r#"{"eventCategory":"Management","eventSource":"iam.amazonaws.com","awsRegion":"us-east-1"}"#;
+        let sts = r#"{"eventCategory":"Management","eventSource":"sts.amazonaws.com","awsRegion":"us-east-1"}"#;
+        assert_eq!(
+            m.evaluate(&record(iam)),
+            Verdict::Drop(DropReason::GlobalServiceEventsExcluded)
+        );
+        assert_eq!(m.evaluate(&record(sts)), Verdict::Keep { selector: None });
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let err = TrailConfig::from_json(
+            r#"{"IsMultiRegionTrail":true,"IncludeGlobalServiceEvents":false,
+                "EventSelectors":[{"ReadWriteType":"read-only"}]}"#,
+        )
+        .expect_err("invalid");
+        assert_eq!(err.problems().len(), 2, "{err}");
     }
 }

@@ -1,0 +1,418 @@
+//! The compiled matcher: selectors turned once into hash sets (exact values) and anchored
+//! Aho-Corasick automata (prefixes, and suffixes by walking the value backwards), so that the
+//! cost of a field test grows with the length of the record's value, not with the number of
+//! configured values (flat up to the 500-value limit).
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, StartKind};
+
+use crate::record::{EventCategory, Record};
+
+use super::fields::{
+    field_passes, read_only_value, scalar_value, Field, Operator, SelectorCategory,
+};
+use super::model::{AdvancedSelector, BasicSelector, ReadWriteType, Selectors};
+use super::reference::BASIC_RESOURCE_TYPES;
+use super::validate::{basic_value_kind, BasicValue};
+use super::{DropReason, Verdict};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    /// The default trail's implicit selector has no index.
+    default_trail: bool,
+    selectors: CompiledSelectors,
+}
+
+#[derive(Debug, Clone)]
+enum CompiledSelectors {
+    Basic(Vec<CompiledBasic>),
+    Advanced(Vec<CompiledAdvanced>),
+}
+
+impl Compiled {
+    pub(crate) fn new(selectors: &Selectors) -> Compiled {
+        match selectors {
+            Selectors::Default => Compiled {
+                default_trail: true,
+                selectors: CompiledSelectors::Basic(vec![CompiledBasic::new(
+                    &BasicSelector::default(),
+                )]),
+            },
+            Selectors::Basic(list) => Compiled {
+                default_trail: false,
+                selectors: CompiledSelectors::Basic(list.iter().map(CompiledBasic::new).collect()),
+            },
+            Selectors::Advanced(list) => Compiled {
+                default_trail: false,
+                selectors: CompiledSelectors::Advanced(
+                    list.iter().map(CompiledAdvanced::new).collect(),
+                ),
+            },
+        }
+    }
+
+    pub(crate) fn evaluate(&self, record: &Record<'_>) -> Verdict {
+        let category = record.category();
+        let kept_by = match &self.selectors {
+            CompiledSelectors::Basic(list) => list.iter().position(|s| s.matches(record, category)),
+            CompiledSelectors::Advanced(list) => {
+                let Some(category) = SelectorCategory::of_record(category) else {
+                    return Verdict::Drop(DropReason::NotSelected);
+                };
+                list.iter().position(|s| s.matches(record, category))
+            }
+        };
+        match kept_by {
+            Some(_) if self.default_trail => Verdict::Keep { selector: None },
+            Some(i) => Verdict::Keep { selector: Some(i) },
+            None => Verdict::Drop(DropReason::NotSelected),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CompiledBasic {
+    read_write_type: ReadWriteType,
+    include_management_events: bool,
+    excluded_sources: Vec<Box<str>>,
+    /// Per entry of `BASIC_RESOURCE_TYPES`: the values for that type, if any.
+    data: [Option<ValueSet>; 3],
+}
+
+impl CompiledBasic {
+    fn new(selector: &BasicSelector) -> CompiledBasic {
+        let data = BASIC_RESOURCE_TYPES.map(|resource_type| {
+            let mut builder = ValueSetBuilder::default();
+            let values = selector
+                .data_resources
+                .iter()
+                .filter(|dr| dr.resource_type == resource_type)
+                .flat_map(|dr| dr.values.iter());
+            for value in values {
+                // S3 values and "all of a type" values are prefixes; functions and tables exact.
+                match basic_value_kind(resource_type, value) {
+                    Some(BasicValue::AllOfType) => builder.prefixes.push(value),
+                    Some(BasicValue::Specific) if resource_type == "AWS::S3::Object" => {
+                        builder.prefixes.push(value)
+                    }
+                    Some(BasicValue::Specific) => builder.exact.push(value),
+                    None => {}
+                }
+            }
+            builder.build()
+        });
+        CompiledBasic {
+            read_write_type: selector.read_write_type,
+            include_management_events: selector.include_management_events,
+            excluded_sources: selector
+                .exclude_management_event_sources
+                .iter()
+                .map(|s| s.as_str().into())
+                .collect(),
+            data,
+        }
+    }
+
+    fn matches(&self, record: &Record<'_>, category: EventCategory) -> bool {
+        if !self.read_write_type.accepts(read_only_value(record)) {
+            return false;
+        }
+        match category {
+            EventCategory::Management => {
+                self.include_management_events
+                    && !record
+                        .event_source()
+                        .is_some_and(|s| self.excluded_sources.iter().any(|e| &**e == s))
+            }
+            EventCategory::Data => record.fields.resources.iter().flatten().any(|resource| {
+                let (Some(kind), Some(arn)) =
+                    (resource.resource_type.as_deref(), resource.arn.as_deref())
+                else {
+                    return false;
+                };
+                BASIC_RESOURCE_TYPES
+                    .iter()
+                    .position(|t| *t == kind)
+                    .and_then(|i| self.data[i].as_ref())
+                    .is_some_and(|set| set.matches(arn))
+            }),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CompiledAdvanced {
+    category: Option<SelectorCategory>,
+    /// `resources.type` Equals values: `resources.ARN` is tested on resources of these types.
+    resource_types: Vec<Box<str>>,
+    conditions: Vec<CompiledCondition>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledCondition {
+    field: Field,
+    has_select: bool,
+    select: Option<ValueSet>,
+    deselect: Option<ValueSet>,
+}
+
+impl CompiledAdvanced {
+    fn new(selector: &AdvancedSelector) -> CompiledAdvanced {
+        let mut category = None;
+        let mut resource_types = Vec::new();
+        let mut conditions = Vec::new();
+        for fs in &selector.field_selectors {
+            let Some(field) = Field::parse(&fs.field) else {
+                // Validation refuses unknown fields; a condition nothing passes keeps the
+                // compiled matcher equal to the interpreter if one ever got through.
+                conditions.push(CompiledCondition {
+                    field: Field::ResourcesType,
+                    has_select: true,
+                    select: None,
+                    deselect: None,
+                });
+                continue;
+            };
+            if field == Field::EventCategory {
+                let values = fs.values(Operator::Equals).unwrap_or(&[]);
+                category = values.first().and_then(|v| SelectorCategory::parse(v));
+            }
+            if field == Field::ResourcesType {
+                resource_types.extend(
+                    fs.values(Operator::Equals)
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|v| v.as_str().into()),
+                );
+            }
+            let mut select = ValueSetBuilder::default();
+            let mut deselect = ValueSetBuilder::default();
+            for (op, values) in fs.conditions() {
+                let builder = if op.is_negative() {
+                    &mut deselect
+                } else {
+                    &mut select
+                };
+                let list = match op {
+                    Operator::Equals | Operator::NotEquals => &mut builder.exact,
+                    Operator::StartsWith | Operator::NotStartsWith => &mut builder.prefixes,
+                    Operator::EndsWith | Operator::NotEndsWith => &mut builder.suffixes,
+                };
+                list.extend(values.iter().map(String::as_str));
+            }
+            conditions.push(CompiledCondition {
+                field,
+                has_select: fs.conditions().any(|(op, _)| !op.is_negative()),
+                select: select.build(),
+                deselect: deselect.build(),
+            });
+        }
+        CompiledAdvanced {
+            category,
+            resource_types,
+            conditions,
+        }
+    }
+
+    fn matches(&self, record: &Record<'_>, category: SelectorCategory) -> bool {
+        if self.category != Some(category) {
+            // Covers the eventCategory condition; it is still evaluated below, cheaply.
+            return false;
+        }
+        self.conditions.iter().all(|c| self.passes(c, record))
+    }
+
+    fn passes(&self, condition: &CompiledCondition, record: &Record<'_>) -> bool {
+        let select = |v: &str| condition.select.as_ref().is_some_and(|s| s.matches(v));
+        let deselect = |v: &str| condition.deselect.as_ref().is_some_and(|s| s.matches(v));
+        let resources = record.fields.resources.iter().flatten();
+        match condition.field {
+            Field::ResourcesType => field_passes(
+                resources.filter_map(|r| r.resource_type.as_deref()),
+                condition.has_select,
+                select,
+                deselect,
+            ),
+            Field::ResourcesArn => field_passes(
+                resources
+                    .filter(|r| {
+                        self.resource_types.is_empty()
+                            || r.resource_type
+                                .as_deref()
+                                .is_some_and(|t| self.resource_types.iter().any(|s| &**s == t))
+                    })
+                    .filter_map(|r| r.arn.as_deref()),
+                condition.has_select,
+                select,
+                deselect,
+            ),
+            scalar => field_passes(
+                scalar_value(record, scalar),
+                condition.has_select,
+                select,
+                deselect,
+            ),
+        }
+    }
+}
+
+/// Values of one group (SELECT or DESELECT) of a field selector.
+#[derive(Default)]
+struct ValueSetBuilder<'v> {
+    exact: Vec<&'v str>,
+    prefixes: Vec<&'v str>,
+    suffixes: Vec<&'v str>,
+}
+
+impl ValueSetBuilder<'_> {
+    fn build(self) -> Option<ValueSet> {
+        if self.exact.is_empty() && self.prefixes.is_empty() && self.suffixes.is_empty() {
+            return None;
+        }
+        Some(ValueSet {
+            exact: self.exact.iter().map(|v| Box::<str>::from(*v)).collect(),
+            prefixes: Affixes::new(self.prefixes.iter().map(|p| p.as_bytes().to_vec())),
+            suffixes: Affixes::new(
+                self.suffixes
+                    .iter()
+                    .map(|s| s.as_bytes().iter().rev().copied().collect::<Vec<u8>>()),
+            ),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ValueSet {
+    exact: HashSet<Box<str>, BuildHasherDefault<FxHasher>>,
+    prefixes: Option<Affixes>,
+    suffixes: Option<Affixes>,
+}
+
+impl ValueSet {
+    fn matches(&self, value: &str) -> bool {
+        (!self.exact.is_empty() && self.exact.contains(value))
+            || self
+                .prefixes
+                .as_ref()
+                .is_some_and(|a| a.matches(value.as_bytes().iter().copied()))
+            || self
+                .suffixes
+                .as_ref()
+                .is_some_and(|a| a.matches(value.as_bytes().iter().rev().copied()))
+    }
+}
+
+/// An anchored automaton over a set of byte strings: `matches` says whether one of them is a
+/// prefix of the bytes fed (fed backwards, whether one is a suffix). It stops at the first
+/// match or as soon as no pattern can continue.
+#[derive(Debug, Clone)]
+struct Affixes {
+    dfa: DFA,
+    start: aho_corasick::automaton::StateID,
+}
+
+impl Affixes {
+    fn new(patterns: impl Iterator<Item = Vec<u8>>) -> Option<Affixes> {
+        let patterns: Vec<Vec<u8>> = patterns.filter(|p| !p.is_empty()).collect();
+        if patterns.is_empty() {
+            return None;
+        }
+        // Building can only fail on automata far larger than 500 values of 2 KiB; then the
+        // values are simply not used as prefixes, which validation prevents from happening.
+        let dfa = DFA::builder()
+            .start_kind(StartKind::Anchored)
+            .build(&patterns)
+            .ok()?;
+        let start = dfa.start_state(Anchored::Yes).ok()?;
+        Some(Affixes { dfa, start })
+    }
+
+    fn matches(&self, bytes: impl Iterator<Item = u8>) -> bool {
+        let mut state = self.start;
+        for byte in bytes {
+            state = self.dfa.next_state(Anchored::Yes, state, byte);
+            if self.dfa.is_special(state) {
+                if self.dfa.is_match(state) {
+                    return true;
+                }
+                if self.dfa.is_dead(state) {
+                    return false;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// The multiply-rotate hash of rustc (FxHash): selector values are configuration, not
+/// attacker-chosen keys, so SipHash's flooding resistance buys nothing and costs a third of an
+/// evaluation.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(SEED);
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.write(&[byte]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_and_suffixes_match_only_at_their_end_of_the_value() {
+        let set = ValueSetBuilder {
+            exact: vec!["exact"],
+            prefixes: vec!["arn:aws:s3:::bucket/", "abc"],
+            suffixes: vec![".json", "xyz"],
+        }
+        .build()
+        .expect("non-empty");
+        assert!(set.matches("exact"));
+        assert!(!set.matches("exactly"));
+        assert!(set.matches("arn:aws:s3:::bucket/key"));
+        assert!(!set.matches("arn:aws:s3:::bucket2/key"));
+        assert!(set.matches("abcdef"));
+        assert!(!set.matches("xabc"));
+        assert!(set.matches("file.json"));
+        assert!(!set.matches("file.json.gz"));
+        assert!(set.matches("xyz"));
+        assert!(!set.matches("xy"));
+    }
+
+    #[test]
+    fn overlapping_patterns_still_find_the_shorter_one() {
+        let set = ValueSetBuilder {
+            exact: vec![],
+            prefixes: vec!["abcdef", "abc"],
+            suffixes: vec![],
+        }
+        .build()
+        .expect("non-empty");
+        assert!(set.matches("abcx"));
+        assert!(!set.matches("ab"));
+    }
+}
