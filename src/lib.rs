@@ -4,6 +4,7 @@
 //! activity detection), and [`forward`] (EventBridge entries). [`pipeline`] strings them
 //! together over small port traits, so the same code runs in Lambda and in the local CLI.
 
+pub mod cli;
 pub mod ingest;
 pub mod record;
 pub mod select;

@@ -1,0 +1,3 @@
+//! The `trailwatch` command line: one module per subcommand.
+
+pub mod selectors;

@@ -1,0 +1,527 @@
+//! `trailwatch selectors`: check a trail configuration, and explain what it would keep from
+//! real log files and what that would cost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+use crate::ingest::{read_log_file, FileError, LogFileLimits};
+use crate::record::{EventCategory, Record};
+use crate::select::{ConfigError, DropReason, Matcher, TrailConfig, Verdict};
+
+const USAGE: &str = "\
+USAGE:
+  trailwatch selectors check <config>
+      Validates a trail configuration (`aws cloudtrail get-event-selectors` output, plus
+      HomeRegion / IsMultiRegionTrail / IncludeGlobalServiceEvents / IsOrganizationTrail)
+      as PutEventSelectors would; prints every problem; exits 1 if there is any.
+  trailwatch selectors explain <config> <log files or folders>... [--json]
+      Runs the configuration over CloudTrail records (log files `{\"Records\":[...]}`, gzip or
+      not; JSON arrays of records; `.jsonl` one record per line; folders recursively) and
+      reports, per selector, the records and bytes it keeps, the records nothing keeps by
+      eventSource and eventName, and an estimated monthly cost.
+";
+
+/// List prices used for estimates: US East (N. Virginia), from the public pricing pages
+/// https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard log class, "Collect (data
+/// ingestion)") and https://aws.amazon.com/cloudtrail/pricing/ (trails: data events and network
+/// activity events per 100,000 delivered; management events are free for the first copy).
+/// As published in 2025; not re-checked when this build was made — verify before relying on it.
+pub const PRICES: Prices = Prices {
+    cloudwatch_logs_ingestion_per_gb: 0.50,
+    cloudtrail_data_events_per_100k: 0.10,
+    cloudtrail_network_activity_events_per_100k: 0.10,
+    source: "aws.amazon.com/cloudwatch/pricing and aws.amazon.com/cloudtrail/pricing, us-east-1 list prices as published in 2025",
+};
+
+/// USD list prices, see [`PRICES`].
+#[derive(Debug, Clone, Copy)]
+pub struct Prices {
+    pub cloudwatch_logs_ingestion_per_gb: f64,
+    pub cloudtrail_data_events_per_100k: f64,
+    pub cloudtrail_network_activity_events_per_100k: f64,
+    pub source: &'static str,
+}
+
+/// CloudWatch Logs counts each event as its message bytes plus this overhead (PutLogEvents).
+const CWL_EVENT_OVERHEAD_BYTES: u64 = 26;
+const SECONDS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0;
+/// Below this observed span an extrapolation to a month is noise; none is given.
+const MIN_SPAN_FOR_ESTIMATE_SECONDS: f64 = 60.0;
+
+/// Entry point: `args` is everything after `selectors`.
+pub fn run(args: &[String]) -> ExitCode {
+    match args.first().map(String::as_str) {
+        Some("check") => match args.get(1..) {
+            Some([config]) => check(Path::new(config)),
+            _ => usage("check takes exactly one configuration file"),
+        },
+        Some("explain") => {
+            let json = args.iter().any(|a| a == "--json");
+            let rest: Vec<&String> = args[1..].iter().filter(|a| *a != "--json").collect();
+            match rest.split_first() {
+                Some((config, logs)) if !logs.is_empty() => {
+                    let logs: Vec<PathBuf> = logs.iter().map(PathBuf::from).collect();
+                    explain(Path::new(config.as_str()), &logs, json)
+                }
+                _ => {
+                    usage("explain takes a configuration file and at least one log file or folder")
+                }
+            }
+        }
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => usage(&format!("unknown selectors command '{other}'")),
+        None => usage("missing command (check or explain)"),
+    }
+}
+
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("trailwatch selectors: {problem}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn load_config(path: &Path) -> Result<TrailConfig, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    TrailConfig::from_json(&text).map_err(|err| match err {
+        ConfigError::Invalid(problems) => problems
+            .iter()
+            .map(|p| format!("{}: {p}", path.display()))
+            .collect(),
+        other => vec![format!("{}: {other}", path.display())],
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load_config(path) {
+        Ok(config) => {
+            let kind = match config.selectors() {
+                crate::select::Selectors::Default => {
+                    "no selectors (all management events)".to_string()
+                }
+                crate::select::Selectors::Basic(list) => {
+                    format!("{} basic event selector(s)", list.len())
+                }
+                crate::select::Selectors::Advanced(list) => {
+                    format!("{} advanced event selector(s)", list.len())
+                }
+            };
+            println!("{}: valid — {kind}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems {
+                println!("{problem}");
+            }
+            eprintln!("{} problem(s)", problems.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// What `explain` counts.
+#[derive(Debug, Default)]
+struct Tally {
+    records: u64,
+    bytes: u64,
+    unreadable: u64,
+    files: u64,
+    file_errors: Vec<String>,
+    /// Per selector index (`None`: the default trail).
+    kept: BTreeMap<Option<usize>, Count>,
+    kept_data_events: u64,
+    kept_network_events: u64,
+    dropped: BTreeMap<DropReason, Count>,
+    /// Records no selector keeps, by (eventSource, eventName).
+    not_selected: HashMap<(String, String), Count>,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    records: u64,
+    bytes: u64,
+}
+
+impl Count {
+    fn add(&mut self, bytes: usize) {
+        self.records += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+impl Tally {
+    fn record(&mut self, matcher: &Matcher, raw: &str) {
+        let record = match Record::parse(raw) {
+            Ok(record) => record,
+            Err(_) => {
+                self.unreadable += 1;
+                return;
+            }
+        };
+        self.records += 1;
+        self.bytes += raw.len() as u64;
+        if let Ok(ms) = record.event_time_ms() {
+            self.first_ms = Some(self.first_ms.map_or(ms, |f| f.min(ms)));
+            self.last_ms = Some(self.last_ms.map_or(ms, |l| l.max(ms)));
+        }
+        match matcher.evaluate(&record) {
+            Verdict::Keep { selector } => {
+                self.kept.entry(selector).or_default().add(raw.len());
+                match record.category() {
+                    EventCategory::Data => self.kept_data_events += 1,
+                    EventCategory::NetworkActivity => self.kept_network_events += 1,
+                    _ => {}
+                }
+            }
+            Verdict::Drop(reason) => {
+                self.dropped.entry(reason).or_default().add(raw.len());
+                if reason == DropReason::NotSelected {
+                    let key = (
+                        record.event_source().unwrap_or("(none)").to_string(),
+                        record.event_name().unwrap_or("(none)").to_string(),
+                    );
+                    self.not_selected.entry(key).or_default().add(raw.len());
+                }
+            }
+        }
+    }
+
+    fn kept_total(&self) -> Count {
+        self.kept.values().fold(Count::default(), |a, c| Count {
+            records: a.records + c.records,
+            bytes: a.bytes + c.bytes,
+        })
+    }
+
+    /// Seconds between the oldest and newest eventTime read.
+    fn span_seconds(&self) -> Option<f64> {
+        Some((self.last_ms? - self.first_ms?) as f64 / 1000.0)
+    }
+}
+
+/// Monthly figures extrapolated linearly from the observed span of eventTime.
+#[derive(Debug)]
+struct Estimate {
+    factor: f64,
+    cwl_gb: f64,
+    cwl_usd: f64,
+    data_events: f64,
+    network_events: f64,
+    cloudtrail_usd: f64,
+}
+
+fn estimate(tally: &Tally, prices: &Prices) -> Option<Estimate> {
+    let span = tally.span_seconds()?;
+    if span < MIN_SPAN_FOR_ESTIMATE_SECONDS {
+        return None;
+    }
+    let factor = SECONDS_PER_MONTH / span;
+    let kept = tally.kept_total();
+    let cwl_bytes = (kept.bytes + kept.records * CWL_EVENT_OVERHEAD_BYTES) as f64 * factor;
+    let cwl_gb = cwl_bytes / 1e9;
+    let data_events = tally.kept_data_events as f64 * factor;
+    let network_events = tally.kept_network_events as f64 * factor;
+    Some(Estimate {
+        factor,
+        cwl_gb,
+        cwl_usd: cwl_gb * prices.cloudwatch_logs_ingestion_per_gb,
+        data_events,
+        network_events,
+        cloudtrail_usd: data_events / 100_000.0 * prices.cloudtrail_data_events_per_100k
+            + network_events / 100_000.0 * prices.cloudtrail_network_activity_events_per_100k,
+    })
+}
+
+fn explain(config_path: &Path, logs: &[PathBuf], as_json: bool) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let matcher = config.compile();
+    let mut files = Vec::new();
+    for path in logs {
+        if let Err(e) = collect_files(path, &mut files) {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    let mut tally = Tally::default();
+    for file in &files {
+        tally.files += 1;
+        if let Err(e) = read_records(file, |raw| tally.record(&matcher, raw)) {
+            tally.file_errors.push(format!("{}: {e}", file.display()));
+        }
+    }
+    let report = report_json(&matcher, &tally, &PRICES);
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print_report(&matcher, &tally, &PRICES);
+    }
+    if tally.file_errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Files under `path` (itself if it is a file), recursively, in name order.
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for entry in entries {
+            collect_files(&entry, out)?;
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// Hands each record's exact text to `each`: `.jsonl` files line by line, CloudTrail log files
+/// through the streaming reader, and JSON arrays of records (exports, test sets) whole.
+fn read_records(path: &Path, mut each: impl FnMut(&str)) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        for (n, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+            if !line.trim().is_empty() {
+                each(line.trim());
+            }
+        }
+        return Ok(());
+    }
+    let mut unreadable = 0usize;
+    let result = read_log_file(file, LogFileLimits::default(), |item| match item.bytes {
+        Ok(raw) => each(raw),
+        Err(_) => unreadable += 1,
+    });
+    match result {
+        Ok(_) => Ok(()),
+        Err(FileError::NotCloudTrail { .. }) => read_json_array(path, each),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn read_json_array(path: &Path, mut each: impl FnMut(&str)) -> Result<(), String> {
+    let mut text = String::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let items: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(&text)
+        .map_err(|e| format!("neither a CloudTrail log file nor a JSON array of records: {e}"))?;
+    for item in &items {
+        each(item.get());
+    }
+    Ok(())
+}
+
+fn not_selected_sorted(tally: &Tally) -> Vec<(&(String, String), &Count)> {
+    let mut groups: Vec<_> = tally.not_selected.iter().collect();
+    groups.sort_by(|a, b| b.1.records.cmp(&a.1.records).then_with(|| a.0.cmp(b.0)));
+    groups
+}
+
+fn report_json(matcher: &Matcher, tally: &Tally, prices: &Prices) -> Value {
+    let selectors: Vec<Value> = tally
+        .kept
+        .iter()
+        .map(|(index, count)| {
+            json!({
+                "selector": index,
+                "name": index.and_then(|i| matcher.selector_name(i)),
+                "label": matcher.selector_label(*index),
+                "records": count.records,
+                "bytes": count.bytes,
+            })
+        })
+        .collect();
+    let dropped: Value = tally
+        .dropped
+        .iter()
+        .map(|(reason, c)| {
+            (
+                reason.as_str().to_string(),
+                json!({"records": c.records, "bytes": c.bytes}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let not_selected: Vec<Value> = not_selected_sorted(tally)
+        .into_iter()
+        .map(|((source, name), c)| {
+            json!({"eventSource": source, "eventName": name, "records": c.records, "bytes": c.bytes})
+        })
+        .collect();
+    let kept = tally.kept_total();
+    let estimate = estimate(tally, prices).map(|e| {
+        json!({
+            "basis": extrapolation_basis(tally),
+            "factor": e.factor,
+            "cloudWatchLogsIngestionGB": e.cwl_gb,
+            "cloudWatchLogsIngestionUSD": e.cwl_usd,
+            "dataEvents": e.data_events,
+            "networkActivityEvents": e.network_events,
+            "cloudTrailEventsUSD": e.cloudtrail_usd,
+        })
+    });
+    json!({
+        "files": tally.files,
+        "fileErrors": tally.file_errors,
+        "records": tally.records,
+        "bytes": tally.bytes,
+        "unreadable": tally.unreadable,
+        "kept": {"records": kept.records, "bytes": kept.bytes},
+        "selectors": selectors,
+        "dropped": dropped,
+        "notSelected": not_selected,
+        "monthlyEstimate": estimate,
+        "prices": {
+            "cloudWatchLogsIngestionPerGB": prices.cloudwatch_logs_ingestion_per_gb,
+            "cloudTrailDataEventsPer100k": prices.cloudtrail_data_events_per_100k,
+            "cloudTrailNetworkActivityEventsPer100k": prices.cloudtrail_network_activity_events_per_100k,
+            "source": prices.source,
+        },
+    })
+}
+
+fn extrapolation_basis(tally: &Tally) -> String {
+    match tally.span_seconds() {
+        Some(span) => format!(
+            "linear: the kept records span {:.0} s of eventTime, scaled to 30 days; CloudWatch Logs bytes are record bytes + {CWL_EVENT_OVERHEAD_BYTES} per event; management events assumed to be the trail's free first copy",
+            span
+        ),
+        None => "no eventTime read; no extrapolation".to_string(),
+    }
+}
+
+fn print_report(matcher: &Matcher, tally: &Tally, prices: &Prices) {
+    println!(
+        "{} records ({} bytes) from {} file(s); {} unreadable",
+        tally.records, tally.bytes, tally.files, tally.unreadable
+    );
+    for error in &tally.file_errors {
+        println!("  file error: {error}");
+    }
+    println!("\nKept, by the first selector that matches:");
+    if tally.kept.is_empty() {
+        println!("  (nothing)");
+    }
+    for (index, count) in &tally.kept {
+        println!(
+            "  {:<50} {:>9} records {:>12} bytes",
+            matcher.selector_label(*index),
+            count.records,
+            count.bytes
+        );
+    }
+    for i in 0..matcher.selector_count() {
+        if !tally.kept.contains_key(&Some(i)) {
+            println!(
+                "  {:<50} {:>9} records {:>12} bytes",
+                matcher.selector_label(Some(i)),
+                0,
+                0
+            );
+        }
+    }
+    println!("\nDropped:");
+    for reason in DropReason::ALL {
+        let c = tally.dropped.get(&reason).copied().unwrap_or_default();
+        println!(
+            "  {:<50} {:>9} records {:>12} bytes",
+            reason.as_str(),
+            c.records,
+            c.bytes
+        );
+    }
+    let groups = not_selected_sorted(tally);
+    if !groups.is_empty() {
+        println!(
+            "\nKept by nothing (top 25 of {} eventSource/eventName):",
+            groups.len()
+        );
+        for ((source, name), c) in groups.iter().take(25) {
+            println!(
+                "  {:<60} {:>9} records {:>12} bytes",
+                format!("{source} {name}"),
+                c.records,
+                c.bytes
+            );
+        }
+    }
+    println!("\nEstimated monthly cost (list prices: {}):", prices.source);
+    match estimate(tally, prices) {
+        Some(e) => {
+            println!("  basis: {}", extrapolation_basis(tally));
+            println!(
+                "  CloudWatch Logs ingestion: {:.3} GB/month x ${:.2}/GB = ${:.2}",
+                e.cwl_gb, prices.cloudwatch_logs_ingestion_per_gb, e.cwl_usd
+            );
+            println!(
+                "  CloudTrail data events: {:.0}/month, network activity events: {:.0}/month = ${:.2}",
+                e.data_events, e.network_events, e.cloudtrail_usd
+            );
+        }
+        None => println!(
+            "  not estimated: the records span less than {MIN_SPAN_FOR_ESTIMATE_SECONDS:.0} s of eventTime (or none was read)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_scales_kept_bytes_and_data_events_to_thirty_days() {
+        let mut tally = Tally {
+            first_ms: Some(0),
+            last_ms: Some(3_600_000),
+            kept_data_events: 10,
+            ..Tally::default()
+        };
+        tally.kept.insert(
+            Some(0),
+            Count {
+                records: 10,
+                bytes: 974,
+            },
+        );
+        let e = estimate(&tally, &PRICES).expect("an hour is enough");
+        assert!((e.factor - 720.0).abs() < 1e-9);
+        assert!((e.cwl_gb - 1234.0 * 720.0 / 1e9).abs() < 1e-12);
+        assert!((e.data_events - 7200.0).abs() < 1e-9);
+        assert!((e.cloudtrail_usd - 0.0072).abs() < 1e-12);
+    }
+
+    #[test]
+    fn no_estimate_from_a_single_instant() {
+        let tally = Tally {
+            first_ms: Some(5),
+            last_ms: Some(5),
+            ..Tally::default()
+        };
+        assert!(estimate(&tally, &PRICES).is_none());
+    }
+}
