@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod ingest;
+pub mod insights;
 pub mod record;
 pub mod select;
 pub mod time;
