@@ -1,1 +1,222 @@
+//! Support for the end-to-end tests: the moto server's SDK configuration, unique resource
+//! names, real CloudTrail records with their times moved to now, and draining SQS queues
+//! into the events Lambda would receive.
+//!
+//! The tests need a moto server on loopback: `scripts/test.sh` starts one and exports
+//! `TRAILWATCH_TEST_ENDPOINT`; otherwise the endpoint in `target/moto.endpoint`
+//! (written by `scripts/moto.sh start`) is used. Without either, the tests fail and say so.
 
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_lambda_events::sqs::SqsEvent;
+use serde_json::value::RawValue;
+use trailwatch::time::{format_event_time, parse_event_time, MS_PER_MINUTE};
+
+pub const REGION: &str = "us-east-1";
+
+/// The moto endpoint the tests talk to.
+pub fn endpoint() -> String {
+    if let Ok(ep) = std::env::var("TRAILWATCH_TEST_ENDPOINT") {
+        return ep;
+    }
+    let file = repo_root().join("target/moto.endpoint");
+    std::fs::read_to_string(&file)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| {
+            panic!(
+                "no moto server: run the tests with scripts/test.sh, or start one with \
+                 scripts/moto.sh start (looked for TRAILWATCH_TEST_ENDPOINT and {})",
+                file.display()
+            )
+        })
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn shared_data() -> PathBuf {
+    let dir = repo_root().join("../shared/data");
+    assert!(dir.is_dir(), "shared data missing at {}", dir.display());
+    dir
+}
+
+/// The production SDK configuration, pointed at moto with dummy credentials.
+pub async fn sdk() -> SdkConfig {
+    trailwatch_aws::config_loader()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new(REGION))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .load()
+        .await
+}
+
+/// S3 against moto needs path-style addressing (no bucket subdomains on 127.0.0.1).
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// A name unique to this test process and call, for parallel tests on one moto server.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The records of a real CloudTrail log file, as exact JSON texts.
+pub fn records_of(text: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct File<'a> {
+        #[serde(rename = "Records", borrow)]
+        records: Vec<&'a RawValue>,
+    }
+    let file: File = serde_json::from_str(text).expect("a CloudTrail log file");
+    file.records.iter().map(|r| r.get().to_owned()).collect()
+}
+
+/// Moves every record's eventTime by the same offset so the newest is `newest_ago_min`
+/// minutes before now (CloudWatch Logs refuses events older than 14 days). Only the time
+/// text changes; every other byte of each record stays as recorded.
+pub fn recent(records: &[String], newest_ago_min: i64) -> Vec<String> {
+    let time_of = |r: &str| {
+        let v: serde_json::Value = serde_json::from_str(r).unwrap();
+        v["eventTime"].as_str().unwrap().to_owned()
+    };
+    let newest = records
+        .iter()
+        .map(|r| parse_event_time(&time_of(r)).unwrap())
+        .max()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let shift = now - newest_ago_min * MS_PER_MINUTE - newest;
+    let shift = shift - shift % 1000;
+    records
+        .iter()
+        .map(|r| {
+            let old = time_of(r);
+            let new = format_event_time(parse_event_time(&old).unwrap() + shift);
+            let from = format!("\"eventTime\":\"{old}\"");
+            assert!(r.contains(&from), "compact eventTime expected in {r}");
+            r.replacen(&from, &format!("\"eventTime\":\"{new}\""), 1)
+        })
+        .collect()
+}
+
+/// A gzip CloudTrail log file of `records`, compact as CloudTrail writes it.
+pub fn gzip_log_file(records: &[String]) -> Vec<u8> {
+    let body = format!("{{\"Records\":[{}]}}", records.join(","));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned()
+}
+
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    attrs
+        .attributes()
+        .unwrap()
+        .get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .unwrap()
+        .clone()
+}
+
+/// Receives (and deletes) every message waiting in the queue, as the SQS event Lambda's
+/// trigger would build from them.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
+    let mut records = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            records.push(serde_json::json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                "awsRegion": REGION,
+            }));
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+/// Every message of a log stream, oldest first, following the forward token to the end.
+pub async fn read_stream(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+) -> Vec<String> {
+    let mut messages = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = logs
+            .get_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .start_from_head(true)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        let events = out.events();
+        messages.extend(events.iter().filter_map(|e| e.message().map(str::to_owned)));
+        let next = out.next_forward_token().map(str::to_owned);
+        if events.is_empty() || next == token {
+            break;
+        }
+        token = next;
+    }
+    messages
+}

@@ -1,1 +1,13 @@
-fn main() {}
+use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
+use trailwatch_deliver_fn::{handle, DeliverContext};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let sdk = trailwatch_aws::sdk_config().await;
+    let context = DeliverContext::from_env(&sdk)?;
+    run(service_fn(
+        |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| handle(&context, event.payload),
+    ))
+    .await
+}

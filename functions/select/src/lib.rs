@@ -1,1 +1,188 @@
+//! The select function: the ingest side of the trail. It reads CloudTrail log files named by
+//! S3 notifications (and records carried by EventBridge), keeps what the trail's selectors
+//! select, and sends it packed to the delivery queue; Insights records go to the Insights queue.
 
+use aws_config::SdkConfig;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{tracing, Error};
+use serde_json::Value;
+use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
+use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
+use trailwatch::pipeline::{Destination, Origin, SelectRun};
+use trailwatch::select::{Matcher, TrailConfig};
+use trailwatch_aws::s3::S3Objects;
+use trailwatch_aws::sqs::SqsSender;
+use trailwatch_aws::{required_env, ssm};
+
+pub const DELIVERY_QUEUE_ENV: &str = "TRAILWATCH_DELIVERY_QUEUE_URL";
+pub const INSIGHTS_QUEUE_ENV: &str = "TRAILWATCH_INSIGHTS_QUEUE_URL";
+pub const TRAIL_CONFIG_ENV: &str = "TRAILWATCH_TRAIL_CONFIG";
+pub const TRAIL_CONFIG_PARAMETER_ENV: &str = "TRAILWATCH_TRAIL_CONFIG_PARAMETER";
+
+/// What the function needs, built once at cold start.
+pub struct SelectContext {
+    pub s3: S3Objects,
+    pub sqs: SqsSender,
+    pub delivery_queue: String,
+    pub insights_queue: String,
+    pub matcher: Matcher,
+}
+
+impl SelectContext {
+    /// Reads the queues and the trail configuration (inline JSON, or an SSM parameter); a bad
+    /// configuration fails the cold start with the reason, before any message is taken.
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        let config_text = match std::env::var(TRAIL_CONFIG_PARAMETER_ENV) {
+            Ok(name) if !name.is_empty() => {
+                ssm::parameter(&aws_sdk_ssm::Client::new(sdk), &name).await?
+            }
+            _ => std::env::var(TRAIL_CONFIG_ENV).unwrap_or_else(|_| "{}".into()),
+        };
+        let config = TrailConfig::from_json(&config_text)
+            .map_err(|e| format!("trail configuration: {e}"))?;
+        Ok(SelectContext {
+            s3: S3Objects::new(aws_sdk_s3::Client::new(sdk)),
+            sqs: SqsSender::new(aws_sdk_sqs::Client::new(sdk)),
+            delivery_queue: required_env(DELIVERY_QUEUE_ENV)?,
+            insights_queue: required_env(INSIGHTS_QUEUE_ENV)?,
+            matcher: config.compile(),
+        })
+    }
+}
+
+/// Handles an SQS batch (partial failures reported per message), or a single notification
+/// invoked directly (S3 event, EventBridge event, `{"Records":[...]}` of CloudTrail records).
+pub async fn handle(context: &SelectContext, payload: Value) -> Result<Value, Error> {
+    if is_sqs_event(&payload) {
+        let event: SqsEvent = serde_json::from_value(payload)?;
+        let mut failures = Vec::new();
+        for message in &event.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let body = message.body.as_deref().unwrap_or("");
+            if let Err(e) = process(context, body).await {
+                tracing::error!(message_id = %id, error = %e, "message will be retried");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failures.push(failure);
+            }
+        }
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures;
+        return Ok(serde_json::to_value(response)?);
+    }
+    let body = serde_json::to_string(&payload)?;
+    process(context, &body).await?;
+    Ok(Value::Null)
+}
+
+fn is_sqs_event(payload: &Value) -> bool {
+    payload["Records"][0]["eventSource"] == "aws:sqs"
+}
+
+/// A message that must come back (SQS redelivers it; after the redrive limit, the DLQ).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Retry(String);
+
+/// Processes one message: reads every object it names, selects, and sends the result.
+/// Problems retrying cannot fix (a missing object, a corrupt file, a bad record) are logged
+/// with bucket, key and record index and counted; the rest of the message is still processed.
+pub async fn process(context: &SelectContext, body: &str) -> Result<(), Retry> {
+    let items = match parse_message(body) {
+        Ok(items) => items,
+        Err(e) => {
+            // Not a notification we understand: retrying will not change that, and dropping it
+            // would be silent, so it goes to the dead-letter queue via the redrive policy.
+            return Err(Retry(e.to_string()));
+        }
+    };
+    let mut run = SelectRun::new(&context.matcher, DEFAULT_MESSAGE_BYTES);
+    let mut retry = None;
+    for item in items {
+        match item {
+            WorkItem::Ignored(why) => {
+                tracing::info!(reason = why, "message acknowledged and ignored")
+            }
+            WorkItem::Record(raw) => {
+                let origin = Origin {
+                    bucket: None,
+                    key: "eventbridge",
+                    parsed: parse_object_key(""),
+                };
+                run.record(&origin, 0, &raw);
+            }
+            WorkItem::Object { bucket, key } => {
+                let origin = Origin {
+                    bucket: Some(&bucket),
+                    key: &key,
+                    parsed: parse_object_key(&key),
+                };
+                if origin.parsed.kind == ObjectKind::Digest {
+                    tracing::info!(bucket = %bucket, key = %key, "digest file skipped");
+                    continue;
+                }
+                let read = context
+                    .s3
+                    .read_records(&bucket, &key, |item| match item.bytes {
+                        Ok(raw) => run.record(&origin, item.index, raw),
+                        Err(problem) => {
+                            run.counts.records_read += 1;
+                            run.counts.rejected += 1;
+                            run.problem(&origin, Some(item.index), problem);
+                        }
+                    })
+                    .await;
+                match read {
+                    Ok(_) => {}
+                    Err(e) if e.is_retryable() => retry = Some(e.to_string()),
+                    Err(e) => run.problem(&origin, None, e),
+                }
+            }
+        }
+        send(context, &mut run).await?;
+    }
+    run.flush();
+    send(context, &mut run).await?;
+    for problem in &run.problems {
+        tracing::error!(problem = %problem, "record or file set aside");
+    }
+    let c = &run.counts;
+    tracing::info!(
+        records_read = c.records_read,
+        kept = c.kept,
+        duplicates = c.duplicates,
+        insights = c.insights,
+        rejected = c.rejected,
+        stubbed = c.stubbed,
+        messages = c.messages,
+        dropped = ?c.dropped,
+        "select done"
+    );
+    match retry {
+        Some(reason) => Err(Retry(reason)),
+        None => Ok(()),
+    }
+}
+
+async fn send(context: &SelectContext, run: &mut SelectRun<'_>) -> Result<(), Retry> {
+    let outbox = run.take_outbox();
+    if outbox.is_empty() {
+        return Ok(());
+    }
+    let (insights, delivery): (Vec<_>, Vec<_>) = outbox
+        .into_iter()
+        .partition(|m| m.destination == Destination::Insights);
+    let bodies =
+        |v: Vec<trailwatch::pipeline::Outgoing>| v.into_iter().map(|m| m.body).collect::<Vec<_>>();
+    context
+        .sqs
+        .send_all(&context.delivery_queue, &bodies(delivery))
+        .await
+        .map_err(|e| Retry(e.to_string()))?;
+    context
+        .sqs
+        .send_all(&context.insights_queue, &bodies(insights))
+        .await
+        .map_err(|e| Retry(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Sending messages between stages with SQS, in batches, with nothing left unsent silently.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::Client;
+use trailwatch::deliver::limits::{SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES};
+
+use crate::describe;
+
+/// Attempts for entries SQS reports as failed inside a successful batch call.
+const ENTRY_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} messages could not be sent to {queue}: {reason}")]
+pub struct SendError {
+    pub queue: String,
+    pub failed: usize,
+    pub total: usize,
+    pub reason: String,
+}
+
+#[derive(Clone)]
+pub struct SqsSender {
+    client: Client,
+}
+
+/// What a send did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SendStats {
+    pub calls: usize,
+    pub retries: usize,
+}
+
+impl SqsSender {
+    pub fn new(client: Client) -> Self {
+        SqsSender { client }
+    }
+
+    /// Sends every body to `queue_url` with SendMessageBatch (≤ 10 messages and ≤ 256 KiB a
+    /// call), retrying entries SQS reports as failed. Errors only if some body is not sent.
+    pub async fn send_all(
+        &self,
+        queue_url: &str,
+        bodies: &[String],
+    ) -> Result<SendStats, SendError> {
+        let mut stats = SendStats::default();
+        for group in batches(bodies) {
+            let mut pending: Vec<usize> = group;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                let entries: Vec<SendMessageBatchRequestEntry> = pending
+                    .iter()
+                    .map(|&i| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(&bodies[i])
+                            .build()
+                            .expect("id and body are set")
+                    })
+                    .collect();
+                stats.calls += 1;
+                let failure = match self
+                    .client
+                    .send_message_batch()
+                    .queue_url(queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(output) => {
+                        let failed: Vec<(usize, String, bool)> = output
+                            .failed()
+                            .iter()
+                            .filter_map(|f| {
+                                let i = f.id().parse::<usize>().ok()?;
+                                Some((
+                                    i,
+                                    format!("{}: {}", f.code(), f.message().unwrap_or("")),
+                                    f.sender_fault(),
+                                ))
+                            })
+                            .collect();
+                        if failed.iter().any(|(_, _, sender_fault)| *sender_fault) {
+                            let (_, reason, _) =
+                                failed.iter().find(|f| f.2).cloned().unwrap_or_default();
+                            return Err(SendError {
+                                queue: queue_url.to_owned(),
+                                failed: failed.len(),
+                                total: bodies.len(),
+                                reason,
+                            });
+                        }
+                        let reason = failed.first().map(|f| f.1.clone()).unwrap_or_default();
+                        pending = failed.into_iter().map(|f| f.0).collect();
+                        reason
+                    }
+                    // The SDK already retried throttling and transient faults.
+                    Err(e) => {
+                        return Err(SendError {
+                            queue: queue_url.to_owned(),
+                            failed: pending.len(),
+                            total: bodies.len(),
+                            reason: describe(&e),
+                        })
+                    }
+                };
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= ENTRY_ATTEMPTS {
+                    return Err(SendError {
+                        queue: queue_url.to_owned(),
+                        failed: pending.len(),
+                        total: bodies.len(),
+                        reason: failure,
+                    });
+                }
+                stats.retries += 1;
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// Groups bodies (by index) into SendMessageBatch calls within the count and size limits.
+fn batches(bodies: &[String]) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut bytes = 0;
+    for (i, body) in bodies.iter().enumerate() {
+        if current.len() == SQS_MAX_BATCH_MESSAGES || bytes + body.len() > SQS_MAX_MESSAGE_BYTES {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        current.push(i);
+        bytes += body.len();
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_obey_count_and_size_limits() {
+        let bodies: Vec<String> = (0..25).map(|i| "x".repeat(1 + i * 20_000)).collect();
+        let groups = batches(&bodies);
+        let mut seen = Vec::new();
+        for g in &groups {
+            assert!(g.len() <= SQS_MAX_BATCH_MESSAGES);
+            assert!(g.iter().map(|&i| bodies[i].len()).sum::<usize>() <= SQS_MAX_MESSAGE_BYTES);
+            seen.extend(g);
+        }
+        assert_eq!(seen, (0..25).collect::<Vec<_>>());
+    }
+}

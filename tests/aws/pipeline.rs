@@ -1,0 +1,371 @@
+//! End to end against moto: S3 → notification → select → SQS → deliver → CloudWatch Logs,
+//! EventBridge → select → deliver, and native Insights records → bus → rule → SQS.
+//! Every assertion reads back from moto what the functions wrote.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use serde_json::Value;
+use trailwatch::select::TrailConfig;
+use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
+use trailwatch_aws::eventbridge::EventBridgeBus;
+use trailwatch_aws::s3::S3Objects;
+use trailwatch_aws::sqs::SqsSender;
+use trailwatch_deliver_fn::DeliverContext;
+use trailwatch_e2e::*;
+use trailwatch_insights_fn::InsightsContext;
+use trailwatch_select_fn::SelectContext;
+
+struct Stack {
+    sdk: aws_config::SdkConfig,
+    sqs: aws_sdk_sqs::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    bucket: String,
+    ingest: String,
+    delivery: String,
+    insights: String,
+    group: String,
+}
+
+impl Stack {
+    /// A trail bucket notifying an ingest queue, the two inter-stage queues and a log group
+    /// name, all unique to the test.
+    async fn new() -> Stack {
+        let sdk = sdk().await;
+        let s3 = s3_client(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let bucket = unique("trail");
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let ingest = create_queue(&sqs, &unique("ingest")).await;
+        let ingest_arn = queue_arn(&sqs, &ingest).await;
+        s3.put_bucket_notification_configuration()
+            .bucket(&bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(ingest_arn)
+                            .events(Event::S3ObjectCreated)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        Stack {
+            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            delivery: create_queue(&sqs, &unique("delivery")).await,
+            insights: create_queue(&sqs, &unique("insights")).await,
+            group: unique("CloudTrail/trailwatch"),
+            sqs,
+            bucket,
+            ingest,
+            sdk,
+        }
+    }
+
+    fn select(&self) -> SelectContext {
+        SelectContext {
+            s3: S3Objects::new(s3_client(&self.sdk)),
+            sqs: SqsSender::new(self.sqs.clone()),
+            delivery_queue: self.delivery.clone(),
+            insights_queue: self.insights.clone(),
+            matcher: TrailConfig::default().compile(),
+        }
+    }
+
+    fn deliver(&self) -> DeliverContext {
+        DeliverContext {
+            sink: CloudWatchLogs::new(self.logs.clone(), self.group.clone(), Some(90)),
+            retention_days: 90,
+        }
+    }
+
+    async fn put_object(&self, key: &str, body: Vec<u8>) {
+        s3_client(&self.sdk)
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Runs select over what waits in the ingest queue, then deliver over what select sent,
+    /// as the SQS triggers would; asserts neither reports a failed message.
+    async fn run_select_and_deliver(&self) {
+        let select = self.select();
+        let notifications = drain_queue(&self.sqs, &self.ingest).await;
+        assert!(
+            !notifications.records.is_empty(),
+            "nothing reached the ingest queue"
+        );
+        let response =
+            trailwatch_select_fn::handle(&select, serde_json::to_value(&notifications).unwrap())
+                .await
+                .unwrap();
+        assert_eq!(
+            response["batchItemFailures"],
+            serde_json::json!([]),
+            "select failures"
+        );
+        let deliver = self.deliver();
+        let messages = drain_queue(&self.sqs, &self.delivery).await;
+        assert!(
+            !messages.records.is_empty(),
+            "select sent nothing to the delivery queue"
+        );
+        for message in &messages.records {
+            let body = message.body.as_deref().unwrap();
+            assert!(
+                body.len() <= 262_144,
+                "a delivery message of {} bytes",
+                body.len()
+            );
+        }
+        let response = trailwatch_deliver_fn::handle(&deliver, messages)
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty(), "deliver failures");
+    }
+
+    async fn stream(&self, name: &str) -> Vec<String> {
+        read_stream(&self.logs, &self.group, name).await
+    }
+}
+
+fn stream_of(record: &str) -> String {
+    let v: Value = serde_json::from_str(record).unwrap();
+    format!(
+        "{}_CloudTrail_{}",
+        v["recipientAccountId"].as_str().unwrap(),
+        v["awsRegion"].as_str().unwrap()
+    )
+}
+
+fn invictus_files() -> Vec<(String, Vec<String>)> {
+    let mut paths: Vec<_> = std::fs::read_dir(shared_data().join("invictus-ir"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, records_of(&std::fs::read_to_string(&p).unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_of_a_real_trail_reaches_its_stream_once_and_unaltered() {
+    let stack = Stack::new().await;
+    let files = invictus_files();
+    // One time shift for the whole trail, so records keep their real spacing.
+    let all: Vec<String> = files.iter().flat_map(|(_, r)| r.clone()).collect();
+    let shifted = recent(&all, 30);
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut offset = 0;
+    for (name, records) in &files {
+        let mine = &shifted[offset..offset + records.len()];
+        offset += records.len();
+        for r in mine {
+            expected.entry(stream_of(r)).or_default().push(r.clone());
+        }
+        let key = format!("AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10/{name}.gz");
+        stack.put_object(&key, gzip_log_file(mine)).await;
+    }
+    stack.run_select_and_deliver().await;
+
+    assert_eq!(expected.values().map(Vec::len).sum::<usize>(), 2_900);
+    for (stream, mut want) in expected {
+        let mut got = stack.stream(&stream).await;
+        assert_eq!(got.len(), want.len(), "record count in {stream}");
+        got.sort();
+        want.sort();
+        assert!(
+            got == want,
+            "records in {stream} differ from those put in S3"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_carried_by_eventbridge_is_delivered_as_received() {
+    let stack = Stack::new().await;
+    let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
+    let rule = unique("cloudtrail-events");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_pattern(r#"{"detail-type":["AWS API Call via CloudTrail","AWS Console Sign In via CloudTrail"]}"#)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(&rule)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("ingest")
+                .arn(queue_arn(&stack.sqs, &stack.ingest).await)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // moto sends S3's test event when the notification is configured: drop it first.
+    drain_queue(&stack.sqs, &stack.ingest).await;
+    let (_, records) = invictus_files().into_iter().next().unwrap();
+    let record = recent(&records[..1], 5).remove(0);
+    events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source("aws.health")
+                .detail_type("AWS API Call via CloudTrail")
+                .detail(&record)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let notifications = drain_queue(&stack.sqs, &stack.ingest).await;
+    assert_eq!(notifications.records.len(), 1, "the rule routed the event");
+    let envelope = notifications.records[0].body.clone().unwrap();
+    // Put the envelope back for the pipeline run, and remember the detail as EventBridge sent it.
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&stack.ingest)
+        .message_body(&envelope)
+        .send()
+        .await
+        .unwrap();
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        detail: &'a serde_json::value::RawValue,
+    }
+    let detail = serde_json::from_str::<Envelope>(&envelope)
+        .unwrap()
+        .detail
+        .get()
+        .to_owned();
+    stack.run_select_and_deliver().await;
+
+    let got = stack.stream(&stream_of(&record)).await;
+    assert_eq!(
+        got,
+        vec![detail.clone()],
+        "the detail, byte for byte as received"
+    );
+    let sent: Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&got[0]).unwrap(),
+        sent,
+        "and the record sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_insights_records_reach_the_insights_bus() {
+    let stack = Stack::new().await;
+    let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
+    let bus = unique("insights-bus");
+    events.create_event_bus().name(&bus).send().await.unwrap();
+    let alerts = create_queue(&stack.sqs, &unique("alerts")).await;
+    let rule = unique("insights-start");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(
+            r#"{"source":["trailwatch.cloudtrail"],"detail-type":["AWS Insight via CloudTrail"]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("alerts")
+                .arn(queue_arn(&stack.sqs, &alerts).await)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let examples = std::fs::read_to_string(
+        shared_data().join("insights-examples/awsdocs-cloudtrail-user-guide-2023.jsonl"),
+    )
+    .unwrap();
+    let records: Vec<String> = examples
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    stack
+        .put_object(
+            "AWSLogs/123456789012/CloudTrail-Insight/us-east-1/2023/01/01/123456789012_CloudTrail-Insight_us-east-1_20230101T0000Z_abc.json.gz",
+            gzip_log_file(&records),
+        )
+        .await;
+
+    let select = stack.select();
+    let notifications = drain_queue(&stack.sqs, &stack.ingest).await;
+    let response =
+        trailwatch_select_fn::handle(&select, serde_json::to_value(&notifications).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(response["batchItemFailures"], serde_json::json!([]));
+    assert!(
+        drain_queue(&stack.sqs, &stack.delivery)
+            .await
+            .records
+            .is_empty(),
+        "Insights are not delivered as trail records"
+    );
+    let context = InsightsContext {
+        bus: EventBridgeBus::new(events.clone(), bus.clone()),
+        source: "trailwatch.cloudtrail".into(),
+    };
+    let batch = drain_queue(&stack.sqs, &stack.insights).await;
+    let response = trailwatch_insights_fn::handle(&context, serde_json::to_value(&batch).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response["batchItemFailures"], serde_json::json!([]));
+
+    let routed = drain_queue(&stack.sqs, &alerts).await;
+    let mut details: Vec<Value> = routed
+        .records
+        .iter()
+        .map(|m| {
+            let envelope: Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+            assert_eq!(envelope["detail-type"], "AWS Insight via CloudTrail");
+            assert_eq!(envelope["source"], "trailwatch.cloudtrail");
+            envelope["detail"].clone()
+        })
+        .collect();
+    let mut want: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    let key = |v: &Value| v["eventID"].as_str().unwrap_or("").to_owned();
+    details.sort_by_key(key);
+    want.sort_by_key(key);
+    assert_eq!(
+        details, want,
+        "every Insights record forwarded unchanged in detail"
+    );
+}
