@@ -20,12 +20,23 @@ USAGE:
                 IsOrganizationTrail (default: all management events, multi-region)
       --now     delivery time for CloudWatch Logs' 14-day/2-hour window (default: as the
                 records happened, i.e. the newest eventTime read so far)
+
+  trailwatch selectors check <config>
+  trailwatch selectors explain <config> <log files or folders>... [--json]
+      Validates a trail configuration as PutEventSelectors would; explains what it keeps.
+
+  trailwatch insights backtest <log files or folders>... [--config FILE] --out FILE
+      Runs the Insights detector over log files and writes the Insights records (JSONL).
+
+  Run a command with --help for its options.
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("replay") => run_replay(&args[1..]),
+        Some("selectors") => trailwatch::cli::selectors::run(&args[1..]),
+        Some("insights") => trailwatch::cli::insights::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             ExitCode::SUCCESS

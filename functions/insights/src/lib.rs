@@ -2,6 +2,8 @@
 //! queue) to an EventBridge bus, under a custom source and CloudTrail's detail-type.
 
 use aws_config::SdkConfig;
+use aws_lambda_events::cloudwatch_logs::LogsEvent;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{tracing, Error};
 use serde_json::Value;
@@ -35,17 +37,44 @@ impl InsightsContext {
     }
 }
 
-/// Handles a batch from the Insights queue (records forwarded, failures reported per message).
-pub async fn handle(context: &InsightsContext, payload: Value) -> Result<Value, Error> {
-    if payload["Records"][0]["eventSource"] == "aws:sqs" {
-        let event: SqsEvent = serde_json::from_value(payload)?;
-        return Ok(serde_json::to_value(forward_batch(context, &event).await)?);
+/// What the Insights function can be invoked with.
+#[derive(Debug)]
+pub enum InsightsInvocation {
+    /// A batch from the Insights queue: CloudTrail's own Insights records, to forward.
+    Queue(SqsEvent),
+    /// A CloudWatch Logs subscription batch from the trail log group: records to count.
+    Logs(LogsEvent),
+    /// The evaluation schedule: close minutes and evaluate the detector.
+    Schedule(EventBridgeEvent),
+}
+
+impl InsightsInvocation {
+    pub fn from_payload(payload: Value) -> Result<Self, Error> {
+        if payload["Records"][0]["eventSource"] == "aws:sqs" {
+            Ok(InsightsInvocation::Queue(serde_json::from_value(payload)?))
+        } else if payload.get("awslogs").is_some() {
+            // The awslogs deserializer borrows while decoding: it needs text, not a Value.
+            Ok(InsightsInvocation::Logs(serde_json::from_str(&payload.to_string())?))
+        } else if payload.get("detail-type").is_some() {
+            Ok(InsightsInvocation::Schedule(serde_json::from_value(payload)?))
+        } else {
+            Err(format!(
+                "unrecognised invocation: expected an SQS batch, a CloudWatch Logs subscription \
+                 or a scheduled event, got keys {:?}",
+                payload.as_object().map(|o| o.keys().collect::<Vec<_>>())
+            )
+            .into())
+        }
     }
-    Err(format!(
-        "unrecognised invocation: expected an SQS batch from the Insights queue, got keys {:?}",
-        payload.as_object().map(|o| o.keys().collect::<Vec<_>>())
-    )
-    .into())
+}
+
+pub async fn handle(context: &InsightsContext, payload: Value) -> Result<Value, Error> {
+    match InsightsInvocation::from_payload(payload)? {
+        InsightsInvocation::Queue(event) => Ok(serde_json::to_value(forward_batch(context, &event).await)?),
+        InsightsInvocation::Logs(_) | InsightsInvocation::Schedule(_) => {
+            Err("counting and evaluation need the Insights state table (TRAILWATCH_STATE_TABLE)".into())
+        }
+    }
 }
 
 pub async fn forward_batch(context: &InsightsContext, event: &SqsEvent) -> SqsBatchResponse {

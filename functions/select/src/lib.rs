@@ -50,33 +50,56 @@ impl SelectContext {
     }
 }
 
-/// Handles an SQS batch (partial failures reported per message), or a single notification
-/// invoked directly (S3 event, EventBridge event, `{"Records":[...]}` of CloudTrail records).
-pub async fn handle(context: &SelectContext, payload: Value) -> Result<Value, Error> {
-    if is_sqs_event(&payload) {
-        let event: SqsEvent = serde_json::from_value(payload)?;
-        let mut failures = Vec::new();
-        for message in &event.records {
-            let id = message.message_id.clone().unwrap_or_default();
-            let body = message.body.as_deref().unwrap_or("");
-            if let Err(e) = process(context, body).await {
-                tracing::error!(message_id = %id, error = %e, "message will be retried");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                failures.push(failure);
-            }
-        }
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
-        return Ok(serde_json::to_value(response)?);
-    }
-    let body = serde_json::to_string(&payload)?;
-    process(context, &body).await?;
-    Ok(Value::Null)
+/// What the select function can be invoked with.
+#[derive(Debug)]
+pub enum SelectInvocation {
+    /// A batch from the ingest queue (S3, SNS or EventBridge notifications in the bodies).
+    Queue(SqsEvent),
+    /// `{"selectors": <trail configuration>, "events": [records]}`: decide each event, change
+    /// nothing.
+    DryRun(Value),
+    /// A notification invoked directly (S3 event, EventBridge event, `{"Records":[...]}`).
+    Direct(String),
 }
 
-fn is_sqs_event(payload: &Value) -> bool {
-    payload["Records"][0]["eventSource"] == "aws:sqs"
+impl SelectInvocation {
+    pub fn from_payload(payload: Value) -> Result<Self, Error> {
+        if payload["Records"][0]["eventSource"] == "aws:sqs" {
+            return Ok(SelectInvocation::Queue(serde_json::from_value(payload)?));
+        }
+        if payload.get("selectors").is_some() {
+            return Ok(SelectInvocation::DryRun(payload));
+        }
+        Ok(SelectInvocation::Direct(serde_json::to_string(&payload)?))
+    }
+}
+
+/// Handles an SQS batch (partial failures reported per message), a dry run, or a single
+/// notification invoked directly.
+pub async fn handle(context: &SelectContext, payload: Value) -> Result<Value, Error> {
+    match SelectInvocation::from_payload(payload)? {
+        SelectInvocation::Queue(event) => {
+            let mut failures = Vec::new();
+            for message in &event.records {
+                let id = message.message_id.clone().unwrap_or_default();
+                let body = message.body.as_deref().unwrap_or("");
+                if let Err(e) = process(context, body).await {
+                    tracing::error!(message_id = %id, error = %e, "message will be retried");
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    failures.push(failure);
+                }
+            }
+            let mut response = SqsBatchResponse::default();
+            response.batch_item_failures = failures;
+            Ok(serde_json::to_value(response)?)
+        }
+        SelectInvocation::DryRun(request) => Ok(trailwatch::select::dry_run(&request)?),
+        SelectInvocation::Direct(body) => {
+            process(context, &body).await?;
+            Ok(Value::Null)
+        }
+    }
 }
 
 /// A message that must come back (SQS redelivers it; after the redrive limit, the DLQ).
