@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (idempotent), starts moto on 127.0.0.1, runs
+# every test (Rust unit and integration tests, the moto-backed end-to-end tests), the lints
+# (rustfmt, clippy, cfn-lint, sam validate --lint) and `sam build`, then stops moto.
+#
+#   scripts/test.sh                     everything
+#   TRAILWATCH_SKIP_SAM_BUILD=1 scripts/test.sh   all but `sam build` (release builds, minutes)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+step() { printf '\n== %s\n' "$*"; }
+started=$SECONDS
+
+step "tools (project-local virtualenvs)"
+scripts/tools.sh
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+step "moto server on 127.0.0.1"
+scripts/moto.sh stop >/dev/null 2>&1 || true
+scripts/moto.sh start
+trap 'scripts/moto.sh stop >/dev/null 2>&1 || true' EXIT
+TRAILWATCH_TEST_ENDPOINT="$(cat target/moto.endpoint)"
+export TRAILWATCH_TEST_ENDPOINT
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "tests"
+cargo test --workspace --quiet 2>&1 | tee target/test-output.txt
+grep -q "test result: ok" target/test-output.txt
+
+step "template lint"
+scripts/lint-template.sh
+
+if [[ "${TRAILWATCH_SKIP_SAM_BUILD:-0}" != 1 ]]; then
+    step "sam build (cargo-lambda, release)"
+    sam build --template-file template.yaml --build-dir target/sam-build
+fi
+
+step "done in $((SECONDS - started)) s"
