@@ -270,7 +270,7 @@ fn kept(config: &TrailConfig) -> Vec<bool> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn compiled_matcher_decides_as_the_interpreter(selectors in prop::collection::vec(selector(), 1..4)) {

@@ -334,14 +334,20 @@ impl Affixes {
 
     fn matches(&self, bytes: impl Iterator<Item = u8>) -> bool {
         let mut state = self.start;
-        for byte in bytes {
+        for (consumed, byte) in (1..).zip(bytes) {
             state = self.dfa.next_state(Anchored::Yes, state, byte);
             if self.dfa.is_special(state) {
-                if self.dfa.is_match(state) {
-                    return true;
-                }
                 if self.dfa.is_dead(state) {
                     return false;
+                }
+                // A match state also lists the patterns that are suffixes of the bytes read
+                // (inherited along failure links); only a pattern as long as everything read
+                // so far starts at the anchor.
+                if self.dfa.is_match(state)
+                    && (0..self.dfa.match_len(state))
+                        .any(|k| self.dfa.pattern_len(self.dfa.match_pattern(state, k)) == consumed)
+                {
+                    return true;
                 }
             }
         }
@@ -401,6 +407,25 @@ mod tests {
         assert!(!set.matches("file.json.gz"));
         assert!(set.matches("xyz"));
         assert!(!set.matches("xy"));
+    }
+
+    #[test]
+    fn a_pattern_inside_the_value_is_not_an_anchored_match() {
+        // Reversed, "ser" is "res" and "e" is "e": walking "retset/resu…" passes through
+        // "re", whose state also carries the pattern "e" — not at the end of the value.
+        let set = ValueSetBuilder {
+            exact: vec![],
+            prefixes: vec!["ab", "b"],
+            suffixes: vec!["e", "ser"],
+        }
+        .build()
+        .expect("non-empty");
+        assert!(!set.matches("arn:aws:iam::123456789012:user/tester"));
+        assert!(set.matches("arn:aws:iam::123456789012:user/someuser"));
+        assert!(set.matches("arn:aws:iam::123456789012:user/joe"));
+        assert!(!set.matches("xab"));
+        assert!(!set.matches("aab"));
+        assert!(set.matches("bx"));
     }
 
     #[test]
