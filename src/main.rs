@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use trailwatch::insights::InsightsConfig;
 use trailwatch::replay::{replay, ReplayOptions, ReplaySummary};
 use trailwatch::select::TrailConfig;
 use trailwatch::time::parse_event_time;
@@ -96,17 +97,28 @@ fn parse_replay(args: &[String]) -> Result<ReplayOptions, String> {
         return Err("give at least one log file or folder".into());
     }
     let out = out.ok_or("--out DIR is required")?;
-    let config = match config {
+    let (config, insights) = match config {
         Some(path) => {
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("--config {path}: {e}"))?;
-            TrailConfig::from_json(&text).map_err(|e| format!("--config {path}: {e}"))?
+            let trail =
+                TrailConfig::from_json(&text).map_err(|e| format!("--config {path}: {e}"))?;
+            let insights = if trail.insight_selectors().is_empty() {
+                None
+            } else {
+                Some(
+                    InsightsConfig::from_json(&text)
+                        .map_err(|e| format!("--config {path}: {e}"))?,
+                )
+            };
+            (trail, insights)
         }
-        None => TrailConfig::default(),
+        None => (TrailConfig::default(), None),
     };
     Ok(ReplayOptions {
         inputs,
         config,
+        insights,
         out,
         now_ms,
     })
@@ -123,18 +135,46 @@ fn print_summary(options: &ReplayOptions, s: &ReplaySummary) {
     let dropped: usize = c.dropped.values().sum();
     let reasons: Vec<String> = c.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
     println!("dropped      {dropped} ({})", reasons.join(", "));
-    println!("duplicates   {} (same eventID seen before)", c.duplicates + s.delivery.duplicates);
+    println!(
+        "duplicates   {} (same eventID seen before)",
+        c.duplicates + s.delivery.duplicates
+    );
     println!("rejected     {} unreadable records", c.rejected);
-    println!("stubbed      {} oversized records delivered as stubs", c.stubbed);
-    println!("delivered    {} to {} streams", s.delivery.delivered, s.delivery.per_stream.len());
+    println!(
+        "stubbed      {} oversized records delivered as stubs",
+        c.stubbed
+    );
+    println!(
+        "delivered    {} to {} streams",
+        s.delivery.delivered,
+        s.delivery.per_stream.len()
+    );
     for (stream, n) in &s.delivery.per_stream {
         println!("  {:<48} {n}", format!("{stream}.jsonl"));
     }
     if !s.delivery.rejected.is_empty() {
-        let r: Vec<String> = s.delivery.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        println!("not accepted {} by CloudWatch Logs' rules ({})", s.delivery.rejected.values().sum::<usize>(), r.join(", "));
+        let r: Vec<String> = s
+            .delivery
+            .rejected
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!(
+            "not accepted {} by CloudWatch Logs' rules ({})",
+            s.delivery.rejected.values().sum::<usize>(),
+            r.join(", ")
+        );
     }
-    println!("insights     {} forwarded to insights.jsonl", s.insights_forwarded);
+    println!(
+        "insights     {} forwarded to insights.jsonl ({} detected by trailwatch{})",
+        s.insights_forwarded,
+        s.insights_detected,
+        if options.insights.is_none() {
+            ", off: no InsightSelectors"
+        } else {
+            ""
+        }
+    );
     println!(
         "AWS calls    S3 GetObject {}, SQS messages {}, PutLogEvents {}",
         s.files, s.sqs_messages, s.delivery.put_calls

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::deliver::{deliver_messages, BatchLimits, DeliveryMessage, DeliveryReport, Inbound};
 use crate::forward::{forward, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURCE};
 use crate::ingest::{parse_object_key, read_log_file, LogFileLimits, ObjectKind};
+use crate::insights::{InsightsConfig, InsightsEngine};
 use crate::local::{block_on, FileBus, FileLogGroup};
 use crate::pipeline::{Destination, Origin, Outgoing, SelectCounts, SelectRun};
 use crate::record::Record;
@@ -24,6 +25,9 @@ pub const DELIVER_BATCH_MESSAGES: usize = 10;
 pub struct ReplayOptions {
     pub inputs: Vec<PathBuf>,
     pub config: TrailConfig,
+    /// Insights detection over the kept management events, when the trail has insight
+    /// selectors (as CloudTrail: Insights are off unless enabled).
+    pub insights: Option<InsightsConfig>,
     pub out: PathBuf,
     /// The delivery time for CloudWatch Logs' time window; by default each group of messages is
     /// delivered "as it happened", at the newest eventTime read so far.
@@ -40,6 +44,8 @@ pub struct ReplaySummary {
     pub problems: Vec<String>,
     pub delivery: DeliveryTotals,
     pub insights_forwarded: usize,
+    /// Insights records trailwatch's detector produced (Start and End).
+    pub insights_detected: usize,
     pub sqs_messages: usize,
 }
 
@@ -114,6 +120,7 @@ pub fn replay(options: &ReplayOptions) -> io::Result<ReplaySummary> {
     let mut run = SelectRun::new(&matcher, crate::deliver::message::DEFAULT_MESSAGE_BYTES);
     let mut summary = ReplaySummary::default();
     let mut queue: Vec<Outgoing> = Vec::new();
+    let mut engine = options.insights.clone().map(InsightsEngine::new);
 
     for path in &files {
         summary.files += 1;
@@ -128,16 +135,28 @@ pub fn replay(options: &ReplayOptions) -> io::Result<ReplaySummary> {
             continue;
         }
         let read = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
-            read_log_file(BufReader::new(f), LogFileLimits::default(), |item| {
-                match item.bytes {
-                    Ok(raw) => run.record(&origin, item.index, raw),
+            read_log_file(
+                BufReader::new(f),
+                LogFileLimits::default(),
+                |item| match item.bytes {
+                    Ok(raw) => {
+                        let kept_before = run.counts.kept;
+                        run.record(&origin, item.index, raw);
+                        if let (Some(engine), true) =
+                            (engine.as_mut(), run.counts.kept > kept_before)
+                        {
+                            if let Ok(record) = Record::parse(raw) {
+                                engine.observe(&record);
+                            }
+                        }
+                    }
                     Err(problem) => {
                         run.counts.records_read += 1;
                         run.counts.rejected += 1;
                         run.problem(&origin, Some(item.index), problem);
                     }
-                }
-            })
+                },
+            )
             .map_err(|e| e.to_string())
         });
         if let Err(e) = read {
@@ -147,6 +166,16 @@ pub fn replay(options: &ReplayOptions) -> io::Result<ReplaySummary> {
         queue.extend(run.take_outbox());
         let now = options.now_ms.or(run.counts.newest_event_ms).unwrap_or(0);
         drain(&mut queue, false, now, &group, &bus, &mut summary);
+        if let (Some(engine), Some(newest)) = (engine.as_mut(), run.counts.newest_event_ms) {
+            let detected = engine.advance_to(newest);
+            summary.insights_detected += detected.len();
+            forward_records(&detected, &bus, &mut summary);
+        }
+    }
+    if let Some(engine) = engine.as_mut() {
+        let detected = engine.finish();
+        summary.insights_detected += detected.len();
+        forward_records(&detected, &bus, &mut summary);
     }
     run.flush();
     queue.extend(run.take_outbox());
@@ -204,17 +233,25 @@ fn drain(
 }
 
 fn forward_insights(body: &str, bus: &FileBus, summary: &mut ReplaySummary) {
-    let Ok(message) = DeliveryMessage::parse(body) else {
-        return;
-    };
-    let entries: Vec<Entry> = message
-        .records
+    match DeliveryMessage::parse(body) {
+        Ok(message) => {
+            let records: Vec<&str> = message.records.iter().map(|r| r.get()).collect();
+            forward_records(&records, bus, summary);
+        }
+        Err(e) => summary.problems.push(format!("insights message: {e}")),
+    }
+}
+
+/// Forwards Insights records, as the Insights function does, to the local bus.
+fn forward_records(records: &[impl AsRef<str>], bus: &FileBus, summary: &mut ReplaySummary) {
+    let entries: Vec<Entry> = records
         .iter()
         .map(|raw| {
-            let time = Record::parse(raw.get())
+            let raw = raw.as_ref();
+            let time = Record::parse(raw)
                 .ok()
                 .and_then(|r| r.fields.event_time.map(|t| t.into_owned()));
-            Entry::insight(DEFAULT_SOURCE, raw.get(), time.as_deref())
+            Entry::insight(DEFAULT_SOURCE, raw, time.as_deref())
         })
         .collect();
     let report = block_on(forward(
