@@ -46,9 +46,9 @@ impl EventBus for EventBridgeBus {
             .map_err(|e| BusError {
                 // The SDK already retried throttling and transient faults; a validation error
                 // will not pass on a retry.
-                retryable: !e
+                retryable: e
                     .as_service_error()
-                    .is_some_and(|s| s.meta().code() == Some("ValidationException")),
+                    .is_none_or(|s| s.meta().code() != Some("ValidationException")),
                 message: format!("PutEvents to {}: {}", self.bus_name, describe(&e)),
             })?;
         Ok(output
