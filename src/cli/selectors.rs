@@ -252,20 +252,13 @@ fn explain(config_path: &Path, logs: &[PathBuf], as_json: bool) -> ExitCode {
         }
     };
     let matcher = config.compile();
-    let mut files = Vec::new();
-    for path in logs {
-        if let Err(e) = collect_files(path, &mut files) {
-            eprintln!("{}: {e}", path.display());
+    let tally = match tally_logs(&matcher, logs) {
+        Ok(tally) => tally,
+        Err(e) => {
+            eprintln!("{e}");
             return ExitCode::from(1);
         }
-    }
-    let mut tally = Tally::default();
-    for file in &files {
-        tally.files += 1;
-        if let Err(e) = read_records(file, |raw| tally.record(&matcher, raw)) {
-            tally.file_errors.push(format!("{}: {e}", file.display()));
-        }
-    }
+    };
     let report = report_json(&matcher, &tally, &PRICES);
     if as_json {
         println!(
@@ -280,6 +273,34 @@ fn explain(config_path: &Path, logs: &[PathBuf], as_json: bool) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The `explain --json` report of `config` over the records under `logs`.
+pub fn explain_report(config: &TrailConfig, logs: &[PathBuf]) -> Result<Value, String> {
+    let matcher = config.compile();
+    let tally = tally_logs(&matcher, logs)?;
+    Ok(report_json(&matcher, &tally, &PRICES))
+}
+
+/// Decides every record under `logs`; a folder that cannot be listed is an error, a file
+/// that cannot be read is counted in `file_errors` and the others are still read.
+fn tally_logs(matcher: &Matcher, logs: &[PathBuf]) -> Result<Tally, String> {
+    let mut files = Vec::new();
+    for path in logs {
+        collect_files(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let mut tally = Tally::default();
+    for file in &files {
+        tally.files += 1;
+        let read = read_records(file, |item| match item {
+            Some(raw) => tally.record(matcher, raw),
+            None => tally.unreadable += 1,
+        });
+        if let Err(e) = read {
+            tally.file_errors.push(format!("{}: {e}", file.display()));
+        }
+    }
+    Ok(tally)
 }
 
 /// Files under `path` (itself if it is a file), recursively, in name order.
@@ -298,23 +319,22 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Hands each record's exact text to `each`: `.jsonl` files line by line, CloudTrail log files
-/// through the streaming reader, and JSON arrays of records (exports, test sets) whole.
-fn read_records(path: &Path, mut each: impl FnMut(&str)) -> Result<(), String> {
+/// Hands each record's exact text to `each` (`None` for an element that is not a readable
+/// record): `.jsonl` files line by line, CloudTrail log files through the streaming reader,
+/// and JSON arrays of records (exports, test sets) whole.
+fn read_records(path: &Path, mut each: impl FnMut(Option<&str>)) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     if path.extension().is_some_and(|e| e == "jsonl") {
         for (n, line) in BufReader::new(file).lines().enumerate() {
             let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
             if !line.trim().is_empty() {
-                each(line.trim());
+                each(Some(line.trim()));
             }
         }
         return Ok(());
     }
-    let mut unreadable = 0usize;
-    let result = read_log_file(file, LogFileLimits::default(), |item| match item.bytes {
-        Ok(raw) => each(raw),
-        Err(_) => unreadable += 1,
+    let result = read_log_file(file, LogFileLimits::default(), |item| {
+        each(item.bytes.ok());
     });
     match result {
         Ok(_) => Ok(()),
@@ -323,7 +343,7 @@ fn read_records(path: &Path, mut each: impl FnMut(&str)) -> Result<(), String> {
     }
 }
 
-fn read_json_array(path: &Path, mut each: impl FnMut(&str)) -> Result<(), String> {
+fn read_json_array(path: &Path, mut each: impl FnMut(Option<&str>)) -> Result<(), String> {
     let mut text = String::new();
     File::open(path)
         .and_then(|mut f| f.read_to_string(&mut text))
@@ -331,7 +351,7 @@ fn read_json_array(path: &Path, mut each: impl FnMut(&str)) -> Result<(), String
     let items: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(&text)
         .map_err(|e| format!("neither a CloudTrail log file nor a JSON array of records: {e}"))?;
     for item in &items {
-        each(item.get());
+        each(Some(item.get()));
     }
     Ok(())
 }

@@ -55,8 +55,8 @@ impl Compiled {
         }
     }
 
-    pub(crate) fn evaluate(&self, record: &Record<'_>) -> Verdict {
-        let category = record.category();
+    /// `category` is `record.category()`, computed once by the caller.
+    pub(crate) fn evaluate(&self, record: &Record<'_>, category: EventCategory) -> Verdict {
         let kept_by = match &self.selectors {
             CompiledSelectors::Basic(list) => list.iter().position(|s| s.matches(record, category)),
             CompiledSelectors::Advanced(list) => {
@@ -179,8 +179,10 @@ impl CompiledAdvanced {
                 continue;
             };
             if field == Field::EventCategory {
+                // Decided once per selector by comparing categories, not as a condition.
                 let values = fs.values(Operator::Equals).unwrap_or(&[]);
                 category = values.first().and_then(|v| SelectorCategory::parse(v));
+                continue;
             }
             if field == Field::ResourcesType {
                 resource_types.extend(
@@ -221,7 +223,6 @@ impl CompiledAdvanced {
 
     fn matches(&self, record: &Record<'_>, category: SelectorCategory) -> bool {
         if self.category != Some(category) {
-            // Covers the eventCategory condition; it is still evaluated below, cheaply.
             return false;
         }
         self.conditions.iter().all(|c| self.passes(c, record))
@@ -275,7 +276,7 @@ impl ValueSetBuilder<'_> {
             return None;
         }
         Some(ValueSet {
-            exact: self.exact.iter().map(|v| Box::<str>::from(*v)).collect(),
+            exact: ExactSet::new(&self.exact),
             prefixes: Affixes::new(self.prefixes.iter().map(|p| p.as_bytes().to_vec())),
             suffixes: Affixes::new(
                 self.suffixes
@@ -286,16 +287,44 @@ impl ValueSetBuilder<'_> {
     }
 }
 
+/// Exact values: a few are compared one by one (cheaper than hashing the record's value),
+/// more go into a hash set.
+#[derive(Debug, Clone)]
+enum ExactSet {
+    Few(Vec<Box<str>>),
+    Many(HashSet<Box<str>, BuildHasherDefault<FxHasher>>),
+}
+
+/// Up to this many exact values are compared one by one.
+const LINEAR_SCAN_MAX: usize = 6;
+
+impl ExactSet {
+    fn new(values: &[&str]) -> ExactSet {
+        if values.len() <= LINEAR_SCAN_MAX {
+            ExactSet::Few(values.iter().map(|v| Box::<str>::from(*v)).collect())
+        } else {
+            ExactSet::Many(values.iter().map(|v| Box::<str>::from(*v)).collect())
+        }
+    }
+
+    fn contains(&self, value: &str) -> bool {
+        match self {
+            ExactSet::Few(values) => values.iter().any(|v| &**v == value),
+            ExactSet::Many(set) => set.contains(value),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct ValueSet {
-    exact: HashSet<Box<str>, BuildHasherDefault<FxHasher>>,
+    exact: ExactSet,
     prefixes: Option<Affixes>,
     suffixes: Option<Affixes>,
 }
 
 impl ValueSet {
     fn matches(&self, value: &str) -> bool {
-        (!self.exact.is_empty() && self.exact.contains(value))
+        self.exact.contains(value)
             || self
                 .prefixes
                 .as_ref()

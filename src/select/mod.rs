@@ -205,7 +205,12 @@ const GLOBAL_SERVICE_SOURCES: [&str; 2] = ["iam.amazonaws.com", "cloudfront.amaz
 impl RegionScope {
     /// Gates 1 and 2 of the module doc; `None` when the record reaches the selectors.
     pub(crate) fn drop_reason(&self, record: &Record<'_>) -> Option<DropReason> {
-        if record.category() == EventCategory::Insight {
+        self.drop_reason_in(record, record.category())
+    }
+
+    /// As [`RegionScope::drop_reason`], with the record's category already known.
+    fn drop_reason_in(&self, record: &Record<'_>, category: EventCategory) -> Option<DropReason> {
+        if category == EventCategory::Insight {
             return Some(DropReason::InsightRecord);
         }
         if !self.is_multi_region_trail {
@@ -285,10 +290,11 @@ impl DropReason {
 
 impl Matcher {
     pub fn evaluate(&self, record: &Record<'_>) -> Verdict {
-        if let Some(reason) = self.scope.drop_reason(record) {
+        let category = record.category();
+        if let Some(reason) = self.scope.drop_reason_in(record, category) {
             return Verdict::Drop(reason);
         }
-        self.compiled.evaluate(record)
+        self.compiled.evaluate(record, category)
     }
 
     /// Number of selectors (0 for the default trail, whose implicit selector has no index).

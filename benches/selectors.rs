@@ -1,0 +1,206 @@
+//! Evaluations per second on one core: compiled matcher vs reference interpreter, over real
+//! records, as the number of selector values grows. `cargo bench --bench selectors`.
+//!
+//! Records: every real record of `../shared/data`, turned into an S3 data event (eventCategory
+//! Data, one `AWS::S3::Object` resource `arn:aws:s3:::bench-<n>/<eventName>/<i>`) so that data
+//! selector conditions are evaluated on each; eventName, eventSource and userIdentity stay real.
+//! Each configuration is one advanced selector: `eventCategory Equals Data`, `resources.type
+//! Equals AWS::S3::Object` (2 values) plus the condition under test with 1, 48 or 498 values —
+//! 3, 50 and 500 values in total, 500 being CloudTrail's limit per trail (the six-operator row
+//! starts at 6 + 2). One value per operator can match; the others are realistic fillers that
+//! never do, so rows differ only in the number of values, not in what is kept.
+
+#[path = "../tests/select_support.rs"]
+mod support;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use trailwatch::record::Record;
+use trailwatch::select::{interpret, TrailConfig};
+
+const VARIABLE_VALUES: [usize; 3] = [1, 48, 498];
+const FIXED_VALUES: usize = 2;
+const MIN_RUN: Duration = Duration::from_millis(600);
+
+fn bench_records() -> Vec<Record<'static>> {
+    support::real_records()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, real)| {
+            let mut v = real.value;
+            let name = v
+                .get("eventName")
+                .and_then(Value::as_str)
+                .unwrap_or("Unknown")
+                .to_string();
+            v["eventCategory"] = json!("Data");
+            v["managementEvent"] = json!(false);
+            v["resources"] = json!([{"type": "AWS::S3::Object",
+                                     "ARN": format!("arn:aws:s3:::bench-{}/{name}/{i}", i % 97)}]);
+            let text: &'static str = Box::leak(v.to_string().into_boxed_str());
+            Record::parse(text).ok()
+        })
+        .collect()
+}
+
+/// The most frequent value of `key` over the records (ties by value).
+fn most_frequent<'r>(
+    records: &'r [Record<'_>],
+    key: impl Fn(&'r Record<'_>) -> Option<&'r str>,
+) -> String {
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for r in records {
+        if let Some(v) = key(r) {
+            *counts.entry(v).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(v, _)| v.to_string())
+        .unwrap_or_default()
+}
+
+/// `first` followed by fillers up to `n` values. Fillers never match a record but look like
+/// real values (shared ARN prefixes, API-like names), so only the number of values changes
+/// from row to row, not what is kept.
+fn with_fillers(first: &str, n: usize, filler: impl Fn(usize) -> String) -> Vec<String> {
+    std::iter::once(first.to_string())
+        .chain((0..n.saturating_sub(1)).map(filler))
+        .collect()
+}
+
+fn condition(shape: &str, n: usize, records: &[Record<'_>]) -> Vec<Value> {
+    let top_name = most_frequent(records, |r| r.event_name());
+    let identity_suffix = most_frequent(records, |r| {
+        let arn = r.user_identity_arn()?;
+        arn.get(arn.len().saturating_sub(8)..)
+    });
+    let name_filler = |j: usize| format!("SyntheticApi{j}");
+    let arn_filler = |j: usize| format!("arn:aws:s3:::archive-{j}/");
+    let identity_filler = |j: usize| format!("/nobody-{j}");
+    match shape {
+        "Equals eventName" => {
+            vec![json!({"Field": "eventName", "Equals": with_fillers(&top_name, n, name_filler)})]
+        }
+        "StartsWith resources.ARN" => vec![json!({"Field": "resources.ARN",
+            "StartsWith": with_fillers("arn:aws:s3:::bench-1", n, arn_filler)})],
+        "EndsWith userIdentity.arn" => vec![json!({"Field": "userIdentity.arn",
+            "EndsWith": with_fillers(&identity_suffix, n, identity_filler)})],
+        _ => {
+            // The six operators over three fields; values spread evenly, one real each.
+            let k = |i: usize| n / 6 + usize::from(i < n % 6);
+            vec![
+                json!({"Field": "resources.ARN",
+                       "StartsWith": with_fillers("arn:aws:s3:::bench-", k(0), arn_filler),
+                       "NotStartsWith": with_fillers("arn:aws:s3:::bench-5", k(1), arn_filler)}),
+                json!({"Field": "userIdentity.arn",
+                       "EndsWith": with_fillers(&identity_suffix, k(2), identity_filler),
+                       "NotEndsWith": with_fillers("/nobody", k(3), identity_filler)}),
+                json!({"Field": "eventName",
+                       "Equals": with_fillers(&top_name, k(4), name_filler),
+                       "NotEquals": with_fillers("NeverCalled", k(5), name_filler)}),
+            ]
+        }
+    }
+}
+
+fn config(conditions: Vec<Value>) -> TrailConfig {
+    let mut fs = vec![
+        json!({"Field": "eventCategory", "Equals": ["Data"]}),
+        json!({"Field": "resources.type", "Equals": ["AWS::S3::Object"]}),
+    ];
+    fs.extend(conditions);
+    let value = json!({"AdvancedEventSelectors": [{"Name": "bench", "FieldSelectors": fs}]});
+    TrailConfig::from_value(&value)
+        .unwrap_or_else(|e| panic!("benchmark configuration refused: {e}"))
+}
+
+/// CPU time of this thread (Linux `/proc/thread-self/schedstat`, first field, nanoseconds):
+/// the machine is shared, so wall time would measure the neighbours too.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Evaluations per CPU second of `decide` over `records`, repeated for at least MIN_RUN of CPU
+/// time (wall time where the kernel does not report thread CPU time). Returns the rate and
+/// how many records one pass keeps.
+fn rate(records: &[Record<'_>], mut decide: impl FnMut(&Record<'_>) -> bool) -> (f64, usize) {
+    let clock = || thread_cpu().unwrap_or_else(|| WALL_START.with(|s| s.elapsed()));
+    let mut evaluations = 0usize;
+    let mut kept = 0usize;
+    let start = clock();
+    while clock() - start < MIN_RUN {
+        for record in records {
+            kept += usize::from(decide(black_box(record)));
+        }
+        evaluations += records.len();
+    }
+    let spent = (clock() - start).as_secs_f64();
+    (
+        evaluations as f64 / spent,
+        kept * records.len() / evaluations.max(1),
+    )
+}
+
+thread_local! {
+    static WALL_START: Instant = Instant::now();
+}
+
+fn main() {
+    let records = bench_records();
+    println!(
+        "{} real records as S3 data events; one thread; rates per CPU second ({}); each row runs >= {} ms per engine\n",
+        records.len(),
+        if thread_cpu().is_some() { "thread CPU time" } else { "wall time" },
+        MIN_RUN.as_millis()
+    );
+    println!(
+        "{:<28} {:>7} {:>7} {:>16} {:>16} {:>9} {:>9}",
+        "condition", "values", "kept", "compiled M/s", "interpreter M/s", "speedup", "ns/eval"
+    );
+    for shape in [
+        "Equals eventName",
+        "StartsWith resources.ARN",
+        "EndsWith userIdentity.arn",
+        "mixed, six operators",
+    ] {
+        let mut first = None;
+        for n in VARIABLE_VALUES {
+            let n = if shape.starts_with("mixed") {
+                n.max(6)
+            } else {
+                n
+            };
+            let config = config(condition(shape, n, &records));
+            let matcher = config.compile();
+            let (compiled, kept) = rate(&records, |r| matcher.evaluate(r).is_keep());
+            let (interpreted, kept_i) = rate(&records, |r| interpret(&config, r).is_keep());
+            assert_eq!(kept, kept_i, "engines disagree on {shape} with {n} values");
+            println!(
+                "{:<28} {:>7} {:>7} {:>16.2} {:>16.2} {:>8.1}x {:>9.1}",
+                shape,
+                n + FIXED_VALUES,
+                kept,
+                compiled / 1e6,
+                interpreted / 1e6,
+                compiled / interpreted,
+                1e9 / compiled
+            );
+            let first_rate = *first.get_or_insert(compiled);
+            if n + FIXED_VALUES >= 500 {
+                println!(
+                    "{:<28} compiled at 500 values is {:.2}x slower than at {} values",
+                    "",
+                    first_rate / compiled,
+                    VARIABLE_VALUES[0].max(if shape.starts_with("mixed") { 6 } else { 1 })
+                        + FIXED_VALUES
+                );
+            }
+        }
+    }
+}
