@@ -37,7 +37,9 @@ impl FileLogGroup {
             None => {
                 let path = self.dir.join(format!("{stream}.jsonl"));
                 let file = OpenOptions::new().create(true).append(true).open(path)?;
-                files.entry(stream.to_owned()).or_insert(BufWriter::new(file))
+                files
+                    .entry(stream.to_owned())
+                    .or_insert(BufWriter::new(file))
             }
         };
         for event in events {

@@ -47,13 +47,19 @@ mod tests {
     #[test]
     fn names_the_stream_after_recipient_account_and_region() {
         let r = Record::parse(r#"{"recipientAccountId":"111122223333","awsRegion":"eu-west-1","userIdentity":{"accountId":"999"}}"#).unwrap();
-        assert_eq!(stream_name(&r, None).unwrap(), "111122223333_CloudTrail_eu-west-1");
+        assert_eq!(
+            stream_name(&r, None).unwrap(),
+            "111122223333_CloudTrail_eu-west-1"
+        );
     }
 
     #[test]
     fn organization_trail_streams_carry_the_org_prefix() {
-        let key = parse_object_key("AWSLogs/o-abc123/111122223333/CloudTrail/us-east-1/2024/01/01/f.json.gz");
-        let r = Record::parse(r#"{"recipientAccountId":"111122223333","awsRegion":"us-east-1"}"#).unwrap();
+        let key = parse_object_key(
+            "AWSLogs/o-abc123/111122223333/CloudTrail/us-east-1/2024/01/01/f.json.gz",
+        );
+        let r = Record::parse(r#"{"recipientAccountId":"111122223333","awsRegion":"us-east-1"}"#)
+            .unwrap();
         assert_eq!(
             stream_name(&r, Some(&key)).unwrap(),
             "o-abc123_111122223333_CloudTrail_us-east-1"
@@ -62,9 +68,13 @@ mod tests {
 
     #[test]
     fn falls_back_to_the_object_key_then_refuses_unsafe_names() {
-        let key = parse_object_key("AWSLogs/222233334444/CloudTrail/ap-south-1/2024/01/01/f.json.gz");
+        let key =
+            parse_object_key("AWSLogs/222233334444/CloudTrail/ap-south-1/2024/01/01/f.json.gz");
         let r = Record::parse(r#"{"eventID":"x"}"#).unwrap();
-        assert_eq!(stream_name(&r, Some(&key)).unwrap(), "222233334444_CloudTrail_ap-south-1");
+        assert_eq!(
+            stream_name(&r, Some(&key)).unwrap(),
+            "222233334444_CloudTrail_ap-south-1"
+        );
         let bad = Record::parse(r#"{"recipientAccountId":"1:*","awsRegion":"us-east-1"}"#).unwrap();
         assert_eq!(stream_name(&bad, None), None);
     }

@@ -107,7 +107,8 @@ pub fn plan_calls(entries: &[Entry], limits: &PutEventsLimits) -> (Vec<Vec<usize
     let mut bytes = 0;
     for (i, entry) in entries.iter().enumerate() {
         let size = entry.size();
-        if size >= limits.max_bytes || entry.detail_type.chars().count() > PUT_EVENTS_MAX_DETAIL_TYPE
+        if size >= limits.max_bytes
+            || entry.detail_type.chars().count() > PUT_EVENTS_MAX_DETAIL_TYPE
         {
             unsendable.push(i);
             continue;
@@ -305,7 +306,11 @@ mod tests {
     use std::sync::Mutex;
 
     fn entry(detail_len: usize) -> Entry {
-        Entry::insight(DEFAULT_SOURCE, &format!("{{\"p\":\"{}\"}}", "x".repeat(detail_len)), Some("2024-01-01T00:00:00Z"))
+        Entry::insight(
+            DEFAULT_SOURCE,
+            &format!("{{\"p\":\"{}\"}}", "x".repeat(detail_len)),
+            Some("2024-01-01T00:00:00Z"),
+        )
     }
 
     #[test]
@@ -325,7 +330,10 @@ mod tests {
     fn calls_hold_at_most_ten_entries_and_stay_under_the_size_limit() {
         let entries: Vec<Entry> = (0..25).map(|_| entry(10)).collect();
         let (calls, unsendable) = plan_calls(&entries, &PutEventsLimits::default());
-        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
+        assert_eq!(
+            calls.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![10, 10, 5]
+        );
         assert!(unsendable.is_empty());
         let entries: Vec<Entry> = (0..5).map(|_| entry(100 * 1024)).collect();
         let (calls, _) = plan_calls(&entries, &PutEventsLimits::default());
@@ -341,7 +349,10 @@ mod tests {
     #[test]
     fn aws_sources_are_refused_up_front() {
         assert!(validate_source("trailwatch.cloudtrail").is_ok());
-        assert!(matches!(validate_source("aws.cloudtrail"), Err(SourceError::Reserved(_))));
+        assert!(matches!(
+            validate_source("aws.cloudtrail"),
+            Err(SourceError::Reserved(_))
+        ));
         assert_eq!(validate_source(""), Err(SourceError::Empty));
     }
 
@@ -357,7 +368,10 @@ mod tests {
             let mut out = Vec::new();
             for e in entries {
                 let n: usize = e.detail.len();
-                match failures.iter_mut().find(|(len, left, _)| *len == n && *left > 0) {
+                match failures
+                    .iter_mut()
+                    .find(|(len, left, _)| *len == n && *left > 0)
+                {
                     Some((_, left, code)) => {
                         *left -= 1;
                         out.push(EntryOutcome::Failed {
@@ -367,7 +381,9 @@ mod tests {
                     }
                     None => {
                         self.seen.lock().unwrap().push(e.detail.clone());
-                        out.push(EntryOutcome::Accepted { event_id: "id".into() });
+                        out.push(EntryOutcome::Accepted {
+                            event_id: "id".into(),
+                        });
                     }
                 }
             }
@@ -399,10 +415,16 @@ mod tests {
             seen: Mutex::new(Vec::new()),
         };
         let mut pauses = Vec::new();
-        let report = run(forward(&bus, &entries, &PutEventsLimits::default(), &RetryPolicy::default(), |d| {
-            pauses.push(d);
-            std::future::ready(())
-        }));
+        let report = run(forward(
+            &bus,
+            &entries,
+            &PutEventsLimits::default(),
+            &RetryPolicy::default(),
+            |d| {
+                pauses.push(d);
+                std::future::ready(())
+            },
+        ));
         assert_eq!(report.failed.len(), 1);
         assert_eq!(report.failed[0].0, 7);
         assert!(report.failed[0].1.starts_with("MalformedDetail"));
@@ -419,10 +441,22 @@ mod tests {
             failures: Mutex::new(vec![(entries[0].detail.len(), 100, "ThrottlingException")]),
             seen: Mutex::new(Vec::new()),
         };
-        let policy = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
-        let report = run(forward(&bus, &entries, &PutEventsLimits::default(), &policy, |_| std::future::ready(())));
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let report = run(forward(
+            &bus,
+            &entries,
+            &PutEventsLimits::default(),
+            &policy,
+            |_| std::future::ready(()),
+        ));
         assert_eq!(report.accepted, vec![1]);
-        assert_eq!(report.failed.iter().map(|f| f.0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(
+            report.failed.iter().map(|f| f.0).collect::<Vec<_>>(),
+            vec![0]
+        );
         assert_eq!(report.calls, 3);
     }
 

@@ -4,6 +4,8 @@ pub mod log_file;
 pub mod notification;
 pub mod object_key;
 
-pub use log_file::{read_log_file, FileError, LogFileDecoder, LogFileLimits, RawItem, RecordProblem};
+pub use log_file::{
+    read_log_file, FileError, LogFileDecoder, LogFileLimits, RawItem, RecordProblem,
+};
 pub use notification::{parse_message, NotificationError, WorkItem};
 pub use object_key::{parse_object_key, LogObjectKey, ObjectKind};

@@ -103,9 +103,10 @@ fn parse_nested(body: &str, depth: u8) -> Result<Vec<WorkItem>, NotificationErro
     if envelope.s3_event.as_deref() == Some("s3:TestEvent") {
         return Ok(vec![WorkItem::Ignored("s3:TestEvent")]);
     }
-    if let (Some("Notification"), Some(message)) =
-        (envelope.sns_type.as_deref(), envelope.sns_message.as_deref())
-    {
+    if let (Some("Notification"), Some(message)) = (
+        envelope.sns_type.as_deref(),
+        envelope.sns_message.as_deref(),
+    ) {
         if depth > 0 {
             return Err(unrecognised("an SNS envelope inside an SNS envelope"));
         }
@@ -273,8 +274,10 @@ mod tests {
             parse_message("not json"),
             Err(NotificationError::NotJson(_))
         ));
-        let err = parse_message(r#"{"detail-type":"EC2 Instance State-change Notification","detail":{}}"#)
-            .unwrap_err();
+        let err = parse_message(
+            r#"{"detail-type":"EC2 Instance State-change Notification","detail":{}}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("EC2 Instance State-change"));
         assert!(parse_message(r#"{"hello":1}"#).is_err());
     }

@@ -123,7 +123,10 @@ mod tests {
             ObjectKind::Insight
         );
         assert_eq!(
-            parse_object_key("copies/123_CloudTrail-Digest_us-east-1_t_us-east-1_20240101T000000Z.json.gz").kind,
+            parse_object_key(
+                "copies/123_CloudTrail-Digest_us-east-1_t_us-east-1_20240101T000000Z.json.gz"
+            )
+            .kind,
             ObjectKind::Digest
         );
     }

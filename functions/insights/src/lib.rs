@@ -54,9 +54,13 @@ impl InsightsInvocation {
             Ok(InsightsInvocation::Queue(serde_json::from_value(payload)?))
         } else if payload.get("awslogs").is_some() {
             // The awslogs deserializer borrows while decoding: it needs text, not a Value.
-            Ok(InsightsInvocation::Logs(serde_json::from_str(&payload.to_string())?))
+            Ok(InsightsInvocation::Logs(serde_json::from_str(
+                &payload.to_string(),
+            )?))
         } else if payload.get("detail-type").is_some() {
-            Ok(InsightsInvocation::Schedule(serde_json::from_value(payload)?))
+            Ok(InsightsInvocation::Schedule(serde_json::from_value(
+                payload,
+            )?))
         } else {
             Err(format!(
                 "unrecognised invocation: expected an SQS batch, a CloudWatch Logs subscription \
@@ -70,10 +74,12 @@ impl InsightsInvocation {
 
 pub async fn handle(context: &InsightsContext, payload: Value) -> Result<Value, Error> {
     match InsightsInvocation::from_payload(payload)? {
-        InsightsInvocation::Queue(event) => Ok(serde_json::to_value(forward_batch(context, &event).await)?),
-        InsightsInvocation::Logs(_) | InsightsInvocation::Schedule(_) => {
-            Err("counting and evaluation need the Insights state table (TRAILWATCH_STATE_TABLE)".into())
+        InsightsInvocation::Queue(event) => {
+            Ok(serde_json::to_value(forward_batch(context, &event).await)?)
         }
+        InsightsInvocation::Logs(_) | InsightsInvocation::Schedule(_) => Err(
+            "counting and evaluation need the Insights state table (TRAILWATCH_STATE_TABLE)".into(),
+        ),
     }
 }
 
