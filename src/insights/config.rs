@@ -64,6 +64,10 @@ pub struct DetectorParams {
     pub pseudo_events: f64,
     /// Whole UTC days of data before Starts are allowed. Default 1.
     pub warmup_days: u32,
+    /// Pseudo-events shrinking the level correction (observed / expected over the hours 2–4
+    /// before the current one, which scales the expectation of the Start gates when above 1, so
+    /// slow ramps do not fire). 0 disables it. Default 5.
+    pub level_pseudo_events: f64,
 }
 
 impl Default for DetectorParams {
@@ -83,6 +87,7 @@ impl Default for DetectorParams {
             floor_fraction: 0.25,
             pseudo_events: 0.5,
             warmup_days: 1,
+            level_pseudo_events: 5.0,
         }
     }
 }
@@ -276,6 +281,7 @@ impl InsightsConfig {
             ("detector.guardBeta", d.guard_beta),
             ("detector.excessOff", d.excess_off),
             ("detector.floorFraction", d.floor_fraction),
+            ("detector.levelPseudoEvents", d.level_pseudo_events),
         ];
         for (field, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {

@@ -321,6 +321,25 @@ impl KeyState {
         }
     }
 
+    /// Level correction of the seasonal expectation: how far the key ran above its expectation
+    /// in the hours `h−4 ..= h−2` before the current hour `h` (the hour just before is skipped so
+    /// that the onset of a burst does not raise its own bar), shrunk with
+    /// `level_pseudo_events`: `max(1, (O + a) / (E + a))`. A slow ramp lifts it, an abrupt burst
+    /// does not. 1 when disabled.
+    fn recent_level(&self, t: i64, p: &DetectorParams) -> f64 {
+        if p.level_pseudo_events <= 0.0 {
+            return 1.0;
+        }
+        let h = t.div_euclid(60);
+        let (mut observed, mut expected) = (0f64, 0f64);
+        for k in 2..=4 {
+            observed += f64::from(self.hour_count(h - k));
+            expected += 60.0 * f64::from(self.expected[(h - k).rem_euclid(24) as usize]);
+        }
+        let a = p.level_pseudo_events;
+        ((observed + a) / (expected + a)).max(1.0)
+    }
+
     /// Cleaned events in the AWS baseline window `[00:00 UTC of start day − 7, start)`, read
     /// while closing minute `t` (the ring then holds minutes up to `t − 1`).
     fn baseline_count(&self, start: i64, t: i64) -> (u64, i64) {
@@ -356,10 +375,11 @@ impl KeyState {
         let warmed = day - ctx.origin_day >= i64::from(p.warmup_days);
         let can_start = self.insight.is_none() && self.cool_until.is_none_or(|c| t >= c) && warmed;
         if can_start {
+            let level = self.recent_level(t, p);
             for &w in &p.windows {
                 let w = w as usize;
                 let big_x: f64 = xs[..w].iter().sum();
-                let big_m = mus[..w].iter().sum::<f64>().max(1e-9);
+                let big_m = (level * mus[..w].iter().sum::<f64>()).max(1e-9);
                 if big_x - big_m < p.excess_on || big_x < p.ratio_on * big_m {
                     continue;
                 }
