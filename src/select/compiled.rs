@@ -277,11 +277,19 @@ impl ValueSetBuilder<'_> {
         }
         Some(ValueSet {
             exact: ExactSet::new(&self.exact),
-            prefixes: Affixes::new(self.prefixes.iter().map(|p| p.as_bytes().to_vec())),
+            prefixes: Affixes::new(
+                self.prefixes
+                    .iter()
+                    .map(|p| p.as_bytes().to_vec())
+                    .collect(),
+                false,
+            ),
             suffixes: Affixes::new(
                 self.suffixes
                     .iter()
-                    .map(|s| s.as_bytes().iter().rev().copied().collect::<Vec<u8>>()),
+                    .map(|s| s.as_bytes().iter().rev().copied().collect())
+                    .collect(),
+                true,
             ),
         })
     }
@@ -328,42 +336,82 @@ impl ValueSet {
             || self
                 .prefixes
                 .as_ref()
-                .is_some_and(|a| a.matches(value.as_bytes().iter().copied()))
+                .is_some_and(|a| a.matches(value.as_bytes()))
             || self
                 .suffixes
                 .as_ref()
-                .is_some_and(|a| a.matches(value.as_bytes().iter().rev().copied()))
+                .is_some_and(|a| a.matches(value.as_bytes()))
     }
 }
 
-/// An anchored automaton over a set of byte strings: `matches` says whether one of them is a
-/// prefix of the bytes fed (fed backwards, whether one is a suffix). It stops at the first
-/// match or as soon as no pattern can continue.
+/// An anchored automaton over a set of prefixes (or suffixes): `matches` says whether one of
+/// them starts (ends) the value. The part all patterns share (`arn:aws:s3:::`, `.amazonaws.com`)
+/// is compared as a slice first; the automaton walks only the bytes after it, and stops at the
+/// first anchored match or as soon as no pattern can continue.
 #[derive(Debug, Clone)]
 struct Affixes {
     dfa: DFA,
-    start: aho_corasick::automaton::StateID,
+    /// Suffix set: patterns were reversed and the value is walked backwards.
+    reversed: bool,
+    /// The bytes every pattern starts (suffix set: ends) with, as they appear in values.
+    trunk: Box<[u8]>,
+    /// Some pattern is exactly the trunk.
+    trunk_is_pattern: bool,
+    /// The automaton's state after the trunk.
+    after_trunk: aho_corasick::automaton::StateID,
 }
 
 impl Affixes {
-    fn new(patterns: impl Iterator<Item = Vec<u8>>) -> Option<Affixes> {
-        let patterns: Vec<Vec<u8>> = patterns.filter(|p| !p.is_empty()).collect();
-        if patterns.is_empty() {
-            return None;
-        }
+    /// `patterns` in walking order: as written for prefixes, reversed for suffixes.
+    fn new(patterns: Vec<Vec<u8>>, reversed: bool) -> Option<Affixes> {
+        let patterns: Vec<Vec<u8>> = patterns.into_iter().filter(|p| !p.is_empty()).collect();
+        let first = patterns.first()?;
         // Building can only fail on automata far larger than 500 values of 2 KiB; then the
-        // values are simply not used as prefixes, which validation prevents from happening.
+        // values are simply not used as affixes, which validation prevents from happening.
         let dfa = DFA::builder()
             .start_kind(StartKind::Anchored)
             .build(&patterns)
             .ok()?;
-        let start = dfa.start_state(Anchored::Yes).ok()?;
-        Some(Affixes { dfa, start })
+        let shared = patterns.iter().fold(first.len(), |n, p| {
+            n.min(first.iter().zip(p).take_while(|(a, b)| a == b).count())
+        });
+        let walked = &first[..shared];
+        let mut after_trunk = dfa.start_state(Anchored::Yes).ok()?;
+        for &byte in walked {
+            after_trunk = dfa.next_state(Anchored::Yes, after_trunk, byte);
+        }
+        let trunk: Box<[u8]> = if reversed {
+            walked.iter().rev().copied().collect()
+        } else {
+            walked.into()
+        };
+        Some(Affixes {
+            dfa,
+            reversed,
+            trunk,
+            trunk_is_pattern: patterns.iter().any(|p| p.len() == shared),
+            after_trunk,
+        })
     }
 
-    fn matches(&self, bytes: impl Iterator<Item = u8>) -> bool {
-        let mut state = self.start;
-        for (consumed, byte) in (1..).zip(bytes) {
+    fn matches(&self, value: &[u8]) -> bool {
+        let shared = self.trunk.len();
+        if self.reversed {
+            if !value.ends_with(&self.trunk) {
+                return false;
+            }
+            self.trunk_is_pattern || self.walk(value[..value.len() - shared].iter().rev().copied())
+        } else {
+            if !value.starts_with(&self.trunk) {
+                return false;
+            }
+            self.trunk_is_pattern || self.walk(value[shared..].iter().copied())
+        }
+    }
+
+    fn walk(&self, bytes: impl Iterator<Item = u8>) -> bool {
+        let mut state = self.after_trunk;
+        for (consumed, byte) in (self.trunk.len() + 1..).zip(bytes) {
             state = self.dfa.next_state(Anchored::Yes, state, byte);
             if self.dfa.is_special(state) {
                 if self.dfa.is_dead(state) {
@@ -455,6 +503,37 @@ mod tests {
         assert!(!set.matches("xab"));
         assert!(!set.matches("aab"));
         assert!(set.matches("bx"));
+    }
+
+    #[test]
+    fn the_shared_trunk_is_compared_before_the_automaton() {
+        let set = ValueSetBuilder {
+            exact: vec![],
+            prefixes: vec![
+                "arn:aws:s3:::logs/",
+                "arn:aws:s3:::logs/2024/",
+                "arn:aws:s3:::data-",
+            ],
+            suffixes: vec![".amazonaws.com", "s3.amazonaws.com"],
+        }
+        .build()
+        .expect("non-empty");
+        assert!(set.matches("arn:aws:s3:::logs/x"));
+        assert!(set.matches("arn:aws:s3:::data-1/x"));
+        assert!(!set.matches("arn:aws:s3:::dat"));
+        assert!(!set.matches("arn:aws:s3::"));
+        assert!(!set.matches("arn:aws:s4:::logs/x"));
+        assert!(set.matches("kms.amazonaws.com"));
+        assert!(!set.matches("amazonaws.com"));
+        let trunk_only = ValueSetBuilder {
+            exact: vec![],
+            prefixes: vec!["arn:aws:s3:::", "arn:aws:s3:::b/"],
+            suffixes: vec![],
+        }
+        .build()
+        .expect("non-empty");
+        assert!(trunk_only.matches("arn:aws:s3:::anything"));
+        assert!(!trunk_only.matches("arn:aws:s3"));
     }
 
     #[test]

@@ -1,0 +1,146 @@
+//! `trailwatch selectors check|explain`, driven through `cli::selectors::run` and
+//! `explain_report`, over the real data.
+
+#[path = "select_support.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::Value;
+use trailwatch::cli::selectors::{explain_report, run};
+use trailwatch::select::TrailConfig;
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("trailwatch-select-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("temp file");
+    path
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn check_accepts_a_valid_configuration() {
+    let path = temp_file(
+        "valid.json",
+        r#"{"EventSelectors":[{"ReadWriteType":"WriteOnly"}]}"#,
+    );
+    assert_eq!(
+        run(&args(&["check", path.to_str().expect("utf-8 path")])),
+        ExitCode::SUCCESS
+    );
+}
+
+#[test]
+fn check_fails_on_an_invalid_configuration() {
+    let path = temp_file(
+        "invalid.json",
+        r#"{"EventSelectors":[{"ReadWriteType":"read-only","DataResources":[{"Type":"AWS::S3::Object","Values":["arn:aws:s3:::*"]}]}]}"#,
+    );
+    assert_eq!(
+        run(&args(&["check", path.to_str().expect("utf-8 path")])),
+        ExitCode::from(1)
+    );
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    assert_eq!(run(&args(&[])), ExitCode::from(2));
+    assert_eq!(run(&args(&["frobnicate"])), ExitCode::from(2));
+    assert_eq!(
+        run(&args(&["explain", "only-a-config.json"])),
+        ExitCode::from(2)
+    );
+}
+
+#[test]
+fn explain_reads_every_format_in_the_data_folder_and_accounts_for_every_record() {
+    let data = support::data_dir();
+    let folders: Vec<PathBuf> = ["invictus-ir", "stratus-red-team", "panther-tests"]
+        .iter()
+        .map(|f| data.join(f))
+        .collect();
+    let expected_records = support::real_records().len() as u64;
+    let config = TrailConfig::from_json(r#"{"EventSelectors":[{"ReadWriteType":"WriteOnly"}]}"#)
+        .expect("valid");
+    let report = explain_report(&config, &folders).expect("report");
+    let number = |v: &Value| v.as_u64().expect("a count");
+    assert_eq!(number(&report["records"]), expected_records, "{report:#}");
+    assert_eq!(number(&report["unreadable"]), 0);
+    // LICENSE files are not log files: reported, not fatal.
+    assert!(!report["fileErrors"].as_array().expect("list").is_empty());
+    let kept = number(&report["kept"]["records"]);
+    let dropped: u64 = report["dropped"]
+        .as_object()
+        .expect("map")
+        .values()
+        .map(|c| number(&c["records"]))
+        .sum();
+    assert_eq!(kept + dropped, expected_records);
+    let by_selector: u64 = report["selectors"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| number(&s["records"]))
+        .sum();
+    assert_eq!(by_selector, kept);
+    let unselected: u64 = report["notSelected"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|g| number(&g["records"]))
+        .sum();
+    assert_eq!(
+        unselected,
+        number(&report["dropped"]["not_selected"]["records"])
+    );
+    let estimate = &report["monthlyEstimate"];
+    assert!(
+        estimate["cloudWatchLogsIngestionUSD"]
+            .as_f64()
+            .expect("usd")
+            > 0.0,
+        "{estimate:#}"
+    );
+    assert!(estimate["basis"]
+        .as_str()
+        .expect("basis")
+        .starts_with("linear"));
+}
+
+#[test]
+fn explain_exit_code_reflects_unreadable_files() {
+    let config = temp_file("default.json", "{}");
+    let data = support::data_dir();
+    // A folder with one file that is not a log (LICENSE) fails; its log files alone do not.
+    let invictus = data.join("invictus-ir");
+    let folder = run(&args(&[
+        "explain",
+        config.to_str().expect("utf-8 path"),
+        invictus.to_str().expect("utf-8 path"),
+    ]));
+    assert_eq!(folder, ExitCode::from(1));
+    let mut logs: Vec<String> = std::fs::read_dir(&invictus)
+        .expect("folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    logs.sort();
+    let mut call = args(&["explain", config.to_str().expect("utf-8 path")]);
+    call.extend(logs);
+    call.push("--json".to_string());
+    let code = run(&call);
+    assert_eq!(code, ExitCode::SUCCESS);
+    let not_a_log = temp_file("not-a-log.json", "this is not JSON");
+    let code = run(&args(&[
+        "explain",
+        config.to_str().expect("utf-8 path"),
+        not_a_log.to_str().expect("utf-8 path"),
+    ]));
+    assert_eq!(code, ExitCode::from(1));
+}
