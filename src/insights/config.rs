@@ -42,6 +42,9 @@ pub struct DetectorParams {
     pub ratio_on: f64,
     /// Minimum excess events over expected to start (`A_ON`). Default 4.
     pub excess_on: f64,
+    /// `excess_on` for `ApiErrorRateInsight` keys: a new error code is more telling than a new
+    /// call, so fewer events suffice (AWS fires on ~3 errors). Default 4 (same as calls).
+    pub error_excess_on: f64,
     /// Surprise guard: the score must exceed `guard_beta` × the key's largest score of the
     /// previous 7 UTC days (`β`). Default 2. 0 disables the guard.
     pub guard_beta: f64,
@@ -77,6 +80,7 @@ impl Default for DetectorParams {
             score_on: 12.0,
             ratio_on: 3.0,
             excess_on: 4.0,
+            error_excess_on: 4.0,
             guard_beta: 2.0,
             ratio_off: 1.5,
             excess_off: 2.0,
@@ -278,6 +282,7 @@ impl InsightsConfig {
         let non_negative = [
             ("detector.scoreOn", d.score_on),
             ("detector.excessOn", d.excess_on),
+            ("detector.errorExcessOn", d.error_excess_on),
             ("detector.guardBeta", d.guard_beta),
             ("detector.excessOff", d.excess_off),
             ("detector.floorFraction", d.floor_fraction),
@@ -309,9 +314,18 @@ impl InsightsConfig {
         Ok(())
     }
 
-    /// The detector parameters for one API, with its sensitivity override applied.
-    pub fn params_for(&self, event_source: &str, event_name: &str) -> DetectorParams {
+    /// The detector parameters for one series (API and Insight type), with the API's
+    /// sensitivity override applied.
+    pub fn params_for(
+        &self,
+        event_source: &str,
+        event_name: &str,
+        insight_type: InsightType,
+    ) -> DetectorParams {
         let mut params = self.detector.clone();
+        if insight_type == InsightType::ApiErrorRateInsight {
+            params.excess_on = params.error_excess_on;
+        }
         let api = format!("{event_source}:{event_name}");
         if let Some(s) = self.sensitivity.get(&api) {
             if let Some(score_on) = s.score_on {
@@ -320,6 +334,7 @@ impl InsightsConfig {
             if let Some(m) = s.multiplier {
                 params.score_on *= m;
                 params.excess_on *= m;
+                params.error_excess_on *= m;
             }
         }
         params
@@ -366,13 +381,30 @@ mod tests {
         assert_eq!(c.watermark_minutes, 5);
         assert_eq!(c.detector.score_on, 10.0);
         assert_eq!(c.detector.ratio_on, 3.0);
-        let p = c.params_for("ec2.amazonaws.com", "RunInstances");
+        let p = c.params_for(
+            "ec2.amazonaws.com",
+            "RunInstances",
+            InsightType::ApiCallRateInsight,
+        );
         assert_eq!((p.score_on, p.excess_on), (20.0, 8.0));
         assert_eq!(
-            c.params_for("iam.amazonaws.com", "CreateUser").score_on,
+            c.params_for(
+                "iam.amazonaws.com",
+                "CreateUser",
+                InsightType::ApiCallRateInsight
+            )
+            .score_on,
             8.0
         );
-        assert_eq!(c.params_for("s3.amazonaws.com", "PutObject").score_on, 10.0);
+        assert_eq!(
+            c.params_for(
+                "s3.amazonaws.com",
+                "PutObject",
+                InsightType::ApiCallRateInsight
+            )
+            .score_on,
+            10.0
+        );
     }
 
     #[test]

@@ -707,9 +707,15 @@ impl Reader<'_> {
         }
         Err(StateDecodeError::Corrupt("varint too long"))
     }
+    /// A signed minute, hour or day; anything beyond ±2^40 (far past year 9999 in minutes) is
+    /// refused so that later arithmetic cannot overflow.
     fn zz(&mut self) -> Result<i64, StateDecodeError> {
         let v = self.var()?;
-        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+        let v = (v >> 1) as i64 ^ -((v & 1) as i64);
+        if !(-(1i64 << 40)..=(1i64 << 40)).contains(&v) {
+            return Err(StateDecodeError::Corrupt("time out of range"));
+        }
+        Ok(v)
     }
     fn f32(&mut self) -> Result<f32, StateDecodeError> {
         let end = self.pos.checked_add(4).ok_or(StateDecodeError::Truncated)?;
@@ -824,6 +830,32 @@ mod tests {
             KeyState::decode(&[9]),
             Err(StateDecodeError::UnknownVersion(9))
         );
+        // A last minute of i64::MIN (zigzag u64::MAX) must be refused, not overflow.
+        let mut huge = vec![STATE_VERSION, 1];
+        huge.extend([0xff; 9]);
+        huge.push(0x01);
+        assert!(KeyState::decode(&huge).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_decoder() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(b) = bytes.first_mut() {
+                *b = STATE_VERSION;
+            }
+            if let Ok(s) = KeyState::decode(&bytes) {
+                assert_eq!(KeyState::decode(&s.encode()), Ok(s));
+            }
+        }
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub struct InsightsEngine {
 impl InsightsEngine {
     pub fn new(config: InsightsConfig) -> Self {
         InsightsEngine {
-            params: vec![config.detector.clone()],
+            params: Vec::new(),
             pending: MinuteAggregator::new(&config),
             config,
             keys: Vec::new(),
@@ -256,18 +256,26 @@ impl InsightsEngine {
     fn sync_keys(&mut self) {
         while self.keys.len() < self.pending.index().len() {
             let key = self.pending.index().key(self.keys.len() as u32);
-            let params = if self.config.sensitivity.contains_key(&key.api()) {
-                self.params
-                    .push(self.config.params_for(&key.event_source, &key.event_name));
-                self.params.len() - 1
-            } else {
-                0
-            };
+            let params = self.params_index(key.clone());
             self.keys.push(KeyEntry {
                 state: KeyState::new(),
                 params,
                 attrs: KeyAttributions::default(),
             });
+        }
+    }
+
+    /// Index of the parameter set of a key (shared by all keys without overrides).
+    fn params_index(&mut self, key: SeriesKey) -> usize {
+        let p = self
+            .config
+            .params_for(&key.event_source, &key.event_name, key.insight_type);
+        match self.params.iter().position(|q| *q == p) {
+            Some(i) => i,
+            None => {
+                self.params.push(p);
+                self.params.len() - 1
+            }
         }
     }
 
