@@ -3,7 +3,9 @@
 //! sending, SSM). Clients are built once, at cold start, from one shared configuration.
 
 pub mod cloudwatch_logs;
+pub mod dedup;
 pub mod eventbridge;
+pub mod metrics;
 pub mod s3;
 pub mod sqs;
 pub mod ssm;

@@ -6,6 +6,7 @@
 //! (a batch that was not confirmed, an event that may be accepted later) and which records
 //! were set aside for good, with the reason.
 
+pub mod ledger;
 pub mod limits;
 pub mod message;
 pub mod plan;
@@ -14,6 +15,10 @@ pub mod stream;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
+pub use ledger::{
+    deliver_messages_once, Claim, ClaimOutcome, DeliveredLedger, InvocationOnly, LedgerReport,
+    MemoryLedger,
+};
 pub use limits::BatchLimits;
 pub use message::{DeliveryMessage, MessagePacker, RecordLocation};
 pub use plan::{plan_batches, LogEvent, Plan, Rejection};

@@ -5,13 +5,22 @@
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{tracing, Error};
+use trailwatch::deliver::ledger::LedgerError;
 use trailwatch::deliver::limits::is_valid_retention;
-use trailwatch::deliver::{deliver_messages, BatchLimits, DeliveryReport, Inbound};
+use trailwatch::deliver::{
+    deliver_messages_once, BatchLimits, Claim, ClaimOutcome, DeliveredLedger, DeliveryReport,
+    Inbound, InvocationOnly, LedgerReport,
+};
 use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
+use trailwatch_aws::dedup::DynamoDbLedger;
+use trailwatch_aws::metrics::{self, Emf};
 use trailwatch_aws::required_env;
 
 pub const LOG_GROUP_ENV: &str = "TRAILWATCH_LOG_GROUP";
 pub const RETENTION_ENV: &str = "TRAILWATCH_RETENTION_DAYS";
+/// The table remembering delivered eventIDs across invocations (the stack's state table).
+/// Unset: duplicates are dropped within an invocation only.
+pub const DEDUP_TABLE_ENV: &str = "TRAILWATCH_DEDUP_TABLE";
 /// CloudTrail's log groups are created with 90 days unless told otherwise.
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 
@@ -44,7 +53,26 @@ impl DeliverContext {
     }
 }
 
+/// Handles a batch with the planner's in-invocation dedupe only.
 pub async fn handle(context: &DeliverContext, event: SqsEvent) -> Result<SqsBatchResponse, Error> {
+    Ok(deliver(context, &InvocationOnly, event).await.response)
+}
+
+/// What one invocation did: the response for Lambda and the reports behind it.
+#[derive(Debug)]
+pub struct Delivered {
+    pub response: SqsBatchResponse,
+    pub report: DeliveryReport,
+    pub ledger: LedgerReport,
+}
+
+/// Delivers a batch, remembering deliveries in `ledger` across invocations; logs the report
+/// and prints the invocation's metrics (EMF).
+pub async fn deliver<L: DeliveredLedger>(
+    context: &DeliverContext,
+    ledger: &L,
+    event: SqsEvent,
+) -> Delivered {
     let ids: Vec<String> = event
         .records
         .iter()
@@ -59,19 +87,18 @@ pub async fn handle(context: &DeliverContext, event: SqsEvent) -> Result<SqsBatc
             body: m.body.as_deref().unwrap_or(""),
         })
         .collect();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let report = deliver_messages(
+    let now_ms = metrics::now_ms();
+    let (report, ledger_report) = deliver_messages_once(
         &context.sink,
+        ledger,
         &inbound,
         now_ms,
         Some(context.retention_days),
         &BatchLimits::default(),
     )
     .await;
-    log_report(&report);
+    log_report(&report, &ledger_report);
+    println!("{}", emf(&report, &ledger_report).to_line(now_ms));
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = report
         .retry
@@ -82,10 +109,30 @@ pub async fn handle(context: &DeliverContext, event: SqsEvent) -> Result<SqsBatc
             failure
         })
         .collect();
-    Ok(response)
+    Delivered {
+        response,
+        report,
+        ledger: ledger_report,
+    }
 }
 
-fn log_report(report: &DeliveryReport) {
+/// The invocation's metrics in embedded metric format.
+pub fn emf(report: &DeliveryReport, ledger: &LedgerReport) -> Emf {
+    Emf::new("deliver")
+        .count("RecordsReceived", report.records_received)
+        .count("Delivered", report.delivered)
+        .count("DuplicatesDropped", report.duplicates)
+        .count("DuplicatesAcrossInvocations", ledger.taken)
+        .counts_by("Rejected", report.rejected.iter().map(|(k, v)| (*k, *v)))
+        .count("SetAside", report.set_aside.len())
+        .count("PutLogEventsCalls", report.put_calls)
+        .count("PutLogEventsFailed", report.failed_calls)
+        .count("MessagesRetried", report.retry.len())
+        .count("LedgerUnavailable", ledger.unavailable)
+        .count("LedgerConfirmFailures", ledger.confirm_failures)
+}
+
+fn log_report(report: &DeliveryReport, ledger: &LedgerReport) {
     for aside in &report.set_aside {
         tracing::error!(
             message_id = %aside.message_id,
@@ -103,6 +150,54 @@ fn log_report(report: &DeliveryReport) {
         failed_calls = report.failed_calls,
         rejected = ?report.rejected,
         retry_messages = report.retry.len(),
+        ledger_taken = ledger.taken,
+        ledger_unavailable = ledger.unavailable,
+        ledger_confirmed = ledger.confirmed,
+        ledger_confirm_failures = ledger.confirm_failures,
         "deliver done"
     );
+}
+
+/// Where deliveries are remembered across invocations.
+pub enum Ledger {
+    DynamoDb(DynamoDbLedger),
+    InvocationOnly,
+}
+
+impl Ledger {
+    /// The DynamoDB ledger when `TRAILWATCH_DEDUP_TABLE` names a table, else in-invocation
+    /// dedupe only; says which at cold start.
+    pub fn from_env(sdk: &SdkConfig) -> Self {
+        match std::env::var(DEDUP_TABLE_ENV) {
+            Ok(table) if !table.is_empty() => {
+                tracing::info!(table = %table, "duplicates dropped across invocations");
+                Ledger::DynamoDb(DynamoDbLedger::new(
+                    aws_sdk_dynamodb::Client::new(sdk),
+                    table,
+                ))
+            }
+            _ => {
+                tracing::warn!(
+                    "{DEDUP_TABLE_ENV} is not set: duplicates are dropped within an invocation only"
+                );
+                Ledger::InvocationOnly
+            }
+        }
+    }
+}
+
+impl DeliveredLedger for Ledger {
+    async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
+        match self {
+            Ledger::DynamoDb(ledger) => ledger.claim(claims).await,
+            Ledger::InvocationOnly => InvocationOnly.claim(claims).await,
+        }
+    }
+
+    async fn confirm(&self, delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
+        match self {
+            Ledger::DynamoDb(ledger) => ledger.confirm(delivered).await,
+            Ledger::InvocationOnly => Ok(()),
+        }
+    }
 }

@@ -1,0 +1,218 @@
+//! The delivered-records ledger in DynamoDB (the stack's state table), as a
+//! [`DeliveredLedger`]. See `trailwatch::deliver::ledger` for the protocol and its crash
+//! windows; this file only maps it onto conditional writes.
+//!
+//! One item per `(stream, eventID)`: `pk = "dedup#<stream>#<eventID>"`, `sk = "dedup"`,
+//! `owner` (the SQS message id), `state` (`claimed` | `delivered`), `expiresAt` (epoch
+//! seconds, the table's TTL attribute). A claim is a `PutItem` conditioned on
+//! `attribute_not_exists(pk) OR (owner = :me AND state = :claimed)` — which also makes the
+//! SDK's retry of a claim whose response was lost succeed, since the item is then our own.
+//! `ConditionalCheckFailedException` means a duplicate.
+//!
+//! Why single conditional `PutItem`s, [`PUT_CONCURRENCY`] at a time, rather than
+//! `TransactWriteItems` of 100: a transactional write costs 2 write units per item against 1,
+//! and write units are what DynamoDB bills; calls themselves are free. (Transactions would
+//! also need every chunk holding a duplicate to be cancelled and sent again, and moto copies
+//! the whole table on every transaction, which makes a 200,000-record test impossible.)
+//! Cost per million records: 1,000,000 `PutItem` calls and write units for the claims, plus
+//! one more per record of a message that goes back to SQS (confirms), and no reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use tokio::task::JoinSet;
+use trailwatch::deliver::ledger::LedgerError;
+use trailwatch::deliver::{Claim, ClaimOutcome, DeliveredLedger};
+
+use crate::describe;
+
+/// Conditional writes in flight at once per invocation.
+pub const PUT_CONCURRENCY: usize = 32;
+/// Rounds of SDK-retried attempts per ledger write before the record counts as unavailable.
+const LEDGER_ATTEMPTS: u32 = 4;
+/// DynamoDB: a standard write of an item up to 1 KB costs 1 write capacity unit (ledger
+/// items are about 150 bytes).
+pub const WCU_PER_ITEM: u64 = 1;
+/// How long a ledger entry is kept: longer than a message can live in the delivery queue and
+/// its dead-letter queue's redrive window, short enough to keep the table small.
+pub const DEFAULT_LEDGER_TTL: Duration = Duration::from_secs(4 * 24 * 3600);
+
+const CLAIMED: &str = "claimed";
+const DELIVERED: &str = "delivered";
+
+/// What the ledger cost so far (for the metrics and the cost figures).
+#[derive(Debug, Default)]
+pub struct LedgerStats {
+    /// PutItem calls that DynamoDB answered (written or condition failed).
+    pub calls: AtomicU64,
+    /// Claims refused because another message owns the record or it was delivered.
+    pub taken: AtomicU64,
+    /// Calls that got no answer even after the SDK's retries (tried again, up to a limit).
+    pub failed_calls: AtomicU64,
+}
+
+impl LedgerStats {
+    /// Write capacity units consumed: a condition that fails still costs the write.
+    pub fn write_units(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed) * WCU_PER_ITEM
+    }
+}
+
+pub struct DynamoDbLedger {
+    client: Client,
+    table: Arc<str>,
+    ttl: Duration,
+    pub stats: Arc<LedgerStats>,
+}
+
+/// One write to make: the key, the owner, the new state, whether it is a conditional claim.
+struct Write {
+    key: String,
+    owner: String,
+    state: &'static str,
+    claim: bool,
+}
+
+impl DynamoDbLedger {
+    pub fn new(client: Client, table: String) -> Self {
+        DynamoDbLedger {
+            client,
+            table: table.into(),
+            ttl: DEFAULT_LEDGER_TTL,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Makes the writes, `PUT_CONCURRENCY` at a time; one outcome per write, in order.
+    async fn write_all(&self, writes: Vec<Write>) -> Vec<ClaimOutcome> {
+        let expires_at = SystemTime::now()
+            .checked_add(self.ttl)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+            .to_string();
+        let mut outcomes = vec![ClaimOutcome::Unavailable; writes.len()];
+        let mut tasks = JoinSet::new();
+        let mut writes = writes.into_iter().enumerate();
+        loop {
+            while tasks.len() < PUT_CONCURRENCY {
+                let Some((i, write)) = writes.next() else {
+                    break;
+                };
+                let (client, table) = (self.client.clone(), self.table.clone());
+                let (stats, expires_at) = (self.stats.clone(), expires_at.clone());
+                tasks.spawn(
+                    async move { (i, put(&client, &table, write, &expires_at, &stats).await) },
+                );
+            }
+            match tasks.join_next().await {
+                Some(Ok((i, outcome))) => outcomes[i] = outcome,
+                // A panicked write leaves its outcome Unavailable: the message comes back.
+                Some(Err(_)) => {}
+                None => break,
+            }
+        }
+        outcomes
+    }
+}
+
+async fn put(
+    client: &Client,
+    table: &str,
+    write: Write,
+    expires_at: &str,
+    stats: &LedgerStats,
+) -> ClaimOutcome {
+    let mut request = client
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S(write.key))
+        .item("sk", AttributeValue::S("dedup".to_owned()))
+        .item("owner", AttributeValue::S(write.owner.clone()))
+        .item("state", AttributeValue::S(write.state.to_owned()))
+        .item("expiresAt", AttributeValue::N(expires_at.to_owned()));
+    if write.claim {
+        request = request
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#owner = :me AND #state = :claimed)",
+            )
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":me", AttributeValue::S(write.owner))
+            .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()));
+    }
+    // The SDK's standard retries share a quota per client that a sustained error rate
+    // drains; a ledger write that still fails is tried a few more times here, because giving
+    // up sends the whole message back (and a failed confirm can double records).
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match request.clone().send().await {
+            Ok(_) => {
+                stats.calls.fetch_add(1, Ordering::Relaxed);
+                return ClaimOutcome::Ours;
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
+            {
+                stats.calls.fetch_add(1, Ordering::Relaxed);
+                stats.taken.fetch_add(1, Ordering::Relaxed);
+                return ClaimOutcome::Taken;
+            }
+            Err(e) => {
+                stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+                if attempt >= LEDGER_ATTEMPTS {
+                    tracing::warn!(table = %table, reason = %describe(&e), "ledger write failed");
+                    return ClaimOutcome::Unavailable;
+                }
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+        }
+    }
+}
+
+/// The ledger key of a record in a stream.
+pub fn ledger_key(claim: &Claim<'_>) -> String {
+    format!("dedup#{}#{}", claim.stream, claim.event_id)
+}
+
+fn write(claim: &Claim<'_>, state: &'static str, conditional: bool) -> Write {
+    Write {
+        key: ledger_key(claim),
+        owner: claim.owner.to_owned(),
+        state,
+        claim: conditional,
+    }
+}
+
+impl DeliveredLedger for DynamoDbLedger {
+    async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
+        self.write_all(claims.iter().map(|c| write(c, CLAIMED, true)).collect())
+            .await
+    }
+
+    async fn confirm(&self, delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
+        let outcomes = self
+            .write_all(
+                delivered
+                    .iter()
+                    .map(|c| write(c, DELIVERED, false))
+                    .collect(),
+            )
+            .await;
+        match outcomes
+            .iter()
+            .filter(|o| **o != ClaimOutcome::Ours)
+            .count()
+        {
+            0 => Ok(()),
+            n => Err(LedgerError {
+                message: format!("{n} of {} confirms not written", delivered.len()),
+            }),
+        }
+    }
+}

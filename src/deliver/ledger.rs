@@ -1,0 +1,519 @@
+//! Each eventID reaches its stream once across invocations, retries and duplicate files.
+//!
+//! Within one invocation the planner drops repeated eventIDs. Across invocations a
+//! [`DeliveredLedger`] remembers, per `(stream, eventID)`, which delivery message *owns* the
+//! record and whether its delivery was confirmed. [`deliver_messages_once`] uses it so:
+//!
+//! 1. **Claim before the put.** Every accepted event is claimed for its message (the SQS
+//!    message id, which stays the same when SQS redelivers the message). A claim succeeds when
+//!    nobody holds the key, or when the same message holds it unconfirmed (its own earlier,
+//!    unfinished attempt). A key held by another message, or already confirmed, is a
+//!    duplicate and is dropped: the owner either delivered it or is itself coming back.
+//! 2. **Put** the fresh events (re-planned, so the batches are as full as the limits allow).
+//! 3. **Confirm after the put**, only for records of messages that go back to SQS (some other
+//!    record of theirs was not delivered): their redelivery then skips what already landed.
+//!    Messages that succeed entirely are deleted by SQS and never come back, so confirming
+//!    their records would double the write cost for nothing.
+//!
+//! Why claim *before* the put: marking only after a successful put leaves two writers of the
+//! same eventID (two files, two concurrent invocations) free to both put it; claiming first
+//! makes the ledger's conditional write the arbiter. Why ownership and not a plain "seen"
+//! mark: a crash (timeout, out of memory) between claim and put would otherwise lose the
+//! record for good — with ownership, the redelivered message reclaims its own keys and puts
+//! them. The remaining windows only ever duplicate, never lose:
+//! - crash between a successful put and the confirm (or a failed confirm): the redelivered
+//!   message re-puts that batch;
+//! - a PutLogEvents that CloudWatch Logs applied but whose response was lost (timeout, reset)
+//!   is retried by the SDK and lands twice — no ledger can see that;
+//! - a message SQS delivers twice after it succeeded (visibility timeout passed while it ran).
+//!
+//! When the ledger cannot answer, the records are not put and their message comes back
+//! (nothing lost, nothing doubled). Records without an eventID are delivered unclaimed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+
+use super::{
+    plan_batches, reject, set_aside, BatchLimits, DeliveryMessage, DeliveryReport, Inbound,
+    LogEvent, LogSink, Pending, SetAside,
+};
+use crate::record::Record;
+
+/// One record to claim: the stream it goes to, its eventID, the message that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub stream: &'a str,
+    pub event_id: &'a str,
+    pub owner: &'a str,
+}
+
+/// What the ledger said about one claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Ours to deliver (new, or our own unconfirmed claim).
+    Ours,
+    /// Held by another message or already delivered: a duplicate.
+    Taken,
+    /// The ledger could not answer: do not deliver now, bring the message back.
+    Unavailable,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct LedgerError {
+    pub message: String,
+}
+
+/// The memory of what was delivered where, shared by all invocations.
+pub trait DeliveredLedger {
+    /// Claims each record for its owner; one outcome per claim, in order.
+    fn claim(&self, claims: &[Claim<'_>]) -> impl Future<Output = Vec<ClaimOutcome>> + Send;
+
+    /// Records that these claims were delivered, so their owners' redeliveries skip them.
+    fn confirm(
+        &self,
+        delivered: &[Claim<'_>],
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+}
+
+/// No memory beyond the invocation (the planner's dedupe): every claim is ours.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InvocationOnly;
+
+impl DeliveredLedger for InvocationOnly {
+    async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
+        vec![ClaimOutcome::Ours; claims.len()]
+    }
+
+    async fn confirm(&self, _delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    owner: String,
+    confirmed: bool,
+}
+
+/// The ledger in memory: for the local CLI (one process) and tests.
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    entries: Mutex<HashMap<(String, String), Entry>>,
+}
+
+impl MemoryLedger {
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl DeliveredLedger for MemoryLedger {
+    async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        claims
+            .iter()
+            .map(|c| {
+                let key = (c.stream.to_owned(), c.event_id.to_owned());
+                match entries.get(&key) {
+                    Some(e) if e.confirmed || e.owner != c.owner => ClaimOutcome::Taken,
+                    Some(_) => ClaimOutcome::Ours,
+                    None => {
+                        entries.insert(
+                            key,
+                            Entry {
+                                owner: c.owner.to_owned(),
+                                confirmed: false,
+                            },
+                        );
+                        ClaimOutcome::Ours
+                    }
+                }
+            })
+            .collect()
+    }
+
+    async fn confirm(&self, delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for c in delivered {
+            entries.insert(
+                (c.stream.to_owned(), c.event_id.to_owned()),
+                Entry {
+                    owner: c.owner.to_owned(),
+                    confirmed: true,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the ledger did in one delivery run (on top of the [`DeliveryReport`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LedgerReport {
+    pub claimed: usize,
+    /// Records another message owns or that were already delivered (also in `duplicates`).
+    pub taken: usize,
+    /// Records not delivered because the ledger could not answer (their messages retry).
+    pub unavailable: usize,
+    pub confirmed: usize,
+    /// Confirm writes that failed: at worst, duplicates when the message comes back.
+    pub confirm_failures: usize,
+}
+
+/// [`super::deliver_messages`] with a ledger across invocations (see the module comment).
+pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
+    sink: &S,
+    ledger: &L,
+    messages: &[Inbound<'_>],
+    now_ms: i64,
+    retention_days: Option<u32>,
+    limits: &BatchLimits,
+) -> (DeliveryReport, LedgerReport) {
+    let mut report = DeliveryReport::default();
+    let mut ledger_report = LedgerReport::default();
+    let parsed: Vec<Option<DeliveryMessage<'_>>> = messages
+        .iter()
+        .map(|m| match DeliveryMessage::parse(m.body) {
+            Ok(parsed) => Some(parsed),
+            Err(e) => {
+                report.retry.insert(m.id.to_owned());
+                report.set_aside.push(SetAside {
+                    message_id: m.id.to_owned(),
+                    record_index: None,
+                    event_id: None,
+                    reason: e.to_string(),
+                });
+                None
+            }
+        })
+        .collect();
+    let mut streams: BTreeMap<String, Vec<Pending<'_>>> = BTreeMap::new();
+    for (m, message) in parsed.iter().enumerate() {
+        let Some(message) = message else { continue };
+        for (record_index, raw) in message.records.iter().enumerate() {
+            report.records_received += 1;
+            let record = Record::parse(raw.get())
+                .and_then(|record| Ok((record.event_time_ms()?, event_id_in(&record))));
+            match record {
+                Ok((timestamp_ms, event_id)) => streams
+                    .entry(message.stream.to_string())
+                    .or_default()
+                    .push(Pending {
+                        message: m,
+                        record_index,
+                        event: LogEvent {
+                            timestamp_ms,
+                            message: raw.get(),
+                            event_id,
+                        },
+                    }),
+                Err(e) => set_aside(&mut report, messages[m].id, record_index, None, e),
+            }
+        }
+    }
+
+    // (stream, index into that stream's pending) of every delivered claimed record.
+    let mut delivered: Vec<(&str, usize)> = Vec::new();
+    for (stream, pending) in &streams {
+        let events: Vec<LogEvent<'_>> = pending.iter().map(|p| p.event).collect();
+        let screened = plan_batches(&events, now_ms, retention_days, limits);
+        report.duplicates += screened.duplicates.len();
+        for &(i, rejection) in &screened.rejected {
+            reject(&mut report, messages, &pending[i], rejection);
+        }
+        let accepted: Vec<usize> = screened.batches.concat();
+        let claimed: Vec<usize> = accepted
+            .iter()
+            .copied()
+            .filter(|&i| events[i].event_id.is_some())
+            .collect();
+        let claims: Vec<Claim<'_>> = claimed
+            .iter()
+            .map(|&i| claim_of(stream, messages, &pending[i]))
+            .collect();
+        let outcomes = ledger.claim(&claims).await;
+        ledger_report.claimed += claims.len();
+        let mut fresh: Vec<usize> = accepted
+            .iter()
+            .copied()
+            .filter(|&i| events[i].event_id.is_none())
+            .collect();
+        for (position, &i) in claimed.iter().enumerate() {
+            match outcomes
+                .get(position)
+                .copied()
+                .unwrap_or(ClaimOutcome::Unavailable)
+            {
+                ClaimOutcome::Ours => fresh.push(i),
+                ClaimOutcome::Taken => {
+                    ledger_report.taken += 1;
+                    report.duplicates += 1;
+                }
+                ClaimOutcome::Unavailable => {
+                    ledger_report.unavailable += 1;
+                    report
+                        .retry
+                        .insert(messages[pending[i].message].id.to_owned());
+                }
+            }
+        }
+        // Re-planned over what is ours, so dropped duplicates leave no half-empty batches.
+        let fresh_events: Vec<LogEvent<'_>> = fresh.iter().map(|&i| events[i]).collect();
+        let plan = plan_batches(&fresh_events, now_ms, retention_days, limits);
+        debug_assert!(plan.rejected.is_empty() && plan.duplicates.is_empty());
+        for batch in &plan.batches {
+            let batch_events: Vec<LogEvent<'_>> = batch.iter().map(|&j| fresh_events[j]).collect();
+            report.put_calls += 1;
+            match sink.put_batch(stream, &batch_events).await {
+                Ok(rejected) => {
+                    for (position, &j) in batch.iter().enumerate() {
+                        let i = fresh[j];
+                        match rejected.of(position) {
+                            Some(rejection) => {
+                                reject(&mut report, messages, &pending[i], rejection)
+                            }
+                            None => {
+                                report.delivered += 1;
+                                *report
+                                    .delivered_per_stream
+                                    .entry(stream.clone())
+                                    .or_default() += 1;
+                                if events[i].event_id.is_some() {
+                                    delivered.push((stream, i));
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    report.failed_calls += 1;
+                    for &j in batch {
+                        report
+                            .retry
+                            .insert(messages[pending[fresh[j]].message].id.to_owned());
+                    }
+                    if !e.retryable {
+                        report.set_aside.push(SetAside {
+                            message_id: messages[pending[fresh[batch[0]]].message].id.to_owned(),
+                            record_index: None,
+                            event_id: None,
+                            reason: format!("PutLogEvents to {stream} failed: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    let to_confirm: Vec<Claim<'_>> = delivered
+        .iter()
+        .map(|&(stream, i)| (stream, &streams[stream][i]))
+        .filter(|(_, p)| report.retry.contains(messages[p.message].id))
+        .map(|(stream, p)| claim_of(stream, messages, p))
+        .collect();
+    if !to_confirm.is_empty() {
+        match ledger.confirm(&to_confirm).await {
+            Ok(()) => ledger_report.confirmed += to_confirm.len(),
+            Err(_) => ledger_report.confirm_failures += to_confirm.len(),
+        }
+    }
+    (report, ledger_report)
+}
+
+/// The eventID as a slice of the record's text. (`Record::event_id_ref` is `None` whenever
+/// serde hands back an owned string, which it does for `Option<Cow<str>>` fields; an eventID
+/// has no JSON escapes, so its text occurs verbatim in the record.)
+fn event_id_in<'a>(record: &Record<'a>) -> Option<&'a str> {
+    if let Some(id) = record.event_id_ref() {
+        return Some(id);
+    }
+    let id = record.event_id()?;
+    let raw = record.raw();
+    raw.find(id).map(|at| &raw[at..at + id.len()])
+}
+
+fn claim_of<'a>(stream: &'a str, messages: &[Inbound<'a>], p: &Pending<'a>) -> Claim<'a> {
+    Claim {
+        stream,
+        event_id: p.event.event_id.unwrap_or_default(),
+        owner: messages[p.message].id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::{RejectedRanges, SinkError};
+    use crate::time::format_event_time;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// Collects what was put; fails the calls whose ordinal is listed.
+    #[derive(Default)]
+    struct Sink {
+        put: Mutex<Vec<String>>,
+        calls: Mutex<usize>,
+        fail: Vec<usize>,
+    }
+
+    impl LogSink for Sink {
+        async fn put_batch(
+            &self,
+            _stream: &str,
+            events: &[LogEvent<'_>],
+        ) -> Result<RejectedRanges, SinkError> {
+            let call = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            if self.fail.contains(&call) {
+                return Err(SinkError {
+                    retryable: true,
+                    message: "injected".into(),
+                });
+            }
+            let mut put = self.put.lock().unwrap();
+            put.extend(events.iter().map(|e| e.message.to_owned()));
+            Ok(RejectedRanges::default())
+        }
+    }
+
+    fn record(id: &str, minute: i64) -> String {
+        format!(
+            r#"{{"eventID":"{id}","eventTime":"{}","recipientAccountId":"1","awsRegion":"r"}}"#,
+            format_event_time(NOW - minute * 60_000)
+        )
+    }
+
+    fn body(records: &[String]) -> String {
+        format!(
+            r#"{{"v":1,"stream":"1_CloudTrail_r","records":[{}]}}"#,
+            records.join(",")
+        )
+    }
+
+    async fn run<L: DeliveredLedger>(
+        sink: &Sink,
+        ledger: &L,
+        messages: &[(&str, &str)],
+        limits: &BatchLimits,
+    ) -> (DeliveryReport, LedgerReport) {
+        let inbound: Vec<Inbound<'_>> = messages
+            .iter()
+            .map(|&(id, body)| Inbound { id, body })
+            .collect();
+        deliver_messages_once(sink, ledger, &inbound, NOW, None, limits).await
+    }
+
+    /// The futures here never wait on anything, so polling with a no-op waker completes them.
+    fn block_on<F: Future>(f: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut f = std::pin::pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_in_two_messages_reaches_the_stream_once_across_invocations() {
+        let ledger = MemoryLedger::default();
+        let sink = Sink::default();
+        let first = body(&[record("a", 5), record("b", 4)]);
+        let second = body(&[record("b", 4), record("c", 3)]);
+        let limits = BatchLimits::default();
+        let (r1, _) = block_on(run(&sink, &ledger, &[("m1", &first)], &limits));
+        let (r2, l2) = block_on(run(&sink, &ledger, &[("m2", &second)], &limits));
+        assert_eq!((r1.delivered, r2.delivered, r2.duplicates), (2, 1, 1));
+        assert_eq!(l2.taken, 1);
+        assert_eq!(sink.put.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_redelivered_message_puts_only_what_did_not_land() {
+        let ledger = MemoryLedger::default();
+        // One event per batch: the second put fails.
+        let limits = BatchLimits {
+            max_events: 1,
+            ..BatchLimits::default()
+        };
+        let sink = Sink {
+            fail: vec![2],
+            ..Sink::default()
+        };
+        let message = body(&[record("a", 5), record("b", 4), record("c", 3)]);
+        let (first, l1) = block_on(run(&sink, &ledger, &[("m1", &message)], &limits));
+        assert_eq!(first.retry.iter().collect::<Vec<_>>(), ["m1"]);
+        assert_eq!(
+            l1.confirmed, 2,
+            "what landed is confirmed, since m1 comes back"
+        );
+        let (again, _) = block_on(run(&sink, &ledger, &[("m1", &message)], &limits));
+        assert!(again.retry.is_empty());
+        assert_eq!(again.delivered, 1);
+        let mut put = sink.put.lock().unwrap().clone();
+        put.sort();
+        let mut want = vec![record("a", 5), record("b", 4), record("c", 3)];
+        want.sort();
+        assert_eq!(put, want, "each record exactly once");
+    }
+
+    #[test]
+    fn a_claim_left_by_a_crash_is_taken_back_by_the_same_message_only() {
+        let ledger = MemoryLedger::default();
+        let claim = |owner| Claim {
+            stream: "s",
+            event_id: "e",
+            owner,
+        };
+        assert_eq!(block_on(ledger.claim(&[claim("m1")])), [ClaimOutcome::Ours]);
+        // m1 crashed before its put: its redelivery may still deliver, m2 may not.
+        assert_eq!(
+            block_on(ledger.claim(&[claim("m2")])),
+            [ClaimOutcome::Taken]
+        );
+        assert_eq!(block_on(ledger.claim(&[claim("m1")])), [ClaimOutcome::Ours]);
+        block_on(ledger.confirm(&[claim("m1")])).unwrap();
+        assert_eq!(
+            block_on(ledger.claim(&[claim("m1")])),
+            [ClaimOutcome::Taken]
+        );
+    }
+
+    struct Down;
+    impl DeliveredLedger for Down {
+        async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
+            vec![ClaimOutcome::Unavailable; claims.len()]
+        }
+        async fn confirm(&self, _: &[Claim<'_>]) -> Result<(), LedgerError> {
+            Err(LedgerError {
+                message: "down".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn when_the_ledger_cannot_answer_nothing_is_put_and_the_message_comes_back() {
+        let sink = Sink::default();
+        let message = body(&[record("a", 5)]);
+        let (report, ledger) = block_on(run(
+            &sink,
+            &Down,
+            &[("m1", &message)],
+            &BatchLimits::default(),
+        ));
+        assert_eq!(report.delivered, 0);
+        assert_eq!(ledger.unavailable, 1);
+        assert!(report.retry.contains("m1"));
+        assert!(sink.put.lock().unwrap().is_empty());
+    }
+}
