@@ -43,7 +43,9 @@ pub struct DetectorParams {
     /// Minimum excess events over expected to start (`A_ON`). Default 4.
     pub excess_on: f64,
     /// `excess_on` for `ApiErrorRateInsight` keys: a new error code is more telling than a new
-    /// call, so fewer events suffice (AWS fires on ~3 errors). Default 4 (same as calls).
+    /// call, so fewer events suffice: 2.5 means 3 errors of a code never seen (AWS fires on
+    /// about that many). Default 2.5 (on the harness: recall at scale 0.3 from 0.94 to 0.98,
+    /// precision unchanged at scales 0.3 and 1).
     pub error_excess_on: f64,
     /// Surprise guard: the score must exceed `guard_beta` × the key's largest score of the
     /// previous 7 UTC days (`β`). Default 2. 0 disables the guard.
@@ -80,7 +82,7 @@ impl Default for DetectorParams {
             score_on: 12.0,
             ratio_on: 3.0,
             excess_on: 4.0,
-            error_excess_on: 4.0,
+            error_excess_on: 2.5,
             guard_beta: 2.0,
             ratio_off: 1.5,
             excess_off: 2.0,
