@@ -428,7 +428,7 @@ fn report_json(matcher: &Matcher, tally: &Tally, prices: &Prices) -> Value {
 fn extrapolation_basis(tally: &Tally) -> String {
     match tally.span_seconds() {
         Some(span) => format!(
-            "linear: the kept records span {:.0} s of eventTime, scaled to 30 days; CloudWatch Logs bytes are record bytes + {CWL_EVENT_OVERHEAD_BYTES} per event; management events assumed to be the trail's free first copy",
+            "linear: the records read span {:.0} s of eventTime; what was kept in that span is scaled to 30 days; CloudWatch Logs bytes are record bytes + {CWL_EVENT_OVERHEAD_BYTES} per event; management events assumed to be the trail's free first copy",
             span
         ),
         None => "no eventTime read; no extrapolation".to_string(),
