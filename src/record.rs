@@ -23,37 +23,42 @@ pub struct Record<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordFields<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub event_version: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub event_time: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub event_source: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub event_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub aws_region: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "eventID")]
+    #[serde(borrow, default, deserialize_with = "borrowed_str", rename = "eventID")]
     pub event_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub event_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub event_category: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "flexible_bool")]
     pub read_only: Option<bool>,
     #[serde(default, deserialize_with = "flexible_bool")]
     pub management_event: Option<bool>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub recipient_account_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub error_code: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub user_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "flexible_str")]
     pub session_credential_from_console: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub vpc_endpoint_id: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "sharedEventID")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "borrowed_str",
+        rename = "sharedEventID"
+    )]
     pub shared_event_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub user_identity: Option<UserIdentity<'a>>,
@@ -66,24 +71,29 @@ pub struct RecordFields<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserIdentity<'a> {
-    #[serde(borrow, rename = "type")]
+    #[serde(borrow, default, deserialize_with = "borrowed_str", rename = "type")]
     pub identity_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub arn: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub account_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub invoked_by: Option<Cow<'a, str>>,
 }
 
 /// An entry of `resources`: CloudTrail spells the ARN key upper-case.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Resource<'a> {
-    #[serde(borrow, rename = "ARN")]
+    #[serde(borrow, default, deserialize_with = "borrowed_str", rename = "ARN")]
     pub arn: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "accountId")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "borrowed_str",
+        rename = "accountId"
+    )]
     pub account_id: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "type")]
+    #[serde(borrow, default, deserialize_with = "borrowed_str", rename = "type")]
     pub resource_type: Option<Cow<'a, str>>,
 }
 
@@ -117,6 +127,46 @@ fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>,
         }
     }
     d.deserialize_any(V)
+}
+
+/// Reads an optional string field borrowing it from the record's text. serde's derive borrows
+/// a bare `Cow<str>` but not one inside `Option`, which it always copies: without this, every
+/// string field of every record would be allocated. Errors are the derive's ("expected a
+/// string"); strings with JSON escapes are unescaped into an owned copy as before.
+fn borrowed_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+    struct Optional;
+    impl<'de> serde::de::Visitor<'de> for Optional {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("option")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(Text).map(Some)
+        }
+    }
+    d.deserialize_option(Optional)
 }
 
 fn flexible_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
@@ -298,15 +348,55 @@ impl<'a> Record<'a> {
     /// object-level, Lambda Invoke, DynamoDB item-level) are recognised by name and resource.
     fn has_data_resource(&self) -> bool {
         const DYNAMODB_ITEM_APIS: [&str; 10] = [
-            "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan",
-            "BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
+            "GetItem",
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "Query",
+            "Scan",
+            "BatchGetItem",
+            "BatchWriteItem",
+            "TransactGetItems",
+            "TransactWriteItems",
         ];
         let name = self.event_name().unwrap_or("");
-        self.fields.resources.iter().flatten().any(|r| match r.resource_type.as_deref() {
-            Some("AWS::S3::Object") => true,
-            Some("AWS::Lambda::Function") => name == "Invoke",
-            Some("AWS::DynamoDB::Table") => DYNAMODB_ITEM_APIS.contains(&name),
-            _ => false,
-        })
+        self.fields
+            .resources
+            .iter()
+            .flatten()
+            .any(|r| match r.resource_type.as_deref() {
+                Some("AWS::S3::Object") => true,
+                Some("AWS::Lambda::Function") => name == "Invoke",
+                Some("AWS::DynamoDB::Table") => DYNAMODB_ITEM_APIS.contains(&name),
+                _ => false,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_fields_borrow_from_the_record_text_unless_escaped() {
+        let raw = r#"{"eventID":"e-1","eventSource":"s3.amazonaws.com","userAgent":"a\"b","userIdentity":{"arn":"arn:aws:iam::1:user/u"},"resources":[{"ARN":"arn:x","type":"AWS::S3::Object"}]}"#;
+        let record = Record::parse(raw).unwrap();
+        assert_eq!(record.event_id_ref(), Some("e-1"));
+        assert!(matches!(record.fields.event_source, Some(Cow::Borrowed(_))));
+        assert!(matches!(record.fields.user_agent, Some(Cow::Owned(ref s)) if s == "a\"b"));
+        let identity = record.fields.user_identity.as_ref().unwrap();
+        assert!(matches!(identity.arn, Some(Cow::Borrowed(_))));
+        let resources = record.fields.resources.as_ref().unwrap();
+        assert!(matches!(resources[0].arn, Some(Cow::Borrowed("arn:x"))));
+    }
+
+    #[test]
+    fn a_string_field_of_another_type_is_still_an_error_and_null_is_absent() {
+        let error = Record::parse(r#"{"eventSource":5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("expected a string"), "{error}");
+        let record = Record::parse(r#"{"eventSource":null}"#).unwrap();
+        assert!(record.fields.event_source.is_none());
     }
 }
