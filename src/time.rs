@@ -23,7 +23,12 @@ pub fn parse_event_time(text: &str) -> Result<i64, EventTimeError> {
 }
 
 fn parse(b: &[u8]) -> Option<i64> {
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b' ') || b[13] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b' ')
+        || b[13] != b':'
+    {
         return None;
     }
     if b[16] != b':' {
@@ -119,7 +124,11 @@ mod tests {
             parse_event_time("2024-02-29T23:59:59+00:00"),
             Ok(1_709_251_199_000)
         );
-        for export in ["2024-02-29 23:59:59", "2024-02-29 23:59:59Z", "2024-02-29 23:59:59.000000000"] {
+        for export in [
+            "2024-02-29 23:59:59",
+            "2024-02-29 23:59:59Z",
+            "2024-02-29 23:59:59.000000000",
+        ] {
             assert_eq!(parse_event_time(export), Ok(1_709_251_199_000), "{export}");
         }
     }
@@ -142,7 +151,11 @@ mod tests {
 
     #[test]
     fn formatting_inverts_parsing() {
-        for t in ["1999-12-31T23:59:59Z", "2023-07-10T11:47:39Z", "2100-03-01T00:00:00Z"] {
+        for t in [
+            "1999-12-31T23:59:59Z",
+            "2023-07-10T11:47:39Z",
+            "2100-03-01T00:00:00Z",
+        ] {
             assert_eq!(format_event_time(parse_event_time(t).unwrap()), t);
         }
     }

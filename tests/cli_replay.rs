@@ -83,18 +83,28 @@ fn the_sample_trail_replays_to_one_stream_per_account_and_region() {
         }
     }
     assert!(kept.len() > 500 && kept.len() < all.len());
-    let text = std::fs::read_to_string(out.join("123837392027_CloudTrail_us-east-1.jsonl")).unwrap();
+    let text =
+        std::fs::read_to_string(out.join("123837392027_CloudTrail_us-east-1.jsonl")).unwrap();
     let mut got: Vec<String> = text.lines().map(str::to_owned).collect();
     got.sort();
     kept.sort();
-    assert!(got == kept, "delivered records differ from the expected selection");
+    assert!(
+        got == kept,
+        "delivered records differ from the expected selection"
+    );
     let text = std::fs::read_to_string(out.join("insights.jsonl")).unwrap();
     let mut got: Vec<String> = text.lines().map(str::to_owned).collect();
     got.sort();
     insights.sort();
     assert_eq!(got, insights);
-    assert!(stdout.contains(&format!("kept         {}", kept.len())), "{stdout}");
-    assert!(stdout.contains("123837392027_CloudTrail_us-east-1.jsonl"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("kept         {}", kept.len())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("123837392027_CloudTrail_us-east-1.jsonl"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -114,13 +124,26 @@ fn a_broken_file_is_reported_by_path_and_the_replay_goes_on() {
     let (code, stdout, stderr) = replay(&[input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(code, 1, "problems make the exit code 1\n{stdout}\n{stderr}");
     assert!(stderr.contains("2-bad-record.json record 0"), "{stderr}");
-    assert!(stderr.contains("readOnly") || stderr.contains("perhaps"), "{stderr}");
+    assert!(
+        stderr.contains("readOnly") || stderr.contains("perhaps"),
+        "{stderr}"
+    );
     assert!(stderr.contains("3-truncated.json.gz"), "{stderr}");
-    let text = std::fs::read_to_string(out.join("111122223333_CloudTrail_us-east-1.jsonl")).unwrap();
+    let text =
+        std::fs::read_to_string(out.join("111122223333_CloudTrail_us-east-1.jsonl")).unwrap();
     let mut ids: Vec<String> = text
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["eventID"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["eventID"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     ids.sort();
-    assert_eq!(ids, ["a1", "b2", "d1"], "the good records around the bad ones are delivered");
+    assert_eq!(
+        ids,
+        ["a1", "b2", "d1"],
+        "the good records around the bad ones are delivered"
+    );
 }

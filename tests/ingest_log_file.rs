@@ -58,7 +58,10 @@ fn real_file() -> Vec<u8> {
 }
 
 fn ok_texts(items: &Items) -> Vec<String> {
-    items.iter().filter_map(|(_, r)| r.as_ref().ok().cloned()).collect()
+    items
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().cloned())
+        .collect()
 }
 
 const TWO: &[u8] = br#"{"Records":[{"eventID":"a","s":"} ] { [ \" \\"},{"eventID":"b"}]}"#;
@@ -69,7 +72,10 @@ fn braces_and_quotes_inside_strings_do_not_split_records() {
     result.unwrap();
     assert_eq!(
         ok_texts(&items),
-        [r#"{"eventID":"a","s":"} ] { [ \" \\"}"#, r#"{"eventID":"b"}"#]
+        [
+            r#"{"eventID":"a","s":"} ] { [ \" \\"}"#,
+            r#"{"eventID":"b"}"#
+        ]
     );
 }
 
@@ -96,7 +102,10 @@ fn pretty_printed_files_with_other_keys_and_a_bom_are_read() {
     let text = "\u{feff}{\n  \"Other\": {\"x\": [1, {\"y\": \"]\"}]},\n  \"Records\" : [\n    {\"eventID\": \"a\"} ,\n    {\"eventID\": \"b\"}\n  ],\n  \"n\": 3\n}\n";
     let (items, result) = read(text.as_bytes());
     result.unwrap();
-    assert_eq!(ok_texts(&items), [r#"{"eventID": "a"}"#, r#"{"eventID": "b"}"#]);
+    assert_eq!(
+        ok_texts(&items),
+        [r#"{"eventID": "a"}"#, r#"{"eventID": "b"}"#]
+    );
 }
 
 #[test]
@@ -104,8 +113,17 @@ fn a_truncated_gzip_file_keeps_the_records_before_the_damage() {
     let file = real_file();
     let zipped = gzip(&file);
     let (items, result) = read(&zipped[..zipped.len() * 2 / 3]);
-    assert!(matches!(result, Err(FileError::Gzip { .. }) | Err(FileError::Truncated { .. })), "{result:?}");
-    assert!(!items.is_empty(), "records before the cut are still handed over");
+    assert!(
+        matches!(
+            result,
+            Err(FileError::Gzip { .. }) | Err(FileError::Truncated { .. })
+        ),
+        "{result:?}"
+    );
+    assert!(
+        !items.is_empty(),
+        "records before the cut are still handed over"
+    );
     let (all, _) = read(&file);
     assert_eq!(ok_texts(&items), ok_texts(&all)[..items.len()]);
 }
@@ -119,7 +137,13 @@ fn a_corrupt_gzip_stream_is_an_error_not_a_panic() {
     }
     let (_, result) = read(&zipped);
     let err = result.unwrap_err();
-    assert!(matches!(err, FileError::Gzip { .. } | FileError::Malformed { .. } | FileError::Truncated { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            FileError::Gzip { .. } | FileError::Malformed { .. } | FileError::Truncated { .. }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -127,7 +151,10 @@ fn a_truncated_plain_file_says_where_it_ended() {
     let (items, result) = read(br#"{"Records":[{"eventID":"a"},{"eventID":"b""#);
     assert_eq!(ok_texts(&items), [r#"{"eventID":"a"}"#]);
     let err = result.unwrap_err().to_string();
-    assert!(err.contains("truncated") && err.contains("after 1 records"), "{err}");
+    assert!(
+        err.contains("truncated") && err.contains("after 1 records"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -146,8 +173,20 @@ fn files_that_are_not_cloudtrail_logs_are_named_as_such() {
 
 #[test]
 fn malformed_structure_is_reported_with_its_offset() {
-    let err = read(br#"{"Records":[{"eventID":"a"} {"eventID":"b"}]}"#).1.unwrap_err();
-    assert!(matches!(err, FileError::Malformed { offset: 28, records: 1, .. }), "{err}");
+    let err = read(br#"{"Records":[{"eventID":"a"} {"eventID":"b"}]}"#)
+        .1
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FileError::Malformed {
+                offset: 28,
+                records: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -161,19 +200,31 @@ fn bad_records_are_reported_by_index_and_their_neighbours_still_read() {
     result.unwrap();
     assert_eq!(items.len(), 6);
     assert_eq!(items[0].1.as_deref(), Ok(r#"{"eventID":"a"}"#));
-    assert!(matches!(items[1].1, Err(RecordProblem::NotUtf8 { offset: 12 })));
+    assert!(matches!(
+        items[1].1,
+        Err(RecordProblem::NotUtf8 { offset: 12 })
+    ));
     assert_eq!(items[2].1, Err(RecordProblem::NotAnObject));
     assert_eq!(items[3].1, Err(RecordProblem::TooDeep { limit: 100 }));
     // A bad token inside a record is the record's problem, found when it is parsed.
     assert!(trailwatch::record::Record::parse(items[4].1.as_deref().unwrap()).is_err());
     assert_eq!(items[5].1.as_deref(), Ok(r#"{"eventID":"z"}"#));
-    assert_eq!(items.iter().map(|i| i.0).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        items.iter().map(|i| i.0).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5]
+    );
 }
 
 #[test]
 fn oversized_records_are_refused_without_being_buffered() {
-    let big = format!(r#"{{"Records":[{{"p":"{}"}},{{"eventID":"after"}}]}}"#, "x".repeat(5000));
-    let limits = LogFileLimits { max_record_bytes: 1000, ..LogFileLimits::default() };
+    let big = format!(
+        r#"{{"Records":[{{"p":"{}"}},{{"eventID":"after"}}]}}"#,
+        "x".repeat(5000)
+    );
+    let limits = LogFileLimits {
+        max_record_bytes: 1000,
+        ..LogFileLimits::default()
+    };
     let (items, result) = read_with(big.as_bytes(), limits);
     result.unwrap();
     assert_eq!(items[0].1, Err(RecordProblem::TooLarge { limit: 1000 }));
@@ -188,10 +239,20 @@ fn a_gzip_bomb_stops_at_the_decompressed_size_limit() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&body).unwrap();
     let bomb = gz.finish().unwrap();
-    assert!(bomb.len() < 100 << 10, "a bomb: {} bytes expand to 20 MiB", bomb.len());
-    let limits = LogFileLimits { max_decompressed_bytes: 1 << 20, ..LogFileLimits::default() };
+    assert!(
+        bomb.len() < 100 << 10,
+        "a bomb: {} bytes expand to 20 MiB",
+        bomb.len()
+    );
+    let limits = LogFileLimits {
+        max_decompressed_bytes: 1 << 20,
+        ..LogFileLimits::default()
+    };
     let err = read_with(&bomb, limits).1.unwrap_err();
-    assert!(matches!(err, FileError::TooLarge { limit } if limit == 1 << 20), "{err}");
+    assert!(
+        matches!(err, FileError::TooLarge { limit } if limit == 1 << 20),
+        "{err}"
+    );
 }
 
 proptest! {

@@ -9,7 +9,11 @@ use trailwatch::record::{EventCategory, Record};
 
 fn data_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    assert!(dir.is_dir(), "shared data folder missing at {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "shared data folder missing at {}",
+        dir.display()
+    );
     dir
 }
 
@@ -42,12 +46,20 @@ fn all_records() -> Vec<String> {
         let array: Vec<&RawValue> = serde_json::from_str(&text).unwrap();
         records.extend(array.iter().map(|r| r.get().to_owned()));
     }
-    let jsonl = std::fs::read_to_string(data_dir().join("panther-tests/panther-test-events.jsonl")).unwrap();
-    records.extend(jsonl.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned));
-    for line in std::fs::read_to_string(data_dir().join("insights-examples/awsdocs-cloudtrail-user-guide-2023.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
+    let jsonl = std::fs::read_to_string(data_dir().join("panther-tests/panther-test-events.jsonl"))
+        .unwrap();
+    records.extend(
+        jsonl
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned),
+    );
+    for line in std::fs::read_to_string(
+        data_dir().join("insights-examples/awsdocs-cloudtrail-user-guide-2023.jsonl"),
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| !l.trim().is_empty())
     {
         records.push(line.to_owned());
     }
@@ -57,7 +69,11 @@ fn all_records() -> Vec<String> {
 #[test]
 fn every_real_record_parses() {
     let records = all_records();
-    assert!(records.len() >= 3_600, "only {} records found", records.len());
+    assert!(
+        records.len() >= 3_600,
+        "only {} records found",
+        records.len()
+    );
     for (i, raw) in records.iter().enumerate() {
         let record = Record::parse(raw).unwrap_or_else(|e| panic!("record {i}: {e}\n{raw}"));
         assert_eq!(record.raw(), raw.as_str());
@@ -80,7 +96,10 @@ fn every_real_record_has_a_readable_event_time_or_a_clear_error() {
             .event_time_ms()
             .unwrap_or_else(|e| panic!("{e}: {raw}"));
         // 2013 (CloudTrail's launch) to 2030.
-        assert!((1_356_998_400_000..1_893_456_000_000).contains(&ms), "{raw}");
+        assert!(
+            (1_356_998_400_000..1_893_456_000_000).contains(&ms),
+            "{raw}"
+        );
     }
 }
 
@@ -125,7 +144,10 @@ fn categories_follow_event_category_or_the_documented_derivation() {
             Some(_) => EventCategory::Other,
             None => {
                 derived += 1;
-                match (value["eventType"].as_str(), value["managementEvent"].as_bool()) {
+                match (
+                    value["eventType"].as_str(),
+                    value["managementEvent"].as_bool(),
+                ) {
                     (Some("AwsCloudTrailInsight"), _) => EventCategory::Insight,
                     (Some("AwsVpceEvent"), _) => EventCategory::NetworkActivity,
                     (_, Some(false)) => EventCategory::Data,
@@ -136,18 +158,28 @@ fn categories_follow_event_category_or_the_documented_derivation() {
         };
         assert_eq!(record.category(), expected, "{raw}");
     }
-    assert!(derived > 100, "the datasets exercise the derivation ({derived})");
+    assert!(
+        derived > 100,
+        "the datasets exercise the derivation ({derived})"
+    );
 }
 
 #[test]
 fn records_with_wrong_types_are_errors_naming_the_field() {
     let lenient = Record::parse(r#"{"eventTime":"2024-01-01T00:00:00Z","readOnly":"True"}"#);
-    assert_eq!(lenient.unwrap().fields.read_only, Some(true), "exports spell booleans as strings");
+    assert_eq!(
+        lenient.unwrap().fields.read_only,
+        Some(true),
+        "exports spell booleans as strings"
+    );
     let err = Record::parse(r#"{"eventTime":"2024-01-01T00:00:00Z","readOnly":"maybe"}"#)
         .unwrap_err()
         .to_string();
     assert!(err.contains("a boolean"), "{err}");
     let err = Record::parse(r#"{"eventID":7}"#).unwrap_err().to_string();
-    assert!(err.contains("expected a borrowed string") || err.contains("string"), "{err}");
+    assert!(
+        err.contains("expected a borrowed string") || err.contains("string"),
+        "{err}"
+    );
     assert!(Record::parse("[1,2]").is_err());
 }

@@ -24,7 +24,8 @@ fn samples(function: &str) -> Vec<(PathBuf, Value)> {
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();
-            let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             (p, value)
         })
         .collect()
@@ -49,7 +50,8 @@ fn select_samples_are_invocations_the_select_function_understands() {
                 }
             }
             SelectInvocation::DryRun(request) => {
-                let answer = trailwatch::select::dry_run(&request).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let answer =
+                    trailwatch::select::dry_run(&request).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert!(answer.is_object() || answer.is_array(), "{name}: {answer}");
                 kinds.push("dry-run");
             }
