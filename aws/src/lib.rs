@@ -5,6 +5,7 @@
 pub mod cloudwatch_logs;
 pub mod dedup;
 pub mod eventbridge;
+pub mod insights_state;
 pub mod metrics;
 pub mod s3;
 pub mod sqs;

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::{MinuteAggregate, MinuteAggregator, ObserveStats};
+use super::aggregate::{MinuteAggregate, MinuteAggregator, MinuteCell, ObserveStats};
 use super::config::{DetectorParams, InsightsConfig};
 use super::detector::{
     InsightState, KeyState, StateDecodeError, StepContext, Transition, MINUTE_RING,
@@ -233,6 +233,31 @@ impl InsightsEngine {
     pub fn import_key_attributions(&mut self, key: &SeriesKey, attrs: KeyAttributions) {
         let id = self.entry_id(key);
         self.keys[id].attrs = attrs;
+    }
+
+    /// Counts a (key, minute) cell aggregated elsewhere: the Lambda's counting invocations
+    /// aggregate log batches and its evaluator reads the cells back from the state table.
+    /// Same effect as observing the cell's records one by one.
+    pub fn observe_cell(&mut self, cell: &MinuteCell) {
+        self.pending.add_cell(cell);
+    }
+
+    /// Closes every minute up to `through` (minutes since the epoch) and returns the Insights
+    /// records this produced, as [`Self::advance_to`] does for `now − watermark − 1`. For an
+    /// evaluator that bounds how far one run catches up.
+    pub fn close_minutes_through(&mut self, through: i64) -> Vec<String> {
+        self.close_through(through)
+    }
+
+    /// The keys with an Insight open now: they must be evaluated every minute even without
+    /// events (their End depends on quiet minutes).
+    pub fn open_insight_keys(&self) -> Vec<SeriesKey> {
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.state.open_insight().is_some())
+            .map(|(id, _)| self.pending.index().key(id as u32).clone())
+            .collect()
     }
 
     /// Encoded hot-state sizes over all keys.

@@ -8,7 +8,8 @@
 //!   hysteresis) with a compact binary state;
 //! * [`output`]: Insights records in CloudTrail's format with deterministic ids;
 //! * [`engine`]: the façade used by the CLI and the Lambda;
-//! * [`config`]: `InsightSelectors` plus trailwatch's extensions.
+//! * [`config`]: `InsightSelectors` plus trailwatch's extensions;
+//! * [`store`]: the port to the durable state the Lambda keeps between invocations.
 
 pub mod aggregate;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod key;
 pub mod output;
 pub mod sketch;
+pub mod store;
 
 pub use aggregate::{MinuteAggregate, MinuteAggregator, MinuteCell, ObserveStats};
 pub use config::{ConfigError, DetectorParams, InsightsConfig, Sensitivity, TypeSelection};

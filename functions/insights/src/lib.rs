@@ -1,5 +1,10 @@
-//! The Insights function: forwards Insights records (CloudTrail's own, from the Insights
-//! queue) to an EventBridge bus, under a custom source and CloudTrail's detail-type.
+//! The Insights function: counts the trail's records (CloudWatch Logs subscription batches)
+//! into per-minute cells in the state table ([`count`]), evaluates the detector every minute
+//! ([`evaluate`]), and forwards Insights records — its own and CloudTrail's, from the Insights
+//! queue — to an EventBridge bus, under a custom source and CloudTrail's detail-type.
+
+pub mod count;
+pub mod evaluate;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::cloudwatch_logs::LogsEvent;
@@ -11,13 +16,22 @@ use trailwatch::deliver::DeliveryMessage;
 use trailwatch::forward::{
     forward, validate_source, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURCE,
 };
+use trailwatch::insights::InsightsConfig;
 use trailwatch::record::Record;
 use trailwatch_aws::eventbridge::EventBridgeBus;
-use trailwatch_aws::required_env;
+use trailwatch_aws::insights_state::DynamoDbInsightsStore;
+use trailwatch_aws::{required_env, ssm};
+
+use crate::count::count_batch;
+use crate::evaluate::{evaluate, EvaluateSettings};
 
 pub const EVENT_BUS_ENV: &str = "TRAILWATCH_EVENT_BUS";
 pub const EVENT_SOURCE_ENV: &str = "TRAILWATCH_EVENT_SOURCE";
+pub const STATE_TABLE_ENV: &str = "TRAILWATCH_STATE_TABLE";
+pub const TRAIL_CONFIG_ENV: &str = "TRAILWATCH_TRAIL_CONFIG";
+pub const TRAIL_CONFIG_PARAMETER_ENV: &str = "TRAILWATCH_TRAIL_CONFIG_PARAMETER";
 
+/// What forwarding needs (enough for the Insights queue).
 pub struct InsightsContext {
     pub bus: EventBridgeBus,
     pub source: String,
@@ -33,6 +47,39 @@ impl InsightsContext {
                 required_env(EVENT_BUS_ENV)?,
             ),
             source,
+        })
+    }
+}
+
+/// What counting and evaluation need besides forwarding: the state table and the
+/// configuration.
+pub struct StateContext {
+    pub store: DynamoDbInsightsStore,
+    /// The trail configuration's `InsightSelectors` and `Trailwatch` extensions (watermark,
+    /// detector settings); both Insight types on management events when absent.
+    pub config: InsightsConfig,
+    pub settings: EvaluateSettings,
+}
+
+impl StateContext {
+    /// Reads the table and the configuration (inline or from SSM); a bad configuration fails
+    /// the cold start with the reason.
+    pub async fn from_env(sdk: &SdkConfig, source: &str) -> Result<Self, Error> {
+        let config_text = match std::env::var(TRAIL_CONFIG_PARAMETER_ENV) {
+            Ok(name) if !name.is_empty() => {
+                ssm::parameter(&aws_sdk_ssm::Client::new(sdk), &name).await?
+            }
+            _ => std::env::var(TRAIL_CONFIG_ENV).unwrap_or_else(|_| "{}".into()),
+        };
+        let config = InsightsConfig::from_json(&config_text)
+            .map_err(|e| format!("Insights configuration: {e}"))?;
+        Ok(StateContext {
+            store: DynamoDbInsightsStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                required_env(STATE_TABLE_ENV)?,
+            ),
+            config,
+            settings: EvaluateSettings::new(source),
         })
     }
 }
@@ -72,15 +119,83 @@ impl InsightsInvocation {
     }
 }
 
+/// Forwarding only: counting and evaluation fail (no state table).
 pub async fn handle(context: &InsightsContext, payload: Value) -> Result<Value, Error> {
+    handle_with_state(context, None, payload).await
+}
+
+/// Every invocation: the Insights queue, the log subscription and the schedule.
+pub async fn handle_with_state(
+    context: &InsightsContext,
+    state: Option<&StateContext>,
+    payload: Value,
+) -> Result<Value, Error> {
+    let needs_state = || {
+        state
+            .ok_or("counting and evaluation need the Insights state table (TRAILWATCH_STATE_TABLE)")
+    };
     match InsightsInvocation::from_payload(payload)? {
         InsightsInvocation::Queue(event) => {
             Ok(serde_json::to_value(forward_batch(context, &event).await)?)
         }
-        InsightsInvocation::Logs(_) | InsightsInvocation::Schedule(_) => Err(
-            "counting and evaluation need the Insights state table (TRAILWATCH_STATE_TABLE)".into(),
-        ),
+        InsightsInvocation::Logs(event) => {
+            let state = needs_state()?;
+            // An error fails the invocation: Lambda retries the batch, which is counted once.
+            let report = count_batch(&state.store, &state.config, &event).await?;
+            tracing::info!(
+                batch_id = %report.batch_id,
+                log_events = report.log_events,
+                unreadable = report.unreadable,
+                cells = report.cells,
+                parts_written = report.parts_written,
+                parts_already_counted = report.parts_already_counted,
+                late_cells = report.late_cells,
+                "batch counted"
+            );
+            Ok(serde_json::to_value(report)?)
+        }
+        InsightsInvocation::Schedule(event) => {
+            let state = needs_state()?;
+            let now_ms = event
+                .time
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_else(wall_clock_ms);
+            let owner = format!(
+                "{}-{}-{}",
+                event.id.as_deref().unwrap_or("schedule"),
+                std::process::id(),
+                wall_clock_ms()
+            );
+            let report = evaluate(
+                &state.store,
+                &context.bus,
+                &state.config,
+                &state.settings,
+                now_ms,
+                &owner,
+            )
+            .await?;
+            tracing::info!(
+                leased = report.leased,
+                closed_after = ?report.closed_after,
+                closed_through = ?report.closed_through,
+                cells = report.cells,
+                keys_loaded = report.keys_loaded,
+                keys_saved = report.keys_saved,
+                open_insights = report.open_insights,
+                starts = report.starts,
+                ends = report.ends,
+                "minutes evaluated"
+            );
+            Ok(serde_json::to_value(report)?)
+        }
     }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub async fn forward_batch(context: &InsightsContext, event: &SqsEvent) -> SqsBatchResponse {
@@ -135,3 +250,6 @@ async fn forward_message(context: &InsightsContext, body: &str) -> Result<(), St
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;
