@@ -1,0 +1,408 @@
+//! The Insights function's durable state in DynamoDB (moto): key states and the clock round
+//! trip, concurrent counting adds up, a redelivered batch counts once, late cells are kept
+//! apart, and a generated burst counted through the Logs invocation and evaluated by the
+//! schedule reaches an EventBridge rule as a Start and an End.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::cloudwatch_logs::{LogEntry, LogsEvent};
+use serde_json::{json, Value};
+use trailwatch::insights::store::{Clock, EvaluationStore, StoredKey};
+use trailwatch::insights::{InsightsConfig, InsightsEngine, SeriesKey};
+use trailwatch::record::Record;
+use trailwatch::time::{format_event_time, MS_PER_MINUTE};
+use trailwatch_aws::eventbridge::EventBridgeBus;
+use trailwatch_aws::insights_state::DynamoDbInsightsStore;
+use trailwatch_e2e::{create_queue, create_state_table, drain_queue, queue_arn, sdk, unique};
+use trailwatch_insights_fn::count::count_batch;
+use trailwatch_insights_fn::evaluate::EvaluateSettings;
+use trailwatch_insights_fn::{handle_with_state, InsightsContext, StateContext};
+
+/// 2026-03-02T00:00:00Z, a Monday.
+const DAY0_MS: i64 = 1_772_409_600_000;
+const SOURCE: &str = "trailwatch.e2e";
+
+fn record(name: &str, ms: i64, n: usize) -> String {
+    format!(
+        r#"{{"eventVersion":"1.09","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/ci","accountId":"111122223333"}},"eventTime":"{}","eventSource":"iam.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1","userAgent":"aws-cli/2.15","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management","eventID":"{name}-{ms}-{n}"}}"#,
+        format_event_time(ms)
+    )
+}
+
+/// A day and a half of one `CreateAccessKey` every 20 minutes, then 25 a minute for 8
+/// minutes from 36:00, then quiet. Returns the records in time order and the burst start.
+fn burst_stream() -> (Vec<String>, i64) {
+    let mut records = Vec::new();
+    let burst = DAY0_MS + 36 * 60 * MS_PER_MINUTE;
+    let mut t = DAY0_MS;
+    while t < burst {
+        records.push(record("CreateAccessKey", t + 7_000, 0));
+        t += 20 * MS_PER_MINUTE;
+    }
+    for minute in 0..8 {
+        for n in 0..25 {
+            records.push(record(
+                "CreateAccessKey",
+                burst + minute * MS_PER_MINUTE + n as i64 * 2_000,
+                n,
+            ));
+        }
+    }
+    (records, burst)
+}
+
+/// A CloudWatch Logs subscription batch of `records`; `tag` makes its event ids unique.
+fn logs_batch(tag: &str, records: &[String]) -> LogsEvent {
+    let mut event = LogsEvent::default();
+    event.aws_logs.data.message_type = "DATA_MESSAGE".into();
+    event.aws_logs.data.owner = "111122223333".into();
+    event.aws_logs.data.log_group = "CloudTrail/trailwatch".into();
+    event.aws_logs.data.log_stream = "111122223333_CloudTrail_us-east-1".into();
+    event.aws_logs.data.subscription_filters = vec!["trailwatch-insights".into()];
+    for (i, text) in records.iter().enumerate() {
+        let mut entry = LogEntry::default();
+        entry.id = format!("{tag}{i:06}");
+        entry.timestamp = Record::parse(text).unwrap().event_time_ms().unwrap();
+        entry.message = text.clone();
+        event.aws_logs.data.log_events.push(entry);
+    }
+    event
+}
+
+async fn new_store() -> (DynamoDbInsightsStore, String, aws_config::SdkConfig) {
+    let sdk = sdk().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("insights-state");
+    create_state_table(&client, &table).await;
+    (
+        DynamoDbInsightsStore::new(client, table.clone()),
+        table,
+        sdk,
+    )
+}
+
+/// Total count per (key, minute) of every cell stored.
+async fn counts(store: &DynamoDbInsightsStore) -> BTreeMap<(SeriesKey, i64), u64> {
+    let mut out = BTreeMap::new();
+    let cells = store
+        .read_cells(
+            DAY0_MS / MS_PER_MINUTE - 1,
+            DAY0_MS / MS_PER_MINUTE + 3 * 1440,
+        )
+        .await
+        .unwrap();
+    for c in cells {
+        *out.entry((c.cell.key, c.cell.minute)).or_default() += c.cell.aggregate.count;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_state_and_clock_round_trip_through_dynamodb() {
+    let (store, _, _) = new_store().await;
+    let (records, burst) = burst_stream();
+    let mut engine = InsightsEngine::new(InsightsConfig::default());
+    for text in &records {
+        engine.observe(&Record::parse(text).unwrap());
+    }
+    let records_out = engine.advance_to(burst + 20 * MS_PER_MINUTE);
+    assert_eq!(records_out.len(), 1, "a Start: the key has an open Insight");
+    let key = engine.keys()[0].clone();
+    let stored = StoredKey {
+        through: engine.closed_through().unwrap(),
+        state: engine.export_key_state(&key).unwrap(),
+        attributions: engine.export_key_attributions(&key).unwrap().clone(),
+    };
+    store
+        .save_keys(&[(key.clone(), stored.clone())])
+        .await
+        .unwrap();
+    let loaded = store.load_keys(&[key.clone()]).await.unwrap();
+    assert_eq!(loaded, vec![(key.clone(), stored)]);
+
+    assert!(store.acquire_lease("a", 1_000, 60_000).await.unwrap());
+    assert!(!store.acquire_lease("b", 2_000, 60_000).await.unwrap());
+    store.fence("a", 42).await.unwrap();
+    store.fence("a", 40).await.unwrap();
+    let clock = Clock {
+        closed_through: Some(41),
+        closing_through: None,
+        origin_minute: Some(7),
+        open_keys: engine.open_insight_keys(),
+    };
+    store.save_clock("a", &clock).await.unwrap();
+    assert!(
+        store.save_clock("b", &clock).await.is_err(),
+        "only the lease holder saves"
+    );
+    store.release_lease("a").await.unwrap();
+    assert!(store.acquire_lease("b", 3_000, 60_000).await.unwrap());
+    let back = store.load_clock().await.unwrap();
+    assert_eq!(
+        back,
+        Clock {
+            closing_through: Some(42),
+            ..clock
+        }
+    );
+    assert_eq!(back.open_keys, vec![key]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_counting_invocations_add_up() {
+    let (store, table, sdk) = new_store().await;
+    let other = DynamoDbInsightsStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    let config = InsightsConfig::default();
+    let minute = DAY0_MS + 600 * MS_PER_MINUTE;
+    let a: Vec<String> = (0..30)
+        .map(|n| record("CreateUser", minute + n * 3_000, n as usize))
+        .collect();
+    let b: Vec<String> = (0..20)
+        .map(|n| record("CreateUser", minute + 30_000 + n * 3_000, 100 + n as usize))
+        .collect();
+    let (batch_a, batch_b) = (logs_batch("a", &a), logs_batch("b", &b));
+    let (ra, rb) = tokio::join!(
+        count_batch(&store, &config, &batch_a),
+        count_batch(&other, &config, &batch_b)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!((ra.parts_written, rb.parts_written), (1, 1));
+    let counts = counts(&store).await;
+    let per_minute: Vec<u64> = counts.values().copied().collect();
+    // a: 20 calls in the first minute and 10 in the next; b: 10 and 10.
+    assert_eq!(per_minute, vec![20 + 10, 10 + 10], "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_batch_is_counted_once_even_when_deliveries_race() {
+    let (store, _, _) = new_store().await;
+    let config = InsightsConfig::default();
+    let (records, _) = burst_stream();
+    let batch = logs_batch("r", &records[100..160]);
+    let (x, y, z) = tokio::join!(
+        count_batch(&store, &config, &batch),
+        count_batch(&store, &config, &batch),
+        count_batch(&store, &config, &batch)
+    );
+    let later = count_batch(&store, &config, &batch).await.unwrap();
+    let reports = [x.unwrap(), y.unwrap(), z.unwrap(), later];
+    let written: usize = reports.iter().map(|r| r.parts_written).sum();
+    let skipped: usize = reports.iter().map(|r| r.parts_already_counted).sum();
+    assert_eq!((written, skipped), (1, 3));
+    let total: u64 = counts(&store).await.values().sum();
+    assert_eq!(total, 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cells_of_a_fenced_minute_are_stored_as_late_data() {
+    let (store, _, _) = new_store().await;
+    let config = InsightsConfig::default();
+    let fenced = DAY0_MS / MS_PER_MINUTE + 100;
+    assert!(store.acquire_lease("e", 0, 60_000).await.unwrap());
+    store.fence("e", fenced).await.unwrap();
+    let batch = logs_batch(
+        "l",
+        &[
+            record("CreateRole", (fenced - 3) * MS_PER_MINUTE, 0),
+            record("CreateRole", (fenced + 2) * MS_PER_MINUTE, 1),
+        ],
+    );
+    let report = count_batch(&store, &config, &batch).await.unwrap();
+    assert_eq!(report.late_cells, 1);
+    let cells = store.read_cells(fenced, fenced + 5).await.unwrap();
+    let placed: Vec<(i64, i64)> = cells
+        .iter()
+        .map(|c| (c.read_minute, c.cell.minute))
+        .collect();
+    assert_eq!(
+        placed,
+        vec![(fenced + 1, fenced - 3), (fenced + 2, fenced + 2)]
+    );
+    assert!(store
+        .read_cells(fenced - 10, fenced)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// The Lambda payload CloudWatch Logs sends: `{"awslogs":{"data":"<base64 of gzip>"}}`.
+/// (`aws_lambda_events` serialises without base64 padding but decodes with it, as CloudWatch
+/// Logs sends it: the padding is put back here.)
+fn subscription_payload(event: &LogsEvent) -> Value {
+    let mut payload = serde_json::to_value(event).unwrap();
+    let data = payload["awslogs"]["data"].as_str().unwrap().to_owned();
+    let padded = format!("{data}{}", "=".repeat((4 - data.len() % 4) % 4));
+    payload["awslogs"]["data"] = Value::String(padded);
+    payload
+}
+
+fn schedule_event(now_ms: i64, n: usize) -> Value {
+    json!({
+        "version": "0",
+        "id": format!("schedule-{n}"),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": format_event_time(now_ms - now_ms % 1000),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/every-minute"],
+        "detail": {}
+    })
+}
+
+/// Runs the schedule at `now_ms` until the clock has caught up; returns the evaluation reports.
+async fn evaluate_until_caught_up(
+    context: &InsightsContext,
+    state: &StateContext,
+    now_ms: i64,
+) -> Vec<Value> {
+    let target = now_ms / MS_PER_MINUTE - i64::from(state.config.watermark_minutes) - 1;
+    let mut reports = Vec::new();
+    for n in 0..10 {
+        let report = handle_with_state(context, Some(state), schedule_event(now_ms, n))
+            .await
+            .unwrap();
+        let done = report["closedThrough"].as_i64() == Some(target);
+        reports.push(report);
+        if done {
+            return reports;
+        }
+    }
+    panic!("the evaluator did not catch up to {target}: {reports:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_burst_counted_from_logs_reaches_an_eventbridge_rule_as_start_and_end() {
+    let (store, _, sdk) = new_store().await;
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let bus = unique("insights-bus");
+    events.create_event_bus().name(&bus).send().await.unwrap();
+    let alerts = create_queue(&sqs, &unique("insight-alerts")).await;
+    let rule = unique("insights");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(format!(
+            r#"{{"source":["{SOURCE}"],"detail-type":["AWS Insight via CloudTrail"]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("alerts")
+                .arn(queue_arn(&sqs, &alerts).await)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let context = InsightsContext {
+        bus: EventBridgeBus::new(events.clone(), bus.clone()),
+        source: SOURCE.into(),
+    };
+    let mut settings = EvaluateSettings::new(SOURCE);
+    settings.first_run_lookback_minutes = 2 * 1440;
+    let state = StateContext {
+        store,
+        config: InsightsConfig::default(),
+        settings,
+    };
+    let calls = state.store.calls.clone();
+
+    // Counting: the stream as CloudWatch Logs subscription payloads of 50 log events.
+    let (records, burst) = burst_stream();
+    let mut batch_calls = Vec::new();
+    for (i, chunk) in records.chunks(50).enumerate() {
+        let payload = subscription_payload(&logs_batch(&format!("{i:04}"), chunk));
+        let before = calls.total();
+        let report = handle_with_state(&context, Some(&state), payload)
+            .await
+            .unwrap();
+        assert_eq!(report["partsWritten"], 1);
+        batch_calls.push(calls.total() - before);
+    }
+    assert!(batch_calls.iter().all(|&n| n == 1), "{batch_calls:?}");
+
+    // Evaluation just after the burst (+ watermark): a Start.
+    let first_now = burst + (8 + 16 + 1) * MS_PER_MINUTE;
+    let reports = evaluate_until_caught_up(&context, &state, first_now).await;
+    let starts: i64 = reports.iter().map(|r| r["starts"].as_i64().unwrap()).sum();
+    assert_eq!(starts, 1, "{reports:?}");
+    let open = state.store.load_clock().await.unwrap().open_keys;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].event_name, "CreateAccessKey");
+
+    // Every minute for the next half hour: the key is evaluated with no new cells (it is
+    // open) until its End.
+    let mut ends = 0;
+    let mut steady_calls = Vec::new();
+    for minute in 1..=30 {
+        let before = calls.snapshot();
+        let report = handle_with_state(
+            &context,
+            Some(&state),
+            schedule_event(first_now + minute * MS_PER_MINUTE, 100 + minute as usize),
+        )
+        .await
+        .unwrap();
+        ends += report["ends"].as_i64().unwrap();
+        steady_calls.push((
+            report["keysLoaded"].as_i64().unwrap(),
+            diff(&before, &calls.snapshot()),
+        ));
+    }
+    assert_eq!(ends, 1);
+    assert!(state.store.load_clock().await.unwrap().open_keys.is_empty());
+    eprintln!("DynamoDB calls per counted batch: {batch_calls:?}");
+    eprintln!("DynamoDB calls per evaluation (keys loaded, calls): {steady_calls:?}");
+    for (keys, per_op) in &steady_calls {
+        let total: u64 = per_op.values().sum();
+        assert!(
+            total <= 7 + 2 * *keys as u64,
+            "an evaluation costs a handful of calls plus the keys it touches: {per_op:?}"
+        );
+    }
+
+    let routed = drain_queue(&sqs, &alerts).await;
+    let details: Vec<Value> = routed
+        .records
+        .iter()
+        .map(|m| {
+            let envelope: Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+            assert_eq!(envelope["detail-type"], "AWS Insight via CloudTrail");
+            assert_eq!(envelope["source"], SOURCE);
+            envelope["detail"].clone()
+        })
+        .collect();
+    let mut states: Vec<&str> = details
+        .iter()
+        .map(|d| d["insightDetails"]["state"].as_str().unwrap())
+        .collect();
+    states.sort_unstable();
+    assert_eq!(states, ["End", "Start"]);
+    assert_eq!(details[0]["sharedEventID"], details[1]["sharedEventID"]);
+    let start = details
+        .iter()
+        .find(|d| d["insightDetails"]["state"] == "Start")
+        .unwrap();
+    assert_eq!(start["eventType"], "AwsCloudTrailInsight");
+    assert_eq!(start["insightDetails"]["eventName"], "CreateAccessKey");
+    assert_eq!(start["eventTime"], format_event_time(burst));
+}
+
+fn diff(before: &[(&'static str, u64)], after: &[(&'static str, u64)]) -> BTreeMap<String, u64> {
+    let old: BTreeMap<&str, u64> = before.iter().copied().collect();
+    after
+        .iter()
+        .map(|(op, n)| (op.to_string(), n - old.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
