@@ -7,7 +7,7 @@
 //! the caller drains as it goes, so memory does not grow with the input.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use crate::deliver::message::{fit_record, MessagePacker, RecordLocation};
 use crate::deliver::stream_name;
@@ -85,10 +85,14 @@ pub struct SelectCounts {
 pub struct SelectRun<'m> {
     matcher: &'m Matcher,
     max_message_bytes: usize,
-    packers: HashMap<String, MessagePacker>,
+    /// One packer per stream, found by name through `packer_of`.
+    packers: Vec<(String, MessagePacker)>,
+    packer_of: HashMap<String, usize>,
+    last_stream: LastStream,
     insights: MessagePacker,
-    /// 128-bit hashes of the eventIDs already kept (a string set would cost 5× the memory).
-    seen: HashSet<u128>,
+    /// 128-bit hashes of the eventIDs already kept (a string set would cost 5× the memory);
+    /// they are hashes already, so the set does not hash them again.
+    seen: HashSet<u128, BuildHasherDefault<PrehashedId>>,
     hasher: std::collections::hash_map::RandomState,
     outbox: Vec<Outgoing>,
     pub counts: SelectCounts,
@@ -103,9 +107,11 @@ impl<'m> SelectRun<'m> {
         SelectRun {
             matcher,
             max_message_bytes,
-            packers: HashMap::new(),
+            packers: Vec::new(),
+            packer_of: HashMap::new(),
+            last_stream: LastStream::default(),
             insights: MessagePacker::new(INSIGHTS_STREAM, max_message_bytes),
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             hasher: Default::default(),
             outbox: Vec::new(),
             counts: SelectCounts::default(),
@@ -150,7 +156,7 @@ impl<'m> SelectRun<'m> {
                 return;
             }
         }
-        let Some(stream) = stream_name(&record, Some(&origin.parsed)) else {
+        let Some(packer) = self.packer_for(&record, &origin.parsed) else {
             return self.reject(
                 origin,
                 index,
@@ -162,11 +168,7 @@ impl<'m> SelectRun<'m> {
             key: Some(origin.key),
             index,
         };
-        let max = self.max_message_bytes;
-        let packer = self
-            .packers
-            .entry(stream)
-            .or_insert_with_key(|s| MessagePacker::new(s, max));
+        let packer = &mut self.packers[packer].1;
         let fitted = fit_record(&record, location, packer.max_record_bytes());
         if fitted.len() != raw.len() {
             self.counts.stubbed += 1;
@@ -179,6 +181,37 @@ impl<'m> SelectRun<'m> {
                 body,
             });
         }
+    }
+
+    /// The packer of the record's stream (see [`stream_name`]), `None` when no stream can be
+    /// named. Consecutive records nearly always name the same stream from the same inputs, so
+    /// the name is formed and looked up once per run of equal inputs.
+    fn packer_for(&mut self, record: &Record<'_>, key: &LogObjectKey<'_>) -> Option<usize> {
+        let inputs = [
+            record.recipient_account_id(),
+            record.aws_region(),
+            record
+                .fields
+                .user_identity
+                .as_ref()
+                .and_then(|u| u.account_id.as_deref()),
+            key.account_id,
+            key.region,
+            key.org_id,
+        ];
+        if let Some(packer) = self.last_stream.get(&inputs) {
+            return packer;
+        }
+        let packer = stream_name(record, Some(key)).map(|stream| {
+            let max = self.max_message_bytes;
+            *self.packer_of.entry(stream).or_insert_with_key(|stream| {
+                self.packers
+                    .push((stream.clone(), MessagePacker::new(stream, max)));
+                self.packers.len() - 1
+            })
+        });
+        self.last_stream.set(&inputs, packer);
+        packer
     }
 
     fn pack_insight(&mut self, origin: &Origin<'_>, index: usize, text: &str) {
@@ -212,11 +245,11 @@ impl<'m> SelectRun<'m> {
 
     /// Moves partly filled messages to the outbox (at the end of the invocation).
     pub fn flush(&mut self) {
-        let mut streams: Vec<&String> = self.packers.keys().collect();
-        streams.sort();
+        let mut order: Vec<usize> = (0..self.packers.len()).collect();
+        order.sort_by(|&a, &b| self.packers[a].0.cmp(&self.packers[b].0));
         let mut bodies: Vec<String> = Vec::new();
-        for stream in streams.into_iter().cloned().collect::<Vec<_>>() {
-            bodies.extend(self.packers.get_mut(&stream).and_then(MessagePacker::take));
+        for i in order {
+            bodies.extend(self.packers[i].1.take());
         }
         for body in bodies {
             self.counts.messages += 1;
@@ -237,5 +270,116 @@ impl<'m> SelectRun<'m> {
     /// The completed messages, to be sent now.
     pub fn take_outbox(&mut self) -> Vec<Outgoing> {
         std::mem::take(&mut self.outbox)
+    }
+}
+
+/// The inputs [`stream_name`] last read and the packer they led to.
+#[derive(Default)]
+struct LastStream {
+    inputs: Option<[Option<String>; 6]>,
+    packer: Option<usize>,
+}
+
+impl LastStream {
+    fn get(&self, inputs: &[Option<&str>; 6]) -> Option<Option<usize>> {
+        let last = self.inputs.as_ref()?;
+        let same = last.iter().zip(inputs).all(|(a, b)| a.as_deref() == *b);
+        same.then_some(self.packer)
+    }
+
+    fn set(&mut self, inputs: &[Option<&str>; 6], packer: Option<usize>) {
+        self.inputs = Some(inputs.map(|i| i.map(str::to_owned)));
+        self.packer = packer;
+    }
+}
+
+/// A `Hasher` for values that are uniformly distributed hashes already (the eventID hashes).
+#[derive(Default)]
+struct PrehashedId(u64);
+
+impl Hasher for PrehashedId {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= n as u64 ^ (n >> 64) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::DeliveryMessage;
+    use crate::ingest::parse_object_key;
+    use crate::select::TrailConfig;
+
+    #[test]
+    fn records_alternating_between_streams_are_packed_by_their_own_stream() {
+        let matcher = TrailConfig::from_json("{}").unwrap().compile();
+        let mut run = SelectRun::new(&matcher, 1000);
+        let key = "AWSLogs/111111111111/CloudTrail/us-east-1/2024/01/01/f.json.gz";
+        let origin = Origin {
+            bucket: Some("b"),
+            key,
+            parsed: parse_object_key(key),
+        };
+        let accounts = ["222222222222", "333333333333", "", "222222222222", "bad:*"];
+        for (i, account) in accounts.iter().cycle().take(40).enumerate() {
+            let raw = format!(
+                r#"{{"eventID":"e{i}","eventTime":"2024-01-01T00:00:00Z","eventCategory":"Management","awsRegion":"us-east-1"{}}}"#,
+                if account.is_empty() {
+                    String::new()
+                } else {
+                    format!(r#","recipientAccountId":"{account}""#)
+                }
+            );
+            run.record(&origin, i, &raw);
+        }
+        run.flush();
+        let mut per_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for message in run.take_outbox() {
+            let parsed = DeliveryMessage::parse(&message.body).unwrap();
+            let ids = per_stream.entry(parsed.stream.to_string()).or_default();
+            for record in parsed.records {
+                ids.push(
+                    Record::parse(record.get())
+                        .unwrap()
+                        .event_id()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+        }
+        let expect = |accounts: &[usize]| -> Vec<String> {
+            (0..40)
+                .filter(|i| accounts.contains(&(i % 5)))
+                .map(|i| format!("e{i}"))
+                .collect()
+        };
+        assert_eq!(
+            per_stream["222222222222_CloudTrail_us-east-1"],
+            expect(&[0, 3])
+        );
+        assert_eq!(
+            per_stream["333333333333_CloudTrail_us-east-1"],
+            expect(&[1])
+        );
+        // No recipientAccountId: the object key's account names the stream.
+        assert_eq!(
+            per_stream["111111111111_CloudTrail_us-east-1"],
+            expect(&[2])
+        );
+        assert_eq!(per_stream.len(), 3);
+        assert_eq!(run.counts.rejected, 8);
+        assert_eq!(run.counts.kept, 32);
     }
 }

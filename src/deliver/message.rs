@@ -88,7 +88,9 @@ impl MessagePacker {
         debug_assert!(raw.len() <= self.max_record_bytes());
         let separator = usize::from(self.records > 0);
         let completed = if self.body.len() + separator + raw.len() + FOOTER.len() > self.max_bytes {
-            self.take()
+            // More records follow: the next message starts at its full size instead of growing
+            // (and copying itself) to it again.
+            self.take_into(String::with_capacity(self.max_bytes))
         } else {
             None
         };
@@ -102,10 +104,16 @@ impl MessagePacker {
 
     /// The message being filled, if it has records.
     pub fn take(&mut self) -> Option<String> {
+        self.take_into(String::new())
+    }
+
+    /// Completes the message being filled and starts the next one in `next`.
+    fn take_into(&mut self, mut next: String) -> Option<String> {
         if self.records == 0 {
             return None;
         }
-        let mut body = std::mem::replace(&mut self.body, self.header.clone());
+        next.push_str(&self.header);
+        let mut body = std::mem::replace(&mut self.body, next);
         body.push_str(FOOTER);
         self.records = 0;
         Some(body)
@@ -170,7 +178,10 @@ mod tests {
     #[test]
     fn packed_messages_round_trip_records_verbatim() {
         let mut packer = MessagePacker::new("1_CloudTrail_us-east-1", 200);
-        let records = [r#"{"eventID":"a", "x" : 1}"#, r#"{"eventID":"b","y":[1,2]}"#];
+        let records = [
+            r#"{"eventID":"a", "x" : 1}"#,
+            r#"{"eventID":"b","y":[1,2]}"#,
+        ];
         let mut bodies: Vec<String> = records.iter().filter_map(|r| packer.push(r)).collect();
         bodies.extend(packer.take());
         assert_eq!(bodies.len(), 1);
@@ -220,6 +231,9 @@ mod tests {
         assert_eq!(stub["fullRecord"]["recordIndex"], 7);
         assert_eq!(stub["originalBytes"], big.len());
         let small = Record::parse(r#"{"eventID":"s"}"#).unwrap();
-        assert!(matches!(fit_record(&small, location, 1000), Cow::Borrowed(_)));
+        assert!(matches!(
+            fit_record(&small, location, 1000),
+            Cow::Borrowed(_)
+        ));
     }
 }
