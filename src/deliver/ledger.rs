@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
 
+use super::plan::minimum_batches;
 use super::{
     plan_batches, reject, set_aside, BatchLimits, DeliveryMessage, DeliveryReport, Inbound,
     LogEvent, LogSink, Pending, SetAside,
@@ -164,6 +165,9 @@ pub struct LedgerReport {
     pub confirmed: usize,
     /// Confirm writes that failed: at worst, duplicates when the message comes back.
     pub confirm_failures: usize,
+    /// The fewest PutLogEvents calls the limits allow for the records put (per stream, the
+    /// larger of the count and byte bounds), to compare `put_calls` with.
+    pub minimum_put_calls: usize,
 }
 
 /// [`super::deliver_messages`] with a ledger across invocations (see the module comment).
@@ -266,6 +270,7 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
         // Re-planned over what is ours, so dropped duplicates leave no half-empty batches.
         let fresh_events: Vec<LogEvent<'_>> = fresh.iter().map(|&i| events[i]).collect();
         let plan = plan_batches(&fresh_events, now_ms, retention_days, limits);
+        ledger_report.minimum_put_calls += minimum_batches(&fresh_events, limits);
         debug_assert!(plan.rejected.is_empty() && plan.duplicates.is_empty());
         for batch in &plan.batches {
             let batch_events: Vec<LogEvent<'_>> = batch.iter().map(|&j| fresh_events[j]).collect();

@@ -10,6 +10,7 @@ use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
 use trailwatch::pipeline::{Destination, Origin, SelectRun};
 use trailwatch::select::{Matcher, TrailConfig};
+use trailwatch_aws::metrics::{self, Emf};
 use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_aws::{required_env, ssm};
@@ -80,23 +81,30 @@ pub async fn handle(context: &SelectContext, payload: Value) -> Result<Value, Er
     match SelectInvocation::from_payload(payload)? {
         SelectInvocation::Queue(event) => {
             let mut failures = Vec::new();
+            let mut totals = SelectTotals::default();
             for message in &event.records {
                 let id = message.message_id.clone().unwrap_or_default();
                 let body = message.body.as_deref().unwrap_or("");
-                if let Err(e) = process(context, body).await {
+                if let Err(e) = process_counted(context, body, &mut totals).await {
                     tracing::error!(message_id = %id, error = %e, "message will be retried");
                     let mut failure = BatchItemFailure::default();
                     failure.item_identifier = id;
                     failures.push(failure);
                 }
             }
+            totals.messages_failed = failures.len();
+            println!("{}", totals.emf().to_line(metrics::now_ms()));
             let mut response = SqsBatchResponse::default();
             response.batch_item_failures = failures;
             Ok(serde_json::to_value(response)?)
         }
         SelectInvocation::DryRun(request) => Ok(trailwatch::select::dry_run(&request)?),
         SelectInvocation::Direct(body) => {
-            process(context, &body).await?;
+            let mut totals = SelectTotals::default();
+            let result = process_counted(context, &body, &mut totals).await;
+            totals.messages_failed = usize::from(result.is_err());
+            println!("{}", totals.emf().to_line(metrics::now_ms()));
+            result?;
             Ok(Value::Null)
         }
     }
@@ -111,6 +119,61 @@ pub struct Retry(String);
 /// Problems retrying cannot fix (a missing object, a corrupt file, a bad record) are logged
 /// with bucket, key and record index and counted; the rest of the message is still processed.
 pub async fn process(context: &SelectContext, body: &str) -> Result<(), Retry> {
+    process_counted(context, body, &mut SelectTotals::default()).await
+}
+
+/// What one invocation did, summed over its messages, for its metrics.
+#[derive(Debug, Default, Clone)]
+pub struct SelectTotals {
+    pub records_received: usize,
+    pub selected: usize,
+    pub duplicates: usize,
+    pub insights: usize,
+    pub stubbed: usize,
+    pub unreadable: usize,
+    pub dropped: std::collections::BTreeMap<&'static str, usize>,
+    pub messages_sent: usize,
+    pub send_calls: usize,
+    pub send_retries: usize,
+    pub messages_failed: usize,
+}
+
+impl SelectTotals {
+    fn add(&mut self, c: &trailwatch::pipeline::SelectCounts) {
+        self.records_received += c.records_read;
+        self.selected += c.kept;
+        self.duplicates += c.duplicates;
+        self.insights += c.insights;
+        self.stubbed += c.stubbed;
+        self.unreadable += c.rejected;
+        for (reason, n) in &c.dropped {
+            *self.dropped.entry(reason).or_default() += n;
+        }
+    }
+
+    /// The invocation's metrics in embedded metric format.
+    pub fn emf(&self) -> Emf {
+        Emf::new("select")
+            .count("RecordsReceived", self.records_received)
+            .count("Selected", self.selected)
+            .count("DuplicatesDropped", self.duplicates)
+            .count("Insights", self.insights)
+            .count("Stubbed", self.stubbed)
+            .count("RejectedUnreadable", self.unreadable)
+            .counts_by("NotSelected", self.dropped.iter().map(|(k, v)| (*k, *v)))
+            .count("MessagesSent", self.messages_sent)
+            .count("SendMessageBatchCalls", self.send_calls)
+            .count("SendRetries", self.send_retries)
+            .count("MessagesFailed", self.messages_failed)
+    }
+}
+
+/// [`process`], adding what it did to `totals`.
+pub async fn process_counted(
+    context: &SelectContext,
+    body: &str,
+    totals: &mut SelectTotals,
+) -> Result<(), Retry> {
     let items = match parse_message(body) {
         Ok(items) => items,
         Err(e) => {
@@ -162,10 +225,15 @@ pub async fn process(context: &SelectContext, body: &str) -> Result<(), Retry> {
                 }
             }
         }
-        send(context, &mut run).await?;
+        if let Err(e) = send(context, &mut run, totals).await {
+            totals.add(&run.counts);
+            return Err(e);
+        }
     }
     run.flush();
-    send(context, &mut run).await?;
+    let sent = send(context, &mut run, totals).await;
+    totals.add(&run.counts);
+    sent?;
     for problem in &run.problems {
         tracing::error!(problem = %problem, "record or file set aside");
     }
@@ -187,7 +255,11 @@ pub async fn process(context: &SelectContext, body: &str) -> Result<(), Retry> {
     }
 }
 
-async fn send(context: &SelectContext, run: &mut SelectRun<'_>) -> Result<(), Retry> {
+async fn send(
+    context: &SelectContext,
+    run: &mut SelectRun<'_>,
+    totals: &mut SelectTotals,
+) -> Result<(), Retry> {
     let outbox = run.take_outbox();
     if outbox.is_empty() {
         return Ok(());
@@ -197,15 +269,18 @@ async fn send(context: &SelectContext, run: &mut SelectRun<'_>) -> Result<(), Re
         .partition(|m| m.destination == Destination::Insights);
     let bodies =
         |v: Vec<trailwatch::pipeline::Outgoing>| v.into_iter().map(|m| m.body).collect::<Vec<_>>();
-    context
-        .sqs
-        .send_all(&context.delivery_queue, &bodies(delivery))
-        .await
-        .map_err(|e| Retry(e.to_string()))?;
-    context
-        .sqs
-        .send_all(&context.insights_queue, &bodies(insights))
-        .await
-        .map_err(|e| Retry(e.to_string()))?;
+    totals.messages_sent += delivery.len() + insights.len();
+    for (queue, outgoing) in [
+        (&context.delivery_queue, delivery),
+        (&context.insights_queue, insights),
+    ] {
+        let stats = context
+            .sqs
+            .send_all(queue, &bodies(outgoing))
+            .await
+            .map_err(|e| Retry(e.to_string()))?;
+        totals.send_calls += stats.calls;
+        totals.send_retries += stats.retries;
+    }
     Ok(())
 }
