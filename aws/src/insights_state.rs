@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem,
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use tokio::task::JoinSet;
@@ -178,23 +178,13 @@ impl DynamoDbInsightsStore {
             .send()
             .await
             .map_err(|e| store_error("GetItem clock", &e))?;
-        let Some(item) = out.item() else {
-            return Ok((Clock::default(), None));
-        };
-        let open_keys = match text(item, "openKeys") {
-            Some(json) => serde_json::from_str(json)
-                .map_err(|e| corrupt("GetItem clock", format!("openKeys: {e}")))?,
-            None => Vec::new(),
-        };
-        Ok((
-            Clock {
-                closed_through: number(item, "closedThrough"),
-                closing_through: number(item, "closingThrough"),
-                origin_minute: number(item, "originMinute"),
-                open_keys,
-            },
-            text(item, "leaseOwner").map(str::to_owned),
-        ))
+        match out.item() {
+            Some(item) => Ok((
+                clock_of(item, "GetItem clock")?,
+                text(item, "leaseOwner").map(str::to_owned),
+            )),
+            None => Ok((Clock::default(), None)),
+        }
     }
 
     fn cell_put(&self, batch_id: &str, part: u32, item: &CellItem) -> Result<Put, StoreError> {
@@ -347,6 +337,24 @@ impl DynamoDbInsightsStore {
     }
 }
 
+fn clock_of(
+    item: &HashMap<String, AttributeValue>,
+    operation: &'static str,
+) -> Result<Clock, StoreError> {
+    let open_keys = match text(item, "openKeys") {
+        Some(json) => {
+            serde_json::from_str(json).map_err(|e| corrupt(operation, format!("openKeys: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok(Clock {
+        closed_through: number(item, "closedThrough"),
+        closing_through: number(item, "closingThrough"),
+        origin_minute: number(item, "originMinute"),
+        open_keys,
+    })
+}
+
 enum Attempt {
     Done(PartOutcome),
     Again(String),
@@ -405,7 +413,7 @@ impl EvaluationStore for DynamoDbInsightsStore {
         owner: &str,
         now_ms: i64,
         ttl_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Clock>, StoreError> {
         StoreCalls::add(&self.calls.update_item);
         let result = self
             .client
@@ -419,11 +427,15 @@ impl EvaluationStore for DynamoDbInsightsStore {
             .expression_attribute_values(":me", s(owner))
             .expression_attribute_values(":until", n(now_ms + ttl_ms))
             .expression_attribute_values(":now", n(now_ms))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
+            Ok(out) => match out.attributes() {
+                Some(item) => clock_of(item, "UpdateItem lease").map(Some),
+                None => Ok(Some(Clock::default())),
+            },
+            Err(e) if is_condition_failed(&e) => Ok(None),
             Err(e) => Err(store_error("UpdateItem lease", &e)),
         }
     }
@@ -603,7 +615,7 @@ impl EvaluationStore for DynamoDbInsightsStore {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn save_clock(&self, owner: &str, clock: &Clock) -> Result<(), StoreError> {
+    async fn save_clock_and_release(&self, owner: &str, clock: &Clock) -> Result<(), StoreError> {
         let open_keys = serde_json::to_string(&clock.open_keys)
             .map_err(|e| corrupt("UpdateItem clock", format!("openKeys: {e}")))?;
         let mut values = vec![
@@ -613,9 +625,13 @@ impl EvaluationStore for DynamoDbInsightsStore {
         let update = match clock.origin_minute {
             Some(origin) => {
                 values.push((":origin", n(origin)));
-                "SET closedThrough = :closed, openKeys = :open, originMinute = :origin"
+                "SET closedThrough = :closed, openKeys = :open, originMinute = :origin \
+                 REMOVE leaseOwner, leaseUntil"
             }
-            None => "SET closedThrough = :closed, openKeys = :open REMOVE originMinute",
+            None => {
+                "SET closedThrough = :closed, openKeys = :open \
+                 REMOVE originMinute, leaseOwner, leaseUntil"
+            }
         };
         self.update_clock_as_owner(owner, "UpdateItem clock", update, "", values, false)
             .await

@@ -16,7 +16,7 @@
 //! * **Evaluation** takes a lease, fences the minutes it will close, reads their cells, loads
 //!   the state of the keys they touch plus the keys with an open Insight, runs the engine,
 //!   and — after forwarding succeeded — saves each key's state with the minute it is valid
-//!   through, then the clock. A crash between the two saves is harmless: cells at or before a
+//!   through, then the clock (which also gives the lease back). A crash between the two saves is harmless: cells at or before a
 //!   key's saved minute are skipped when that key is loaded again.
 
 use std::collections::{BTreeMap, HashSet};
@@ -116,13 +116,14 @@ pub trait CellStore {
 
 /// The evaluation side of the port.
 pub trait EvaluationStore {
-    /// Takes the evaluation lease until `now_ms + ttl_ms` if it is free, expired or ours.
+    /// Takes the evaluation lease until `now_ms + ttl_ms` if it is free, expired or ours, and
+    /// returns the clock read in the same write; `None` if another evaluator holds it.
     fn acquire_lease(
         &self,
         owner: &str,
         now_ms: i64,
         ttl_ms: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Clock>, StoreError>> + Send;
     /// Gives the lease back (no-op if it is no longer ours).
     fn release_lease(&self, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The clock (consistent read); the default clock if none was saved.
@@ -149,9 +150,9 @@ pub trait EvaluationStore {
         &self,
         keys: &[(SeriesKey, StoredKey)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Saves `closed_through`, `origin_minute` and `open_keys` (lease holder only; the fence is
-    /// left as it is).
-    fn save_clock(
+    /// Saves `closed_through`, `origin_minute` and `open_keys` and gives the lease back, in one
+    /// write (lease holder only; the fence is left as it is).
+    fn save_clock_and_release(
         &self,
         owner: &str,
         clock: &Clock,
@@ -348,16 +349,17 @@ impl EvaluationStore for MemoryStore {
         owner: &str,
         now_ms: i64,
         ttl_ms: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<Clock>, StoreError>> + Send {
         let got = self.with(|m| {
             let free = match &m.lease {
                 None => true,
                 Some((o, until)) => o == owner || *until < now_ms,
             };
-            if free {
-                m.lease = Some((owner.to_owned(), now_ms + ttl_ms));
+            if !free {
+                return None;
             }
-            free
+            m.lease = Some((owner.to_owned(), now_ms + ttl_ms));
+            Some(m.clock.clone())
         });
         std::future::ready(Ok(got))
     }
@@ -433,7 +435,7 @@ impl EvaluationStore for MemoryStore {
         std::future::ready(Ok(()))
     }
 
-    fn save_clock(
+    fn save_clock_and_release(
         &self,
         owner: &str,
         clock: &Clock,
@@ -443,6 +445,7 @@ impl EvaluationStore for MemoryStore {
             m.clock.closed_through = clock.closed_through;
             m.clock.origin_minute = clock.origin_minute;
             m.clock.open_keys = clock.open_keys.clone();
+            m.lease = None;
             Ok(())
         }))
     }
@@ -547,10 +550,20 @@ mod tests {
     #[test]
     fn the_lease_excludes_a_second_evaluator_until_it_expires() {
         let store = MemoryStore::new();
-        assert!(ready(store.acquire_lease("a", 1_000, 100)).unwrap());
-        assert!(!ready(store.acquire_lease("b", 1_050, 100)).unwrap());
+        assert!(ready(store.acquire_lease("a", 1_000, 100))
+            .unwrap()
+            .is_some());
+        assert!(ready(store.acquire_lease("b", 1_050, 100))
+            .unwrap()
+            .is_none());
         assert!(ready(store.fence("b", 5)).is_err());
-        assert!(ready(store.acquire_lease("b", 1_101, 100)).unwrap());
-        assert!(ready(store.save_clock("a", &Clock::default())).is_err());
+        assert!(ready(store.acquire_lease("b", 1_101, 100))
+            .unwrap()
+            .is_some());
+        assert!(ready(store.save_clock_and_release("a", &Clock::default())).is_err());
+        ready(store.save_clock_and_release("b", &Clock::default())).unwrap();
+        assert!(ready(store.acquire_lease("c", 1_102, 100))
+            .unwrap()
+            .is_some());
     }
 }

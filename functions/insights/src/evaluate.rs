@@ -7,7 +7,7 @@
 //! scheduled invocation that finds it taken does nothing. Order of a run and its crash
 //! windows:
 //!
-//! 1. lease, clock read;
+//! 1. lease and clock, read in the same conditional write;
 //! 2. fence: `closing_through = T` — from now on counting stores cells of minutes ≤ T as late
 //!    (under `T + 1`), so nothing is written under a minute this run reads. A crash after the
 //!    fence loses nothing: the next run reads the same minutes again.
@@ -16,7 +16,7 @@
 //!    run recomputes the same records (their ids are deterministic, so a consumer sees a
 //!    repeat at worst, never a different Insight);
 //! 5. save every key evaluated with `through = T`, then the clock (`closed_through = T`, open
-//!    keys). A crash between the two: the next run reads those minutes again but skips, per
+//!    keys) with the lease given back in the same write. A crash between the two: the next run reads those minutes again but skips, per
 //!    key, the cells at or before the key's saved `through`, so nothing is counted twice.
 //!
 //! Idle keys cost nothing: a key is loaded only when it has cells or an open Insight; the
@@ -83,6 +83,9 @@ pub struct EvaluationReport {
     pub ends: usize,
     pub forward_calls: usize,
     pub forward_retries: usize,
+    /// The lease went back with the saved clock.
+    #[serde(skip)]
+    pub lease_released: bool,
     /// The Insights records forwarded (JSON), in order.
     #[serde(skip)]
     pub records: Vec<String>,
@@ -113,16 +116,19 @@ where
     S: EvaluationStore,
     B: EventBus,
 {
-    if !store
+    let Some(clock) = store
         .acquire_lease(owner, now_ms, settings.lease_ms)
         .await?
-    {
+    else {
         tracing::info!(owner, "evaluation lease held by another run; nothing to do");
         return Ok(EvaluationReport::default());
-    }
-    let result = evaluate_leased(store, bus, config, settings, now_ms, owner).await;
-    if let Err(e) = store.release_lease(owner).await {
-        tracing::warn!(owner, reason = %e, "lease not released; it expires by itself");
+    };
+    let result = evaluate_leased(store, bus, config, settings, clock, now_ms, owner).await;
+    // A successful run gave the lease back with the clock; a failed one gives it back here.
+    if !matches!(&result, Ok(r) if r.lease_released) {
+        if let Err(e) = store.release_lease(owner).await {
+            tracing::warn!(owner, reason = %e, "lease not released; it expires by itself");
+        }
     }
     result
 }
@@ -132,6 +138,7 @@ async fn evaluate_leased<S, B>(
     bus: &B,
     config: &InsightsConfig,
     settings: &EvaluateSettings,
+    clock: Clock,
     now_ms: i64,
     owner: &str,
 ) -> Result<EvaluationReport, EvaluateError>
@@ -143,7 +150,6 @@ where
         leased: true,
         ..EvaluationReport::default()
     };
-    let clock = store.load_clock().await?;
     let target = now_ms.div_euclid(MS_PER_MINUTE) - i64::from(config.watermark_minutes) - 1;
     let after = clock
         .closed_through
@@ -214,7 +220,7 @@ where
     let open_keys = engine.open_insight_keys();
     report.open_insights = open_keys.len();
     store
-        .save_clock(
+        .save_clock_and_release(
             owner,
             &Clock {
                 closed_through: Some(through),
@@ -224,6 +230,7 @@ where
             },
         )
         .await?;
+    report.lease_released = true;
     report.records = records;
     Ok(report)
 }

@@ -214,7 +214,7 @@ async fn a_redelivered_batch_is_counted_once() {
 async fn cells_of_a_minute_being_evaluated_are_kept_as_late_data() {
     let config = InsightsConfig::default();
     let store = MemoryStore::new();
-    assert!(store.acquire_lease("e", 0, 1000).await.unwrap());
+    assert!(store.acquire_lease("e", 0, 1000).await.unwrap().is_some());
     let fenced = DAY0_MS / MS_PER_MINUTE + 10;
     store.fence("e", fenced).await.unwrap();
     let late = batches(&[record("CreateUser", DAY0_MS + 5 * MS_PER_MINUTE, 0)], 1);
@@ -291,7 +291,11 @@ async fn a_failed_forward_saves_nothing_and_the_next_run_sends_the_same_records(
 async fn a_second_evaluator_does_nothing_while_the_lease_is_held() {
     let config = InsightsConfig::default();
     let store = MemoryStore::new();
-    assert!(store.acquire_lease("other", DAY0_MS, 60_000).await.unwrap());
+    assert!(store
+        .acquire_lease("other", DAY0_MS, 60_000)
+        .await
+        .unwrap()
+        .is_some());
     let bus = FakeBus::ok();
     let report = evaluate(&store, &bus, &config, &fast_settings(), DAY0_MS, "me")
         .await
@@ -317,7 +321,7 @@ async fn a_crash_between_saving_keys_and_the_clock_counts_nothing_twice() {
     let saved = store.stored_keys();
     store.acquire_lease("x", 0, 1).await.unwrap();
     store
-        .save_clock(
+        .save_clock_and_release(
             "x",
             &trailwatch::insights::store::Clock {
                 closed_through: first.closed_after,
@@ -326,7 +330,6 @@ async fn a_crash_between_saving_keys_and_the_clock_counts_nothing_twice() {
         )
         .await
         .unwrap();
-    store.release_lease("x").await.unwrap();
     let again = evaluate(&store, &FakeBus::ok(), &config, &settings, mid, "e")
         .await
         .unwrap();
