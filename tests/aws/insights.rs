@@ -415,3 +415,43 @@ fn diff(before: &[(&'static str, u64)], after: &[(&'static str, u64)]) -> BTreeM
         .filter(|(_, n)| *n > 0)
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_invocation_seeds_the_table_with_a_local_replay() {
+    let (store, _, sdk) = new_store().await;
+    let (records, burst) = burst_stream();
+    let mut engine = InsightsEngine::new(InsightsConfig::default());
+    for text in &records {
+        engine.observe(&Record::parse(text).unwrap());
+    }
+    engine.advance_to(burst - 60 * MS_PER_MINUTE);
+    let snapshot = trailwatch::insights::store::snapshot(&engine).unwrap();
+    let context = InsightsContext {
+        bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), unique("unused")),
+        source: SOURCE.into(),
+    };
+    let state = StateContext {
+        store,
+        config: InsightsConfig::default(),
+        settings: EvaluateSettings::new(SOURCE),
+    };
+    let response = handle_with_state(
+        &context,
+        Some(&state),
+        json!({ "trailwatchSnapshot": snapshot }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response["keysLoaded"], 1);
+    let key = engine.keys()[0].clone();
+    let loaded = state
+        .store
+        .load_keys(std::slice::from_ref(&key))
+        .await
+        .unwrap();
+    assert_eq!(loaded[0].1.state, engine.export_key_state(&key).unwrap());
+    assert_eq!(loaded[0].1.through, snapshot.closed_through);
+    let clock = state.store.load_clock().await.unwrap();
+    assert_eq!(clock.closed_through, Some(snapshot.closed_through));
+    assert_eq!(clock.origin_minute, engine.origin_minute());
+}

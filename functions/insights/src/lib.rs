@@ -11,11 +11,13 @@ use aws_lambda_events::cloudwatch_logs::LogsEvent;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{tracing, Error};
+use serde::Deserialize;
 use serde_json::Value;
 use trailwatch::deliver::DeliveryMessage;
 use trailwatch::forward::{
     forward, validate_source, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURCE,
 };
+use trailwatch::insights::store::{load_snapshot, Snapshot};
 use trailwatch::insights::InsightsConfig;
 use trailwatch::record::Record;
 use trailwatch_aws::eventbridge::EventBridgeBus;
@@ -95,6 +97,16 @@ pub enum InsightsInvocation {
     Schedule(EventBridgeEvent),
 }
 
+/// `{"trailwatchSnapshot": <snapshot>}`, a direct invocation (≤ 6 MB): per-key states computed
+/// by a local replay of past log files, loaded so that a new deployment need not wait 7 days
+/// for its baselines. `None` for every other payload.
+pub fn snapshot_payload(payload: &Value) -> Result<Option<Snapshot>, Error> {
+    match payload.get("trailwatchSnapshot") {
+        Some(snapshot) => Ok(Some(Snapshot::deserialize(snapshot)?)),
+        None => Ok(None),
+    }
+}
+
 impl InsightsInvocation {
     pub fn from_payload(payload: Value) -> Result<Self, Error> {
         if payload["Records"][0]["eventSource"] == "aws:sqs" {
@@ -134,6 +146,9 @@ pub async fn handle_with_state(
         state
             .ok_or("counting and evaluation need the Insights state table (TRAILWATCH_STATE_TABLE)")
     };
+    if let Some(snapshot) = snapshot_payload(&payload)? {
+        return load_snapshot_payload(needs_state()?, &snapshot).await;
+    }
     match InsightsInvocation::from_payload(payload)? {
         InsightsInvocation::Queue(event) => {
             Ok(serde_json::to_value(forward_batch(context, &event).await)?)
@@ -190,6 +205,27 @@ pub async fn handle_with_state(
             Ok(serde_json::to_value(report)?)
         }
     }
+}
+
+async fn load_snapshot_payload(state: &StateContext, snapshot: &Snapshot) -> Result<Value, Error> {
+    let owner = format!("snapshot-{}-{}", std::process::id(), wall_clock_ms());
+    let keys = load_snapshot(
+        &state.store,
+        snapshot,
+        &owner,
+        wall_clock_ms(),
+        state.settings.lease_ms,
+    )
+    .await?;
+    tracing::info!(
+        keys,
+        closed_through = snapshot.closed_through,
+        "snapshot loaded"
+    );
+    Ok(serde_json::json!({
+        "keysLoaded": keys,
+        "closedThrough": snapshot.closed_through,
+    }))
 }
 
 fn wall_clock_ms() -> i64 {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use aws_lambda_events::cloudwatch_logs::{LogEntry, LogsEvent};
 use trailwatch::forward::{BusError, Entry, EntryOutcome, EventBus, RetryPolicy};
-use trailwatch::insights::store::{EvaluationStore, MemoryStore};
+use trailwatch::insights::store::{
+    load_snapshot, snapshot, EvaluationStore, MemoryStore, SnapshotError,
+};
 use trailwatch::insights::{InsightsConfig, InsightsEngine};
 use trailwatch::record::Record;
 use trailwatch::time::{format_event_time, MS_PER_MINUTE};
@@ -336,4 +338,62 @@ async fn a_crash_between_saving_keys_and_the_clock_counts_nothing_twice() {
     assert_eq!(again.cells, first.cells);
     assert_eq!(again.cells_already_applied, first.cells);
     assert_eq!(store.stored_keys(), saved, "states unchanged by the rerun");
+}
+
+#[tokio::test]
+async fn a_snapshot_of_a_local_replay_seeds_the_lambda_with_the_same_result() {
+    let config = InsightsConfig::default();
+    let (records, burst) = burst_stream();
+    let cut = burst - 60 * MS_PER_MINUTE;
+    let to = burst + 3 * 60 * MS_PER_MINUTE;
+
+    // The reference: one engine over everything.
+    let mut reference = InsightsEngine::new(config.clone());
+    for text in &records {
+        reference.observe(&Record::parse(text).unwrap());
+    }
+    assert!(reference.advance_to(cut).is_empty());
+    let expected = reference.advance_to(to);
+    assert_eq!(expected.len(), 2);
+
+    // The backfill: a local replay of the log files up to `cut`, exported…
+    let mut local = InsightsEngine::new(config.clone());
+    for text in &records {
+        local.observe(&Record::parse(text).unwrap());
+    }
+    local.advance_to(cut);
+    let snapshot = snapshot(&local).unwrap();
+    let json = serde_json::to_string(&snapshot).unwrap();
+    // …loaded into the deployment, whose own counting covers the minutes after it.
+    let store = MemoryStore::new();
+    let payload = serde_json::from_str(&format!(r#"{{"trailwatchSnapshot":{json}}}"#)).unwrap();
+    let loaded = crate::snapshot_payload(&payload).unwrap().unwrap();
+    assert_eq!(
+        load_snapshot(&store, &loaded, "backfill", 0, 1000)
+            .await
+            .unwrap(),
+        1
+    );
+    let after: Vec<String> = records
+        .iter()
+        .filter(|r| {
+            let minute = Record::parse(r).unwrap().event_time_ms().unwrap() / MS_PER_MINUTE;
+            minute > snapshot.closed_through
+        })
+        .cloned()
+        .collect();
+    for batch in batches(&after, 40) {
+        count_batch(&store, &config, &batch).await.unwrap();
+    }
+    let bus = FakeBus::ok();
+    let report = evaluate(&store, &bus, &config, &fast_settings(), to, "e")
+        .await
+        .unwrap();
+    assert_eq!(report.records, expected);
+
+    // A second load now would lose the minutes evaluated since: refused.
+    assert!(matches!(
+        load_snapshot(&store, &loaded, "backfill", 0, 1000).await,
+        Err(SnapshotError::Behind { .. })
+    ));
 }
