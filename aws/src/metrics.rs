@@ -7,6 +7,15 @@
 //!  "Function":"deliver","RecordsReceived":12}
 //! ```
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::{json, Map, Value};
 
 /// The namespace trailwatch's metrics are published under.
@@ -110,6 +119,65 @@ fn camel(snake: &str) -> String {
         .collect()
 }
 
+/// AWS calls and their attempts in this process, counted by [`CountAttempts`]: the SDK
+/// retries invisibly, so this is how an invocation learns how many retries it took. (Lambda
+/// runs one invocation at a time per process, so a before/after difference is exact.)
+pub static SDK_CALLS: AtomicU64 = AtomicU64::new(0);
+pub static SDK_ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+
+/// The SDK calls and attempts made so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SdkCounts {
+    pub calls: u64,
+    pub attempts: u64,
+}
+
+impl SdkCounts {
+    pub fn now() -> Self {
+        SdkCounts {
+            calls: SDK_CALLS.load(Ordering::Relaxed),
+            attempts: SDK_ATTEMPTS.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Retries (attempts beyond the first of each call) since `earlier`.
+    pub fn retries_since(&self, earlier: &SdkCounts) -> usize {
+        let calls = self.calls.saturating_sub(earlier.calls);
+        let attempts = self.attempts.saturating_sub(earlier.attempts);
+        attempts.saturating_sub(calls) as usize
+    }
+}
+
+/// An SDK interceptor counting calls and attempts into [`SDK_CALLS`] / [`SDK_ATTEMPTS`]; add
+/// it to a client's config with `.interceptor(CountAttempts)`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CountAttempts;
+
+impl Intercept for CountAttempts {
+    fn name(&self) -> &'static str {
+        "CountAttempts"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        SDK_CALLS.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        SDK_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -172,6 +240,20 @@ mod tests {
             1
         );
         assert_eq!(v["Retries"], 5);
+    }
+
+    #[test]
+    fn retries_are_attempts_beyond_the_first_of_each_call() {
+        let before = SdkCounts {
+            calls: 10,
+            attempts: 12,
+        };
+        let after = SdkCounts {
+            calls: 13,
+            attempts: 19,
+        };
+        assert_eq!(after.retries_since(&before), 4);
+        assert_eq!(before.retries_since(&before), 0);
     }
 
     #[test]

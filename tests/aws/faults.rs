@@ -10,7 +10,12 @@
 //! Then the log group is read back from moto directly and compared record for record.
 //!
 //! `TRAILWATCH_FAULT_RECORDS` overrides the generated count (default 200,000);
-//! `TRAILWATCH_FAULT_SEED` the seed of the data and of the faults.
+//! `TRAILWATCH_FAULT_SEED` the seed of the data and of the faults;
+//! `TRAILWATCH_FAULT_LEDGER_RECORDS` the generated count of the DynamoDB-ledger run (5,000);
+//! `TRAILWATCH_FAULT_ATTEMPTS` the SDK's attempts per call (3);
+//! `TRAILWATCH_FAULT_AMBIGUOUS_PUTS=1` lets slow and dropped PutLogEvents reach moto before
+//! their answer is lost (the SDK then writes those batches twice: expect the duplicate
+//! assertion to fail — it measures a window no client-side design closes).
 
 #![recursion_limit = "256"]
 
@@ -384,14 +389,21 @@ async fn scenario<L: TestLedger>(generated: usize) {
     let matcher = TrailConfig::default().compile();
     let want = expected(&corpus, &matcher);
     let selected: usize = want.values().map(HashMap::len).sum();
+    let generated_in = started.elapsed();
+    let mut uploads = JoinSet::new();
     for (key, records) in &corpus.files {
-        s3.put_object()
+        let request = s3
+            .put_object()
             .bucket(&bucket)
             .key(key)
-            .body(gzip_log_file(records).into())
-            .send()
-            .await
-            .unwrap();
+            .body(gzip_log_file(records).into());
+        uploads.spawn(async move { request.send().await.unwrap() });
+        if uploads.len() >= 8 {
+            uploads.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(done) = uploads.join_next().await {
+        done.unwrap();
     }
     let setup = started.elapsed();
 
@@ -411,7 +423,17 @@ async fn scenario<L: TestLedger>(generated: usize) {
             slow_for: SLOW_FOR,
             // A PutLogEvents applied but unanswered is retried by the SDK and lands twice;
             // nothing can tell, so that case is measured apart, not mixed into this count.
-            ambiguous: vec![Service::S3, Service::Sqs, Service::DynamoDb],
+            // TRAILWATCH_FAULT_AMBIGUOUS_PUTS=1 adds it, to measure what it costs.
+            ambiguous: if env_or("TRAILWATCH_FAULT_AMBIGUOUS_PUTS", 0) == 1 {
+                vec![
+                    Service::S3,
+                    Service::Sqs,
+                    Service::DynamoDb,
+                    Service::CloudWatchLogs,
+                ]
+            } else {
+                vec![Service::S3, Service::Sqs, Service::DynamoDb]
+            },
         },
     )
     .await;
@@ -446,7 +468,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
     });
     let ledger = Arc::new(L::build(&faulty, &table));
 
-    let notifications = drain_queue(&sqs, &ingest).await.records;
+    let notifications = drain_queue_batched(&sqs, &ingest).await.records;
     assert_eq!(
         notifications.len(),
         corpus.files.len(),
@@ -476,7 +498,9 @@ async fn scenario<L: TestLedger>(generated: usize) {
     .await;
     let select_time = select_started.elapsed();
 
-    let messages = drain_queue(&sqs, &delivery).await.records;
+    let drain_started = Instant::now();
+    let messages = drain_queue_batched(&sqs, &delivery).await.records;
+    let drain_time = drain_started.elapsed();
     let message_count = messages.len();
     let totals = Arc::new(Mutex::new(DeliverTotals::default()));
     let deliver_started = Instant::now();
@@ -629,10 +653,12 @@ async fn scenario<L: TestLedger>(generated: usize) {
         );
     }
     println!(
-        "wall time:    {:.1}s (setup {:.1}s, select {:.1}s, deliver {:.1}s, read-back {:.1}s)",
+        "wall time:    {:.1}s (setup {:.1}s of which generating {:.1}s, select {:.1}s, draining the delivery queue {:.1}s, deliver {:.1}s, read-back {:.1}s)",
         started.elapsed().as_secs_f64(),
         setup.as_secs_f64(),
+        generated_in.as_secs_f64(),
         select_time.as_secs_f64(),
+        drain_time.as_secs_f64(),
         deliver_time.as_secs_f64(),
         readback_time.as_secs_f64()
     );

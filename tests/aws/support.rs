@@ -273,3 +273,53 @@ pub async fn create_state_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str)
         .await
         .unwrap();
 }
+
+/// [`drain_queue`] for large queues: receives 10 at a time and deletes them with
+/// DeleteMessageBatch (one call per receive instead of ten).
+pub async fn drain_queue_batched(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+    let mut records = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages();
+        if messages.is_empty() {
+            break;
+        }
+        let mut entries = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            records.push(serde_json::json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                "awsRegion": REGION,
+            }));
+            entries.push(
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let deleted = sqs
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(deleted.failed().is_empty(), "{:?}", deleted.failed());
+    }
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}

@@ -13,7 +13,7 @@ use trailwatch::deliver::{
 };
 use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
 use trailwatch_aws::dedup::DynamoDbLedger;
-use trailwatch_aws::metrics::{self, Emf};
+use trailwatch_aws::metrics::{self, CountAttempts, Emf, SdkCounts};
 use trailwatch_aws::required_env;
 
 pub const LOG_GROUP_ENV: &str = "TRAILWATCH_LOG_GROUP";
@@ -44,7 +44,11 @@ impl DeliverContext {
         };
         Ok(DeliverContext {
             sink: CloudWatchLogs::new(
-                aws_sdk_cloudwatchlogs::Client::new(sdk),
+                aws_sdk_cloudwatchlogs::Client::from_conf(
+                    aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
+                        .interceptor(CountAttempts)
+                        .build(),
+                ),
                 group,
                 Some(retention_days),
             ),
@@ -88,6 +92,7 @@ pub async fn deliver<L: DeliveredLedger>(
         })
         .collect();
     let now_ms = metrics::now_ms();
+    let sdk_before = SdkCounts::now();
     let (report, ledger_report) = deliver_messages_once(
         &context.sink,
         ledger,
@@ -97,8 +102,14 @@ pub async fn deliver<L: DeliveredLedger>(
         &BatchLimits::default(),
     )
     .await;
+    let sdk_retries = SdkCounts::now().retries_since(&sdk_before);
     log_report(&report, &ledger_report);
-    println!("{}", emf(&report, &ledger_report).to_line(now_ms));
+    println!(
+        "{}",
+        emf(&report, &ledger_report)
+            .count("SdkRetries", sdk_retries)
+            .to_line(now_ms)
+    );
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = report
         .retry
@@ -172,7 +183,11 @@ impl Ledger {
             Ok(table) if !table.is_empty() => {
                 tracing::info!(table = %table, "duplicates dropped across invocations");
                 Ledger::DynamoDb(DynamoDbLedger::new(
-                    aws_sdk_dynamodb::Client::new(sdk),
+                    aws_sdk_dynamodb::Client::from_conf(
+                        aws_sdk_dynamodb::config::Builder::from(sdk)
+                            .interceptor(CountAttempts)
+                            .build(),
+                    ),
                     table,
                 ))
             }

@@ -10,7 +10,7 @@ use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
 use trailwatch::pipeline::{Destination, Origin, SelectRun};
 use trailwatch::select::{Matcher, TrailConfig};
-use trailwatch_aws::metrics::{self, Emf};
+use trailwatch_aws::metrics::{self, CountAttempts, Emf, SdkCounts};
 use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_aws::{required_env, ssm};
@@ -42,8 +42,16 @@ impl SelectContext {
         let config = TrailConfig::from_json(&config_text)
             .map_err(|e| format!("trail configuration: {e}"))?;
         Ok(SelectContext {
-            s3: S3Objects::new(aws_sdk_s3::Client::new(sdk)),
-            sqs: SqsSender::new(aws_sdk_sqs::Client::new(sdk)),
+            s3: S3Objects::new(aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .interceptor(CountAttempts)
+                    .build(),
+            )),
+            sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(sdk)
+                    .interceptor(CountAttempts)
+                    .build(),
+            )),
             delivery_queue: required_env(DELIVERY_QUEUE_ENV)?,
             insights_queue: required_env(INSIGHTS_QUEUE_ENV)?,
             matcher: config.compile(),
@@ -82,6 +90,7 @@ pub async fn handle(context: &SelectContext, payload: Value) -> Result<Value, Er
         SelectInvocation::Queue(event) => {
             let mut failures = Vec::new();
             let mut totals = SelectTotals::default();
+            let sdk_before = SdkCounts::now();
             for message in &event.records {
                 let id = message.message_id.clone().unwrap_or_default();
                 let body = message.body.as_deref().unwrap_or("");
@@ -93,6 +102,7 @@ pub async fn handle(context: &SelectContext, payload: Value) -> Result<Value, Er
                 }
             }
             totals.messages_failed = failures.len();
+            totals.sdk_retries = SdkCounts::now().retries_since(&sdk_before);
             println!("{}", totals.emf().to_line(metrics::now_ms()));
             let mut response = SqsBatchResponse::default();
             response.batch_item_failures = failures;
@@ -101,8 +111,10 @@ pub async fn handle(context: &SelectContext, payload: Value) -> Result<Value, Er
         SelectInvocation::DryRun(request) => Ok(trailwatch::select::dry_run(&request)?),
         SelectInvocation::Direct(body) => {
             let mut totals = SelectTotals::default();
+            let sdk_before = SdkCounts::now();
             let result = process_counted(context, &body, &mut totals).await;
             totals.messages_failed = usize::from(result.is_err());
+            totals.sdk_retries = SdkCounts::now().retries_since(&sdk_before);
             println!("{}", totals.emf().to_line(metrics::now_ms()));
             result?;
             Ok(Value::Null)
@@ -136,6 +148,8 @@ pub struct SelectTotals {
     pub send_calls: usize,
     pub send_retries: usize,
     pub messages_failed: usize,
+    /// Attempts the SDK retried (throttling, 5xx, timeouts, dropped connections).
+    pub sdk_retries: usize,
 }
 
 impl SelectTotals {
@@ -165,6 +179,7 @@ impl SelectTotals {
             .count("SendMessageBatchCalls", self.send_calls)
             .count("SendRetries", self.send_retries)
             .count("MessagesFailed", self.messages_failed)
+            .count("SdkRetries", self.sdk_retries)
     }
 }
 
