@@ -152,11 +152,11 @@ mod tests {
     fn batches_obey_count_and_size_limits() {
         let bodies: Vec<String> = (0..25).map(|i| "x".repeat(1 + i * 20_000)).collect();
         let groups = batches(&bodies);
-        let mut seen = Vec::new();
+        let mut seen: Vec<usize> = Vec::new();
         for g in &groups {
             assert!(g.len() <= SQS_MAX_BATCH_MESSAGES);
             assert!(g.iter().map(|&i| bodies[i].len()).sum::<usize>() <= SQS_MAX_MESSAGE_BYTES);
-            seen.extend(g);
+            seen.extend(g.iter().copied());
         }
         assert_eq!(seen, (0..25).collect::<Vec<_>>());
     }
