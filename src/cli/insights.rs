@@ -22,14 +22,18 @@ use crate::insights::{InsightsConfig, InsightsEngine};
 use crate::record::Record;
 use crate::time::parse_event_time;
 
-const USAGE: &str = "usage: trailwatch insights backtest <logs...> [--config FILE] --out FILE
+const USAGE: &str =
+    "usage: trailwatch insights backtest <logs...> [--config FILE] --out FILE [--export FILE]
 
   Replays CloudTrail log files (files or folders, recursively; gzip or plain) in delivery
   order through the Insights detector (both Insight types unless --config selects) and writes
   one Insights record per line to FILE.
 
   --config FILE   get-insight-selectors JSON, optionally with a \"Trailwatch\" object
-  --out FILE      output JSONL";
+  --out FILE      output JSONL
+  --export FILE   also write the detector state as of the last log file (clock and per-key
+                  baselines) as a snapshot to seed a new deployment: invoke the Insights
+                  function with {\"trailwatchSnapshot\": <the file's content>}";
 
 /// Entry point for `trailwatch insights <args>`.
 pub fn run(args: &[String]) -> ExitCode {
@@ -70,6 +74,7 @@ struct BacktestArgs {
     logs: Vec<PathBuf>,
     config: Option<PathBuf>,
     out: PathBuf,
+    export: Option<PathBuf>,
 }
 
 impl BacktestArgs {
@@ -77,6 +82,7 @@ impl BacktestArgs {
         let mut logs = Vec::new();
         let mut config = None;
         let mut out = None;
+        let mut export = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
@@ -84,6 +90,9 @@ impl BacktestArgs {
                     config = Some(PathBuf::from(it.next().ok_or("--config needs a file")?))
                 }
                 "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
+                "--export" => {
+                    export = Some(PathBuf::from(it.next().ok_or("--export needs a file")?))
+                }
                 s if s.starts_with("--") => return Err(format!("unknown option {s}")),
                 s => logs.push(PathBuf::from(s)),
             }
@@ -92,7 +101,12 @@ impl BacktestArgs {
             return Err("no log files or folders given".into());
         }
         let out = out.ok_or("--out is required")?;
-        Ok(BacktestArgs { logs, config, out })
+        Ok(BacktestArgs {
+            logs,
+            config,
+            out,
+            export,
+        })
     }
 }
 
@@ -256,6 +270,18 @@ fn backtest(args: &BacktestArgs) -> Result<String, BacktestError> {
             bad_files += 1;
             eprintln!("warning: {}: {e}", file.path.display());
         }
+    }
+    if let Some(path) = &args.export {
+        // The state as a deployment would hold it now: before `finish` closes the future.
+        let export_err = |source| BacktestError::Write {
+            path: path.clone(),
+            source,
+        };
+        let snapshot = crate::insights::store::snapshot(&engine)
+            .map_err(|e| export_err(std::io::Error::other(e.to_string())))?;
+        let file = File::create(path).map_err(export_err)?;
+        serde_json::to_writer(BufWriter::new(file), &snapshot)
+            .map_err(|e| export_err(std::io::Error::other(e)))?;
     }
     for line in engine.finish() {
         writeln!(out, "{line}").map_err(write_err)?;
