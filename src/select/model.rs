@@ -107,20 +107,8 @@ pub struct InsightSelector {
     pub event_categories: Vec<InsightEventCategory>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InsightType {
-    ApiCallRateInsight,
-    ApiErrorRateInsight,
-}
-
-impl InsightType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InsightType::ApiCallRateInsight => "ApiCallRateInsight",
-            InsightType::ApiErrorRateInsight => "ApiErrorRateInsight",
-        }
-    }
-}
+/// The Insight types are the Insights stage's; the trail configuration only names them.
+pub use crate::insights::InsightType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InsightEventCategory {
