@@ -5,6 +5,8 @@
 
 pub mod count;
 pub mod evaluate;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::cloudwatch_logs::LogsEvent;
