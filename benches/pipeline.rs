@@ -30,7 +30,8 @@ const TRAIL_CONFIG: &str = "events/trail-config.json";
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--rss") {
-        return rss_child(Path::new(&args[i + 1]));
+        let per_object = args.get(i + 2).is_some_and(|a| a == "per-object");
+        return rss_child(Path::new(&args[i + 1]), per_object);
     }
     let filter: Option<&str> = args
         .iter()
@@ -585,8 +586,9 @@ fn bench_deliver(corpus: &Corpus, matcher: &Matcher, rounds: usize, table: &mut 
 // 5. Memory
 
 /// Child mode: the select path over one file, streamed from disk in 64 KiB chunks; prints the
-/// process's peak RSS in KiB.
-fn rss_child(path: &Path) {
+/// process's peak RSS in KiB. Completed messages are taken as they complete, or, with
+/// `per_object`, once the object has been read (as functions/select sends them today).
+fn rss_child(path: &Path, per_object: bool) {
     let matcher = TrailConfig::from_json(&std::fs::read_to_string(TRAIL_CONFIG).unwrap())
         .unwrap()
         .compile();
@@ -602,8 +604,9 @@ fn rss_child(path: &Path) {
     read_log_file(file, LogFileLimits::default(), |item| {
         if let Ok(raw) = item.bytes {
             run.record(&origin, item.index, raw);
-            // The function sends completed messages as it goes.
-            sent += run.take_outbox().len();
+            if !per_object {
+                sent += run.take_outbox().len();
+            }
         }
     })
     .expect("valid file");
@@ -630,11 +633,17 @@ fn bench_memory(dir: &Path, manifest: &serde_json::Value, table: &mut Table) {
     eprintln!("5. memory…");
     let exe = std::env::current_exe().unwrap();
     let mut peaks = Vec::new();
-    for name in ["mem-large.json.gz", "mem-small.json.gz"] {
+    for (name, mode) in [
+        ("mem-large.json.gz", "per-message"),
+        ("mem-small.json.gz", "per-message"),
+        ("mem-large.json.gz", "per-object"),
+        ("mem-small.json.gz", "per-object"),
+    ] {
         let path = dir.join(name);
         let out = Command::new(&exe)
             .arg("--rss")
             .arg(&path)
+            .arg(mode)
             .stderr(Stdio::inherit())
             .output()
             .expect("memory child runs");
@@ -651,8 +660,21 @@ fn bench_memory(dir: &Path, manifest: &serde_json::Value, table: &mut Table) {
             info["uncompressed"].as_f64().unwrap_or(0.0) / 1e6,
         ));
     }
-    let (large, small) = (&peaks[0], &peaks[1]);
-    let describe = |p: &(&str, f64, u64, f64, f64)| {
+    for (pair, how) in [
+        (&peaks[0..2], "messages taken as they complete"),
+        (
+            &peaks[2..4],
+            "messages taken after the object, as functions/select sends them",
+        ),
+    ] {
+        memory_rows(&pair[0], &pair[1], how, table);
+    }
+}
+
+type Peak<'a> = (&'a str, f64, u64, f64, f64);
+
+fn memory_rows(large: &Peak<'_>, small: &Peak<'_>, how: &str, table: &mut Table) {
+    let describe = |p: &Peak<'_>| {
         format!(
             "{:.1} MB gzip / {:.0} MB / {} records: {:.1} MiB",
             p.3, p.4, p.2, p.1
@@ -660,7 +682,7 @@ fn bench_memory(dir: &Path, manifest: &serde_json::Value, table: &mut Table) {
     };
     table.row(Row {
         section: "5. memory (peak RSS)",
-        what: format!("select path on {}", describe(large)),
+        what: format!("select path, {how}, on {}", describe(large)),
         figure: format!("{:.1} MiB", large.1),
         baseline: "≤ 64 MiB absolute".into(),
         ratio: large.1 / 64.0,
