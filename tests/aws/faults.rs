@@ -38,6 +38,7 @@ use trailwatch::select::{Matcher, TrailConfig, Verdict};
 use trailwatch::time::{format_event_time, MS_PER_HOUR, MS_PER_MINUTE};
 use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
 use trailwatch_aws::dedup::{DynamoDbLedger, LedgerStats};
+use trailwatch_aws::metrics::{CountAttempts, SdkCounts};
 use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_deliver_fn::DeliverContext;
@@ -321,6 +322,7 @@ impl TestLedger for DynamoDbLedger {
         let config = aws_sdk_dynamodb::config::Builder::from(faulty)
             .retry_partition(unmetered_retries())
             .retry_config(test_retries())
+            .interceptor(CountAttempts)
             .build();
         DynamoDbLedger::new(
             aws_sdk_dynamodb::Client::from_conf(config),
@@ -442,14 +444,17 @@ async fn scenario<L: TestLedger>(generated: usize) {
         .force_path_style(true)
         .retry_partition(unmetered_retries())
         .retry_config(test_retries())
+        .interceptor(CountAttempts)
         .build();
     let sqs_config = aws_sdk_sqs::config::Builder::from(&faulty)
         .retry_partition(unmetered_retries())
         .retry_config(test_retries())
+        .interceptor(CountAttempts)
         .build();
     let logs_config = aws_sdk_cloudwatchlogs::config::Builder::from(&faulty)
         .retry_partition(unmetered_retries())
         .retry_config(test_retries())
+        .interceptor(CountAttempts)
         .build();
     let select = Arc::new(SelectContext {
         s3: S3Objects::new(aws_sdk_s3::Client::from_conf(s3_config)),
@@ -474,7 +479,29 @@ async fn scenario<L: TestLedger>(generated: usize) {
         corpus.files.len(),
         "one notification per file"
     );
+    let sdk_before = SdkCounts::now();
     let select_started = Instant::now();
+    // The delivery queue is drained while select runs, as the deliver trigger would poll it
+    // (moto's ReceiveMessage slows down with the length of the queue).
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let drainer = {
+        let (sqs, delivery, draining) = (sqs.clone(), delivery.clone(), draining.clone());
+        tokio::spawn(async move {
+            let mut messages = Vec::new();
+            loop {
+                let more = !draining.load(Ordering::Relaxed);
+                let batch = drain_queue_batched(&sqs, &delivery).await.records;
+                let empty = batch.is_empty();
+                messages.extend(batch);
+                if more && empty {
+                    return messages;
+                }
+                if empty {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        })
+    };
     let selecting = drive(notifications, |event| {
         let select = select.clone();
         async move {
@@ -499,7 +526,8 @@ async fn scenario<L: TestLedger>(generated: usize) {
     let select_time = select_started.elapsed();
 
     let drain_started = Instant::now();
-    let messages = drain_queue_batched(&sqs, &delivery).await.records;
+    draining.store(false, Ordering::Relaxed);
+    let messages = drainer.await.unwrap();
     let drain_time = drain_started.elapsed();
     let message_count = messages.len();
     let totals = Arc::new(Mutex::new(DeliverTotals::default()));
@@ -536,6 +564,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
     .await;
     let deliver_time = deliver_started.elapsed();
     let stats = proxy.stats();
+    let sdk_after = SdkCounts::now();
     drop(proxy);
 
     // Read back from moto directly.
@@ -614,7 +643,8 @@ async fn scenario<L: TestLedger>(generated: usize) {
     println!("duplicates:   {duplicates} in the log group ({:.3}%); repeated in the input {}; dropped by deliver {} ({} by the ledger)",
         100.0 * duplicates as f64 / selected as f64,
         corpus.records() - selected, t.duplicates, t.ledger_taken);
-    println!("retries:      {faulted} faulted requests of {requests} (SDK retried them) {by_kind:?}; select: {} invocations, {} rounds, {} messages redelivered; deliver: {} invocations, {} rounds, {} messages redelivered, {} failed PutLogEvents, {} ledger-unavailable records, {} confirms ({} failed)",
+    println!("retries:      {} SDK retries of {} calls ({} attempts); {faulted} faulted requests of {requests} {by_kind:?}; select: {} invocations, {} rounds, {} messages redelivered; deliver: {} invocations, {} rounds, {} messages redelivered, {} failed PutLogEvents, {} ledger-unavailable records, {} confirms ({} failed)",
+        sdk_after.retries_since(&sdk_before), sdk_after.calls - sdk_before.calls, sdk_after.attempts - sdk_before.attempts,
         selecting.invocations, selecting.rounds, selecting.redelivered,
         delivering.invocations, delivering.rounds, delivering.redelivered,
         t.failed_puts, t.ledger_unavailable, t.confirmed, t.confirm_failures);
@@ -653,7 +683,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
         );
     }
     println!(
-        "wall time:    {:.1}s (setup {:.1}s of which generating {:.1}s, select {:.1}s, draining the delivery queue {:.1}s, deliver {:.1}s, read-back {:.1}s)",
+        "wall time:    {:.1}s (setup {:.1}s of which generating {:.1}s, select {:.1}s, draining what is left in the delivery queue {:.1}s, deliver {:.1}s, read-back {:.1}s)",
         started.elapsed().as_secs_f64(),
         setup.as_secs_f64(),
         generated_in.as_secs_f64(),
