@@ -5,13 +5,13 @@
 //! together over small port traits, so the same code runs in Lambda and in the local CLI.
 
 pub mod cli;
-pub mod ingest;
-pub mod insights;
-pub mod record;
-pub mod select;
-pub mod time;
 pub mod deliver;
 pub mod forward;
-pub mod pipeline;
+pub mod ingest;
+pub mod insights;
 pub mod local;
+pub mod pipeline;
+pub mod record;
 pub mod replay;
+pub mod select;
+pub mod time;

@@ -174,7 +174,9 @@ pub async fn deliver_messages<S: LogSink>(
                 Ok(rejected) => {
                     for (position, &i) in batch.iter().enumerate() {
                         match rejected.of(position) {
-                            Some(rejection) => reject(&mut report, messages, &pending[i], rejection),
+                            Some(rejection) => {
+                                reject(&mut report, messages, &pending[i], rejection)
+                            }
                             None => {
                                 report.delivered += 1;
                                 *report
@@ -188,7 +190,9 @@ pub async fn deliver_messages<S: LogSink>(
                 Err(e) => {
                     report.failed_calls += 1;
                     for &i in batch {
-                        report.retry.insert(messages[pending[i].message].id.to_owned());
+                        report
+                            .retry
+                            .insert(messages[pending[i].message].id.to_owned());
                     }
                     if !e.retryable {
                         report.set_aside.push(SetAside {

@@ -144,7 +144,11 @@ mod tests {
 
     #[test]
     fn batches_are_sorted_by_timestamp() {
-        let events = [event(NOW - 3, "c"), event(NOW - 9, "a"), event(NOW - 5, "b")];
+        let events = [
+            event(NOW - 3, "c"),
+            event(NOW - 9, "a"),
+            event(NOW - 5, "b"),
+        ];
         let plan = plan_batches(&events, NOW, None, &BatchLimits::default());
         assert_eq!(plan.batches, vec![vec![1, 2, 0]]);
     }
