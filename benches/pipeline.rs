@@ -20,7 +20,7 @@ use serde::Serialize;
 use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::deliver::{plan_batches, BatchLimits, LogEvent};
 use trailwatch::ingest::{parse_object_key, read_log_file, LogFileLimits};
-use trailwatch::pipeline::{Origin, SelectRun};
+use trailwatch::pipeline::{Origin, SelectRun, SEND_EVERY_MESSAGES};
 use trailwatch::record::Record;
 use trailwatch::select::{Matcher, TrailConfig};
 
@@ -30,8 +30,7 @@ const TRAIL_CONFIG: &str = "events/trail-config.json";
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--rss") {
-        let per_object = args.get(i + 2).is_some_and(|a| a == "per-object");
-        return rss_child(Path::new(&args[i + 1]), per_object);
+        return rss_child(Path::new(&args[i + 1]));
     }
     let filter: Option<&str> = args
         .iter()
@@ -586,9 +585,9 @@ fn bench_deliver(corpus: &Corpus, matcher: &Matcher, rounds: usize, table: &mut 
 // 5. Memory
 
 /// Child mode: the select path over one file, streamed from disk in 64 KiB chunks; prints the
-/// process's peak RSS in KiB. Completed messages are taken as they complete, or, with
-/// `per_object`, once the object has been read (as functions/select sends them today).
-fn rss_child(path: &Path, per_object: bool) {
+/// process's peak RSS in KiB. Messages are taken whenever [`SEND_EVERY_MESSAGES`] wait, as
+/// functions/select sends them.
+fn rss_child(path: &Path) {
     let matcher = TrailConfig::from_json(&std::fs::read_to_string(TRAIL_CONFIG).unwrap())
         .unwrap()
         .compile();
@@ -604,7 +603,7 @@ fn rss_child(path: &Path, per_object: bool) {
     read_log_file(file, LogFileLimits::default(), |item| {
         if let Ok(raw) = item.bytes {
             run.record(&origin, item.index, raw);
-            if !per_object {
+            if run.outbox_len() >= SEND_EVERY_MESSAGES {
                 sent += run.take_outbox().len();
             }
         }
@@ -633,17 +632,11 @@ fn bench_memory(dir: &Path, manifest: &serde_json::Value, table: &mut Table) {
     eprintln!("5. memory…");
     let exe = std::env::current_exe().unwrap();
     let mut peaks = Vec::new();
-    for (name, mode) in [
-        ("mem-large.json.gz", "per-message"),
-        ("mem-small.json.gz", "per-message"),
-        ("mem-large.json.gz", "per-object"),
-        ("mem-small.json.gz", "per-object"),
-    ] {
+    for name in ["mem-large.json.gz", "mem-small.json.gz"] {
         let path = dir.join(name);
         let out = Command::new(&exe)
             .arg("--rss")
             .arg(&path)
-            .arg(mode)
             .stderr(Stdio::inherit())
             .output()
             .expect("memory child runs");
@@ -660,15 +653,12 @@ fn bench_memory(dir: &Path, manifest: &serde_json::Value, table: &mut Table) {
             info["uncompressed"].as_f64().unwrap_or(0.0) / 1e6,
         ));
     }
-    for (pair, how) in [
-        (&peaks[0..2], "messages taken as they complete"),
-        (
-            &peaks[2..4],
-            "messages taken after the object, as functions/select sends them",
-        ),
-    ] {
-        memory_rows(&pair[0], &pair[1], how, table);
-    }
+    memory_rows(
+        &peaks[0],
+        &peaks[1],
+        "messages sent as functions/select sends them",
+        table,
+    );
 }
 
 type Peak<'a> = (&'a str, f64, u64, f64, f64);

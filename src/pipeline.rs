@@ -15,6 +15,10 @@ use crate::ingest::{LogObjectKey, ObjectKind};
 use crate::record::Record;
 use crate::select::{Matcher, Verdict};
 
+/// Completed messages a caller lets wait before sending them while an object is read: four
+/// full messages are about 1 MiB, so memory stays flat however large the object.
+pub const SEND_EVERY_MESSAGES: usize = 4;
+
 /// Where an outgoing message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
@@ -265,6 +269,11 @@ impl<'m> SelectRun<'m> {
                 body,
             });
         }
+    }
+
+    /// How many completed messages wait to be sent.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
     }
 
     /// The completed messages, to be sent now.

@@ -1,6 +1,7 @@
 //! Reading CloudTrail log objects from S3 as a stream.
 
 use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use trailwatch::ingest::{FileError, LogFileDecoder, LogFileLimits, RawItem};
 
@@ -48,26 +49,9 @@ impl S3Objects {
         }
     }
 
-    /// Streams the object through the log-file decoder, handing each record to `each` as soon
-    /// as it is complete; memory is one network chunk plus the records of that chunk.
-    /// Returns the decompressed size.
-    pub async fn read_records(
-        &self,
-        bucket: &str,
-        key: &str,
-        mut each: impl FnMut(RawItem<'_>),
-    ) -> Result<u64, ObjectError> {
-        let unavailable = |reason: String| ObjectError::Unavailable {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            reason,
-        };
-        let unreadable = |source: FileError| ObjectError::Unreadable {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            source,
-        };
-        let output = match self
+    /// Opens the object for reading as a stream of records (see [`LogObject::next_chunk`]).
+    pub async fn open(&self, bucket: &str, key: &str) -> Result<LogObject, ObjectError> {
+        match self
             .client
             .get_object()
             .bucket(bucket)
@@ -75,33 +59,76 @@ impl S3Objects {
             .send()
             .await
         {
-            Ok(output) => output,
-            Err(e) => {
-                return Err(match e.as_service_error() {
-                    Some(GetObjectError::NoSuchKey(_)) => ObjectError::Missing {
-                        bucket: bucket.to_owned(),
-                        key: key.to_owned(),
-                    },
-                    _ => unavailable(describe(&e)),
-                })
-            }
-        };
-        let mut body = output.body;
-        let mut decoder = LogFileDecoder::new(self.limits);
-        loop {
-            match body.try_next().await {
-                Ok(Some(chunk)) => {
-                    let fed = decoder.feed(&chunk);
-                    decoder.drain(&mut each);
-                    fed.map_err(unreadable)?;
-                }
-                Ok(None) => break,
-                Err(e) => return Err(unavailable(format!("reading the body: {}", describe(&e)))),
-            }
+            Ok(output) => Ok(LogObject {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                body: output.body,
+                decoder: LogFileDecoder::new(self.limits),
+                finished: false,
+            }),
+            Err(e) => Err(match e.as_service_error() {
+                Some(GetObjectError::NoSuchKey(_)) => ObjectError::Missing {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                },
+                _ => ObjectError::Unavailable {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    reason: describe(&e),
+                },
+            }),
         }
-        let finished = decoder.finish();
-        decoder.drain(&mut each);
-        finished.map_err(unreadable)?;
-        Ok(decoder.bytes_read())
+    }
+}
+
+/// A CloudTrail log object being read: one network chunk at a time through the log-file
+/// decoder, so memory is a chunk plus its records, and the caller can act (send what it packed)
+/// between chunks.
+pub struct LogObject {
+    bucket: String,
+    key: String,
+    body: ByteStream,
+    decoder: LogFileDecoder,
+    finished: bool,
+}
+
+impl LogObject {
+    /// Reads the next chunk and hands each record completed by it to `each`. Returns `false`
+    /// once the object has been read to its end.
+    pub async fn next_chunk(
+        &mut self,
+        mut each: impl FnMut(RawItem<'_>),
+    ) -> Result<bool, ObjectError> {
+        if self.finished {
+            return Ok(false);
+        }
+        match self.body.try_next().await {
+            Ok(Some(chunk)) => {
+                let fed = self.decoder.feed(&chunk);
+                self.decoder.drain(&mut each);
+                fed.map_err(|source| self.unreadable(source))?;
+                Ok(true)
+            }
+            Ok(None) => {
+                self.finished = true;
+                let finished = self.decoder.finish();
+                self.decoder.drain(&mut each);
+                finished.map_err(|source| self.unreadable(source))?;
+                Ok(false)
+            }
+            Err(e) => Err(ObjectError::Unavailable {
+                bucket: self.bucket.clone(),
+                key: self.key.clone(),
+                reason: format!("reading the body: {}", describe(&e)),
+            }),
+        }
+    }
+
+    fn unreadable(&self, source: FileError) -> ObjectError {
+        ObjectError::Unreadable {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            source,
+        }
     }
 }

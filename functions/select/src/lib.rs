@@ -8,10 +8,10 @@ use lambda_runtime::{tracing, Error};
 use serde_json::Value;
 use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
-use trailwatch::pipeline::{Destination, Origin, SelectRun};
+use trailwatch::pipeline::{Destination, Origin, SelectRun, SEND_EVERY_MESSAGES};
 use trailwatch::select::{Matcher, TrailConfig};
 use trailwatch_aws::metrics::{self, CountAttempts, Emf, SdkCounts};
-use trailwatch_aws::s3::S3Objects;
+use trailwatch_aws::s3::{ObjectError, S3Objects};
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_aws::{required_env, ssm};
 
@@ -222,21 +222,14 @@ pub async fn process_counted(
                     tracing::info!(bucket = %bucket, key = %key, "digest file skipped");
                     continue;
                 }
-                let read = context
-                    .s3
-                    .read_records(&bucket, &key, |item| match item.bytes {
-                        Ok(raw) => run.record(&origin, item.index, raw),
-                        Err(problem) => {
-                            run.counts.records_read += 1;
-                            run.counts.rejected += 1;
-                            run.problem(&origin, Some(item.index), problem);
-                        }
-                    })
-                    .await;
-                match read {
-                    Ok(_) => {}
-                    Err(e) if e.is_retryable() => retry = Some(e.to_string()),
-                    Err(e) => run.problem(&origin, None, e),
+                match read_object(context, &mut run, &origin, totals).await {
+                    Ok(()) => {}
+                    Err(ObjectRead::Object(e)) if e.is_retryable() => retry = Some(e.to_string()),
+                    Err(ObjectRead::Object(e)) => run.problem(&origin, None, e),
+                    Err(ObjectRead::Send(e)) => {
+                        totals.add(&run.counts);
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -267,6 +260,45 @@ pub async fn process_counted(
     match retry {
         Some(reason) => Err(Retry(reason)),
         None => Ok(()),
+    }
+}
+
+enum ObjectRead {
+    Object(ObjectError),
+    Send(Retry),
+}
+
+/// Reads one object into `run`, sending packed messages as they accumulate.
+async fn read_object(
+    context: &SelectContext,
+    run: &mut SelectRun<'_>,
+    origin: &Origin<'_>,
+    totals: &mut SelectTotals,
+) -> Result<(), ObjectRead> {
+    let bucket = origin.bucket.unwrap_or_default();
+    let mut object = context
+        .s3
+        .open(bucket, origin.key)
+        .await
+        .map_err(ObjectRead::Object)?;
+    loop {
+        let more = object
+            .next_chunk(|item| match item.bytes {
+                Ok(raw) => run.record(origin, item.index, raw),
+                Err(problem) => {
+                    run.counts.records_read += 1;
+                    run.counts.rejected += 1;
+                    run.problem(origin, Some(item.index), problem);
+                }
+            })
+            .await
+            .map_err(ObjectRead::Object)?;
+        if run.outbox_len() >= SEND_EVERY_MESSAGES || !more {
+            send(context, run, totals).await.map_err(ObjectRead::Send)?;
+        }
+        if !more {
+            return Ok(());
+        }
     }
 }
 
