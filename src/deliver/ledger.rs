@@ -203,7 +203,7 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
         for (record_index, raw) in message.records.iter().enumerate() {
             report.records_received += 1;
             let record = Record::parse(raw.get())
-                .and_then(|record| Ok((record.event_time_ms()?, event_id_in(&record))));
+                .and_then(|record| Ok((record.event_time_ms()?, record.event_id_ref())));
             match record {
                 Ok((timestamp_ms, event_id)) => streams
                     .entry(message.stream.to_string())
@@ -329,18 +329,6 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
         }
     }
     (report, ledger_report)
-}
-
-/// The eventID as a slice of the record's text. (`Record::event_id_ref` is `None` whenever
-/// serde hands back an owned string, which it does for `Option<Cow<str>>` fields; an eventID
-/// has no JSON escapes, so its text occurs verbatim in the record.)
-fn event_id_in<'a>(record: &Record<'a>) -> Option<&'a str> {
-    if let Some(id) = record.event_id_ref() {
-        return Some(id);
-    }
-    let id = record.event_id()?;
-    let raw = record.raw();
-    raw.find(id).map(|at| &raw[at..at + id.len()])
 }
 
 fn claim_of<'a>(stream: &'a str, messages: &[Inbound<'a>], p: &Pending<'a>) -> Claim<'a> {

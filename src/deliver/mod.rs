@@ -24,8 +24,6 @@ pub use message::{DeliveryMessage, MessagePacker, RecordLocation};
 pub use plan::{plan_batches, LogEvent, Plan, Rejection};
 pub use stream::stream_name;
 
-use crate::record::Record;
-
 /// What CloudWatch Logs reported as not accepted in a successful call, with exclusive end
 /// indices into the batch (`tooOldLogEventEndIndex` and `expiredLogEventEndIndex` are exclusive
 /// ends, `tooNewLogEventStartIndex` an inclusive start). Adapters normalise to this.
@@ -109,7 +107,9 @@ struct Pending<'a> {
     event: LogEvent<'a>,
 }
 
-/// Delivers the records of `messages`, planning with `limits` at time `now_ms`.
+/// Delivers the records of `messages`, planning with `limits` at time `now_ms`, with repeated
+/// eventIDs dropped within this invocation; [`ledger::deliver_messages_once`] with a ledger
+/// drops them across invocations and retries too.
 pub async fn deliver_messages<S: LogSink>(
     sink: &S,
     messages: &[Inbound<'_>],
@@ -117,96 +117,15 @@ pub async fn deliver_messages<S: LogSink>(
     retention_days: Option<u32>,
     limits: &BatchLimits,
 ) -> DeliveryReport {
-    let mut report = DeliveryReport::default();
-    let mut streams: BTreeMap<String, Vec<Pending<'_>>> = BTreeMap::new();
-    let parsed: Vec<Option<DeliveryMessage<'_>>> = messages
-        .iter()
-        .map(|m| match DeliveryMessage::parse(m.body) {
-            Ok(parsed) => Some(parsed),
-            Err(e) => {
-                // Not ours, or corrupted: retrying cannot fix it, so it is reported as failed
-                // until SQS moves it to the dead-letter queue, where it stays inspectable.
-                report.retry.insert(m.id.to_owned());
-                report.set_aside.push(SetAside {
-                    message_id: m.id.to_owned(),
-                    record_index: None,
-                    event_id: None,
-                    reason: e.to_string(),
-                });
-                None
-            }
-        })
-        .collect();
-    for (m, message) in parsed.iter().enumerate() {
-        let Some(message) = message else { continue };
-        for (record_index, raw) in message.records.iter().enumerate() {
-            report.records_received += 1;
-            let parsed = Record::parse(raw.get())
-                .and_then(|record| Ok((record.event_time_ms()?, record.event_id_ref())));
-            match parsed {
-                Ok((timestamp_ms, event_id)) => streams
-                    .entry(message.stream.to_string())
-                    .or_default()
-                    .push(Pending {
-                        message: m,
-                        record_index,
-                        event: LogEvent {
-                            timestamp_ms,
-                            message: raw.get(),
-                            event_id,
-                        },
-                    }),
-                Err(e) => set_aside(&mut report, messages[m].id, record_index, None, e),
-            }
-        }
-    }
-    for (stream, pending) in &streams {
-        let events: Vec<LogEvent<'_>> = pending.iter().map(|p| p.event).collect();
-        let plan = plan_batches(&events, now_ms, retention_days, limits);
-        report.duplicates += plan.duplicates.len();
-        for &(i, rejection) in &plan.rejected {
-            reject(&mut report, messages, &pending[i], rejection);
-        }
-        for batch in &plan.batches {
-            let batch_events: Vec<LogEvent<'_>> = batch.iter().map(|&i| events[i]).collect();
-            report.put_calls += 1;
-            match sink.put_batch(stream, &batch_events).await {
-                Ok(rejected) => {
-                    for (position, &i) in batch.iter().enumerate() {
-                        match rejected.of(position) {
-                            Some(rejection) => {
-                                reject(&mut report, messages, &pending[i], rejection)
-                            }
-                            None => {
-                                report.delivered += 1;
-                                *report
-                                    .delivered_per_stream
-                                    .entry(stream.clone())
-                                    .or_default() += 1;
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    report.failed_calls += 1;
-                    for &i in batch {
-                        report
-                            .retry
-                            .insert(messages[pending[i].message].id.to_owned());
-                    }
-                    if !e.retryable {
-                        report.set_aside.push(SetAside {
-                            message_id: messages[pending[batch[0]].message].id.to_owned(),
-                            record_index: None,
-                            event_id: None,
-                            reason: format!("PutLogEvents to {stream} failed: {e}"),
-                        });
-                    }
-                }
-            }
-        }
-    }
-    report
+    let once = ledger::deliver_messages_once(
+        sink,
+        &ledger::InvocationOnly,
+        messages,
+        now_ms,
+        retention_days,
+        limits,
+    );
+    once.await.0
 }
 
 fn reject(report: &mut DeliveryReport, messages: &[Inbound<'_>], p: &Pending<'_>, why: Rejection) {
