@@ -1,7 +1,7 @@
 //! `trailwatch selectors check|explain`, driven through `cli::selectors::run` and
 //! `explain_report`, over the real data.
 
-#[path = "select_support.rs"]
+#[path = "support/select_data.rs"]
 mod support;
 
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! - a condition and its logical negation split what the rest of the selector keeps;
 //! - adding a NotEquals value never makes a trail keep more.
 
-#[path = "select_support.rs"]
+#[path = "support/select_data.rs"]
 mod support;
 
 use std::sync::OnceLock;

@@ -3,7 +3,7 @@
 //! from the fact sheet, not from the matcher), and compared record by record with the compiled
 //! matcher and with the interpreter.
 
-#[path = "select_support.rs"]
+#[path = "support/select_data.rs"]
 mod support;
 
 use serde_json::{json, Value};
