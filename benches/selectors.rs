@@ -10,7 +10,7 @@
 //! starts at 6 + 2). One value per operator can match; the others are realistic fillers that
 //! never do, so rows differ only in the number of values, not in what is kept.
 
-#[path = "../tests/select_support.rs"]
+#[path = "../tests/support/select_data.rs"]
 mod support;
 
 use std::hint::black_box;

@@ -15,7 +15,9 @@ use crate::forward::{forward, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURC
 use crate::ingest::{parse_object_key, read_log_file, LogFileLimits, ObjectKind};
 use crate::insights::{InsightsConfig, InsightsEngine};
 use crate::local::{block_on, FileBus, FileLogGroup};
-use crate::pipeline::{Destination, Origin, Outgoing, SelectCounts, SelectRun};
+use crate::pipeline::{
+    Destination, Origin, Outgoing, SelectCounts, SelectRun, SEND_EVERY_MESSAGES,
+};
 use crate::record::Record;
 use crate::select::TrailConfig;
 
@@ -142,6 +144,12 @@ pub fn replay(options: &ReplayOptions) -> io::Result<ReplaySummary> {
                     Ok(raw) => {
                         let kept_before = run.counts.kept;
                         run.record(&origin, item.index, raw);
+                        if run.outbox_len() >= SEND_EVERY_MESSAGES {
+                            // As the select function does: memory stays flat in file size.
+                            queue.extend(run.take_outbox());
+                            let now = options.now_ms.or(run.counts.newest_event_ms).unwrap_or(0);
+                            drain(&mut queue, false, now, &group, &bus, &mut summary);
+                        }
                         if let (Some(engine), true) =
                             (engine.as_mut(), run.counts.kept > kept_before)
                         {
