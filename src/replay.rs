@@ -21,8 +21,9 @@ use crate::pipeline::{
 use crate::record::Record;
 use crate::select::TrailConfig;
 
-/// Messages per deliver invocation: the SQS trigger's BatchSize in template.yaml.
-pub const DELIVER_BATCH_MESSAGES: usize = 10;
+/// Messages per deliver invocation: the SQS trigger's BatchSize in template.yaml (a multiple of
+/// [`crate::deliver::message::MESSAGES_PER_PUT_LOG_EVENTS`]).
+pub const DELIVER_BATCH_MESSAGES: usize = 8;
 
 pub struct ReplayOptions {
     pub inputs: Vec<PathBuf>,

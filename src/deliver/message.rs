@@ -11,7 +11,10 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::limits::{CLOUDTRAIL_CWL_MAX_EVENT_BYTES, SQS_MAX_MESSAGE_BYTES};
+use super::limits::{
+    CLOUDTRAIL_CWL_MAX_EVENT_BYTES, PUT_LOG_EVENTS_EVENT_OVERHEAD, PUT_LOG_EVENTS_MAX_BYTES,
+    SQS_MAX_MESSAGE_BYTES,
+};
 use crate::record::Record;
 
 pub const MESSAGE_VERSION: u32 = 1;
@@ -44,12 +47,22 @@ impl<'a> DeliveryMessage<'a> {
     }
 }
 
-/// Packs records of one destination into message bodies no larger than `max_bytes`.
+/// Messages of one stream that together fill one PutLogEvents call: each message carries at
+/// most 1/4 of a call's byte budget (record bytes + 26 per record), so the deliver stage, handed
+/// messages in multiples of 4 (the trigger's BatchSize), puts full calls — the fewest the limits
+/// allow.
+pub const MESSAGES_PER_PUT_LOG_EVENTS: usize = 4;
+const DELIVERY_COST_PER_MESSAGE: usize = PUT_LOG_EVENTS_MAX_BYTES / MESSAGES_PER_PUT_LOG_EVENTS;
+
+/// Packs records of one destination into message bodies no larger than `max_bytes`, whose
+/// records cost at most a quarter of a PutLogEvents call.
 #[derive(Debug)]
 pub struct MessagePacker {
     header: String,
     body: String,
     records: usize,
+    /// PutLogEvents bytes of the records in `body`: their length plus 26 each.
+    cost: usize,
     max_bytes: usize,
 }
 
@@ -73,13 +86,15 @@ impl MessagePacker {
             body: header.clone(),
             header,
             records: 0,
+            cost: 0,
             max_bytes,
         }
     }
 
     /// The largest record that fits in a message of its own.
     pub fn max_record_bytes(&self) -> usize {
-        self.max_bytes - self.header.len() - FOOTER.len()
+        (self.max_bytes - self.header.len() - FOOTER.len())
+            .min(DELIVERY_COST_PER_MESSAGE - PUT_LOG_EVENTS_EVENT_OVERHEAD)
     }
 
     /// Adds a record; returns a completed message when the record did not fit in the current one.
@@ -87,7 +102,10 @@ impl MessagePacker {
     pub fn push(&mut self, raw: &str) -> Option<String> {
         debug_assert!(raw.len() <= self.max_record_bytes());
         let separator = usize::from(self.records > 0);
-        let completed = if self.body.len() + separator + raw.len() + FOOTER.len() > self.max_bytes {
+        let cost = raw.len() + PUT_LOG_EVENTS_EVENT_OVERHEAD;
+        let completed = if self.body.len() + separator + raw.len() + FOOTER.len() > self.max_bytes
+            || self.cost + cost > DELIVERY_COST_PER_MESSAGE
+        {
             // More records follow: the next message starts at its full size instead of growing
             // (and copying itself) to it again.
             self.take_into(String::with_capacity(self.max_bytes))
@@ -99,6 +117,7 @@ impl MessagePacker {
         }
         self.body.push_str(raw);
         self.records += 1;
+        self.cost += cost;
         completed
     }
 
@@ -116,6 +135,7 @@ impl MessagePacker {
         let mut body = std::mem::replace(&mut self.body, next);
         body.push_str(FOOTER);
         self.records = 0;
+        self.cost = 0;
         Some(body)
     }
 }
@@ -207,6 +227,31 @@ mod tests {
             seen.extend(m.records.iter().map(|r| r.get().to_owned()));
         }
         assert_eq!(seen, records);
+    }
+
+    #[test]
+    fn four_full_messages_of_a_stream_fill_one_put_log_events_call() {
+        let mut packer = MessagePacker::new("1_CloudTrail_us-east-1", DEFAULT_MESSAGE_BYTES);
+        let records: Vec<String> = (0..2_000)
+            .map(|i| {
+                format!(
+                    r#"{{"eventID":"{i}","pad":"{}"}}"#,
+                    "x".repeat(300 + i % 900)
+                )
+            })
+            .collect();
+        let bodies: Vec<String> = records.iter().filter_map(|r| packer.push(r)).collect();
+        assert!(bodies.len() >= MESSAGES_PER_PUT_LOG_EVENTS);
+        for four in bodies.chunks_exact(MESSAGES_PER_PUT_LOG_EVENTS) {
+            let cost: usize = four
+                .iter()
+                .flat_map(|b| DeliveryMessage::parse(b).unwrap().records)
+                .map(|r| r.get().len() + PUT_LOG_EVENTS_EVENT_OVERHEAD)
+                .sum();
+            assert!(cost <= PUT_LOG_EVENTS_MAX_BYTES, "{cost}");
+            // Full: within one record of a quarter call each.
+            assert!(cost > PUT_LOG_EVENTS_MAX_BYTES - 4 * 1_300, "{cost}");
+        }
     }
 
     #[test]
