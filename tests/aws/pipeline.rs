@@ -369,3 +369,47 @@ async fn native_insights_records_reach_the_insights_bus() {
         "every Insights record forwarded unchanged in detail"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_and_corrupt_objects_are_set_aside_and_their_neighbours_delivered() {
+    let stack = Stack::new().await;
+    let files = invictus_files();
+    let good = recent(&files[0].1, 10);
+    let damaged = recent(&files[3].1, 10);
+    let prefix = "AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10";
+    stack
+        .put_object(&format!("{prefix}/good.json.gz"), gzip_log_file(&good))
+        .await;
+    let mut truncated = gzip_log_file(&damaged);
+    truncated.truncate(truncated.len() / 2);
+    stack
+        .put_object(&format!("{prefix}/truncated.json.gz"), truncated)
+        .await;
+    let gone = format!("{prefix}/deleted-before-it-was-read.json.gz");
+    stack.put_object(&gone, gzip_log_file(&good)).await;
+    s3_client(&stack.sdk)
+        .delete_object()
+        .bucket(&stack.bucket)
+        .key(&gone)
+        .send()
+        .await
+        .unwrap();
+    // Neither a missing object nor a corrupt one can be fixed by retrying: select reports no
+    // failure (they are logged with bucket and key), and the rest is delivered.
+    stack.run_select_and_deliver().await;
+
+    let got = stack.stream(&stream_of(&good[0])).await;
+    for record in &good {
+        assert_eq!(
+            got.iter().filter(|g| *g == record).count(),
+            1,
+            "every record of the good file, once"
+        );
+    }
+    let from_damaged: Vec<&String> = got.iter().filter(|g| damaged.contains(g)).collect();
+    assert_eq!(got.len(), good.len() + from_damaged.len());
+    assert!(
+        from_damaged.len() < damaged.len(),
+        "the truncated file's records after the damage cannot be read"
+    );
+}
