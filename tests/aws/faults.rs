@@ -129,22 +129,6 @@ impl Corpus {
     }
 }
 
-fn invictus() -> Vec<(String, Vec<String>)> {
-    let mut paths: Vec<_> = std::fs::read_dir(shared_data().join("invictus-ir"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, records_of(&std::fs::read_to_string(&p).unwrap()))
-        })
-        .collect()
-}
-
 fn replace_field(record: &str, field: &str, value: &str) -> String {
     let start = record
         .find(&format!("\"{field}\":\""))
@@ -157,7 +141,7 @@ fn replace_field(record: &str, field: &str, value: &str) -> String {
 
 /// The real trail (times moved to the last hour), then `generated` records resampled from it.
 fn corpus(generated: usize, seed: u64) -> Corpus {
-    let real = invictus();
+    let real = invictus_files();
     let all: Vec<String> = real.iter().flat_map(|(_, r)| r.clone()).collect();
     let shifted = recent(&all, 30);
     let mut files = Vec::new();
@@ -473,7 +457,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
     });
     let ledger = Arc::new(L::build(&faulty, &table));
 
-    let notifications = drain_queue_batched(&sqs, &ingest).await.records;
+    let notifications = drain_queue(&sqs, &ingest).await.records;
     assert_eq!(
         notifications.len(),
         corpus.files.len(),
@@ -490,7 +474,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
             let mut messages = Vec::new();
             loop {
                 let more = !draining.load(Ordering::Relaxed);
-                let batch = drain_queue_batched(&sqs, &delivery).await.records;
+                let batch = drain_queue(&sqs, &delivery).await.records;
                 let empty = batch.is_empty();
                 messages.extend(batch);
                 if more && empty {

@@ -146,22 +146,6 @@ fn stream_of(record: &str) -> String {
     )
 }
 
-fn invictus_files() -> Vec<(String, Vec<String>)> {
-    let mut paths: Vec<_> = std::fs::read_dir(shared_data().join("invictus-ir"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, records_of(&std::fs::read_to_string(&p).unwrap()))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_of_a_real_trail_reaches_its_stream_once_and_unaltered() {
     let stack = Stack::new().await;

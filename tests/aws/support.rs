@@ -153,45 +153,6 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .clone()
 }
 
-/// Receives (and deletes) every message waiting in the queue, as the SQS event Lambda's
-/// trigger would build from them.
-pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
-    let mut records = Vec::new();
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages();
-        if messages.is_empty() {
-            break;
-        }
-        for m in messages {
-            records.push(serde_json::json!({
-                "messageId": m.message_id(),
-                "receiptHandle": m.receipt_handle(),
-                "body": m.body(),
-                "attributes": {},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
-                "awsRegion": REGION,
-            }));
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
-}
-
 /// Every message of a log stream, oldest first, following the forward token to the end.
 pub async fn read_stream(
     logs: &aws_sdk_cloudwatchlogs::Client,
@@ -274,9 +235,9 @@ pub async fn create_state_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str)
         .unwrap();
 }
 
-/// [`drain_queue`] for large queues: receives 10 at a time and deletes them with
-/// DeleteMessageBatch (one call per receive instead of ten).
-pub async fn drain_queue_batched(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
+/// Receives (and deletes, with DeleteMessageBatch) every message waiting in the queue, as the
+/// SQS event Lambda's trigger would build from them.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
     use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
     let mut records = Vec::new();
     loop {
@@ -322,4 +283,21 @@ pub async fn drain_queue_batched(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEve
         assert!(deleted.failed().is_empty(), "{:?}", deleted.failed());
     }
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+/// The invictus-ir trail: each file's name and its records as exact JSON texts, in name order.
+pub fn invictus_files() -> Vec<(String, Vec<String>)> {
+    let mut paths: Vec<_> = std::fs::read_dir(shared_data().join("invictus-ir"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, records_of(&std::fs::read_to_string(&p).unwrap()))
+        })
+        .collect()
 }
