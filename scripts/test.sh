@@ -9,8 +9,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-step() { printf '\n== %s\n' "$*"; }
 started=$SECONDS
+step() { printf '\n== [%4d s] %s\n' "$((SECONDS - started))" "$*"; }
 
 step "tools (project-local virtualenvs)"
 scripts/tools.sh
