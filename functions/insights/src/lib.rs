@@ -32,8 +32,6 @@ use crate::evaluate::{evaluate, EvaluateSettings};
 pub const EVENT_BUS_ENV: &str = "TRAILWATCH_EVENT_BUS";
 pub const EVENT_SOURCE_ENV: &str = "TRAILWATCH_EVENT_SOURCE";
 pub const STATE_TABLE_ENV: &str = "TRAILWATCH_STATE_TABLE";
-pub const TRAIL_CONFIG_ENV: &str = "TRAILWATCH_TRAIL_CONFIG";
-pub const TRAIL_CONFIG_PARAMETER_ENV: &str = "TRAILWATCH_TRAIL_CONFIG_PARAMETER";
 
 /// What forwarding needs (enough for the Insights queue).
 pub struct InsightsContext {
@@ -69,12 +67,7 @@ impl StateContext {
     /// Reads the table and the configuration (inline or from SSM); a bad configuration fails
     /// the cold start with the reason.
     pub async fn from_env(sdk: &SdkConfig, source: &str) -> Result<Self, Error> {
-        let config_text = match std::env::var(TRAIL_CONFIG_PARAMETER_ENV) {
-            Ok(name) if !name.is_empty() => {
-                ssm::parameter(&aws_sdk_ssm::Client::new(sdk), &name).await?
-            }
-            _ => std::env::var(TRAIL_CONFIG_ENV).unwrap_or_else(|_| "{}".into()),
-        };
+        let config_text = ssm::trail_config_text(sdk).await?;
         let config = InsightsConfig::from_json(&config_text)
             .map_err(|e| format!("Insights configuration: {e}"))?;
         Ok(StateContext {

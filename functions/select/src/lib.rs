@@ -17,8 +17,6 @@ use trailwatch_aws::{required_env, ssm};
 
 pub const DELIVERY_QUEUE_ENV: &str = "TRAILWATCH_DELIVERY_QUEUE_URL";
 pub const INSIGHTS_QUEUE_ENV: &str = "TRAILWATCH_INSIGHTS_QUEUE_URL";
-pub const TRAIL_CONFIG_ENV: &str = "TRAILWATCH_TRAIL_CONFIG";
-pub const TRAIL_CONFIG_PARAMETER_ENV: &str = "TRAILWATCH_TRAIL_CONFIG_PARAMETER";
 
 /// What the function needs, built once at cold start.
 pub struct SelectContext {
@@ -33,12 +31,7 @@ impl SelectContext {
     /// Reads the queues and the trail configuration (inline JSON, or an SSM parameter); a bad
     /// configuration fails the cold start with the reason, before any message is taken.
     pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
-        let config_text = match std::env::var(TRAIL_CONFIG_PARAMETER_ENV) {
-            Ok(name) if !name.is_empty() => {
-                ssm::parameter(&aws_sdk_ssm::Client::new(sdk), &name).await?
-            }
-            _ => std::env::var(TRAIL_CONFIG_ENV).unwrap_or_else(|_| "{}".into()),
-        };
+        let config_text = ssm::trail_config_text(sdk).await?;
         let config = TrailConfig::from_json(&config_text)
             .map_err(|e| format!("trail configuration: {e}"))?;
         Ok(SelectContext {
