@@ -13,7 +13,7 @@ use trailwatch::record::Record;
 use trailwatch::time::{format_event_time, MS_PER_MINUTE};
 use trailwatch_aws::eventbridge::EventBridgeBus;
 use trailwatch_aws::insights_state::DynamoDbInsightsStore;
-use trailwatch_e2e::{create_queue, create_state_table, drain_queue, queue_arn, sdk, unique};
+use trailwatch_e2e::{create_queue, create_state_table, drain_queue, route_to_queue, sdk, unique};
 use trailwatch_insights_fn::count::count_batch;
 use trailwatch_insights_fn::fixtures::{burst_stream, record, DAY0_MS};
 
@@ -255,31 +255,14 @@ async fn a_generated_burst_counted_from_logs_reaches_an_eventbridge_rule_as_star
     let bus = unique("insights-bus");
     events.create_event_bus().name(&bus).send().await.unwrap();
     let alerts = create_queue(&sqs, &unique("insight-alerts")).await;
-    let rule = unique("insights");
-    events
-        .put_rule()
-        .name(&rule)
-        .event_bus_name(&bus)
-        .event_pattern(format!(
-            r#"{{"source":["{SOURCE}"],"detail-type":["AWS Insight via CloudTrail"]}}"#
-        ))
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(&rule)
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("alerts")
-                .arn(queue_arn(&sqs, &alerts).await)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    route_to_queue(
+        &events,
+        &sqs,
+        Some(&bus),
+        &format!(r#"{{"source":["{SOURCE}"],"detail-type":["AWS Insight via CloudTrail"]}}"#),
+        &alerts,
+    )
+    .await;
     let context = InsightsContext {
         bus: EventBridgeBus::new(events.clone(), bus.clone()),
         source: SOURCE.into(),

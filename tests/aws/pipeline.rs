@@ -183,27 +183,14 @@ async fn every_record_of_a_real_trail_reaches_its_stream_once_and_unaltered() {
 async fn a_record_carried_by_eventbridge_is_delivered_as_received() {
     let stack = Stack::new().await;
     let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
-    let rule = unique("cloudtrail-events");
-    events
-        .put_rule()
-        .name(&rule)
-        .event_pattern(r#"{"detail-type":["AWS API Call via CloudTrail","AWS Console Sign In via CloudTrail"]}"#)
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(&rule)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("ingest")
-                .arn(queue_arn(&stack.sqs, &stack.ingest).await)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    route_to_queue(
+        &events,
+        &stack.sqs,
+        None,
+        r#"{"detail-type":["AWS API Call via CloudTrail","AWS Console Sign In via CloudTrail"]}"#,
+        &stack.ingest,
+    )
+    .await;
     // moto sends S3's test event when the notification is configured: drop it first.
     drain_queue(&stack.sqs, &stack.ingest).await;
     let (_, records) = invictus_files().into_iter().next().unwrap();
@@ -265,31 +252,14 @@ async fn native_insights_records_reach_the_insights_bus() {
     let bus = unique("insights-bus");
     events.create_event_bus().name(&bus).send().await.unwrap();
     let alerts = create_queue(&stack.sqs, &unique("alerts")).await;
-    let rule = unique("insights-start");
-    events
-        .put_rule()
-        .name(&rule)
-        .event_bus_name(&bus)
-        .event_pattern(
-            r#"{"source":["trailwatch.cloudtrail"],"detail-type":["AWS Insight via CloudTrail"]}"#,
-        )
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(&rule)
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("alerts")
-                .arn(queue_arn(&stack.sqs, &alerts).await)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    route_to_queue(
+        &events,
+        &stack.sqs,
+        Some(&bus),
+        r#"{"source":["trailwatch.cloudtrail"],"detail-type":["AWS Insight via CloudTrail"]}"#,
+        &alerts,
+    )
+    .await;
     let examples = std::fs::read_to_string(
         shared_data().join("insights-examples/awsdocs-cloudtrail-user-guide-2023.jsonl"),
     )

@@ -301,3 +301,37 @@ pub fn invictus_files() -> Vec<(String, Vec<String>)> {
         })
         .collect()
 }
+
+/// A rule on `bus` (`None`: the default bus) with `pattern`, routing to the queue at
+/// `queue_url` — how the tests read back what reached a bus.
+pub async fn route_to_queue(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    bus: Option<&str>,
+    pattern: &str,
+    queue_url: &str,
+) {
+    let rule = unique("rule");
+    events
+        .put_rule()
+        .name(&rule)
+        .set_event_bus_name(bus.map(str::to_owned))
+        .event_pattern(pattern)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(&rule)
+        .set_event_bus_name(bus.map(str::to_owned))
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn(sqs, queue_url).await)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
