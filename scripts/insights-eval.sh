@@ -30,41 +30,8 @@ for scale in $SCALES; do
   done
 done
 
-# The CLI: `trailwatch insights` once src/main.rs dispatches to it, else a two-line shim
-# binary over `trailwatch::cli::insights::run` built under target/.
-(cd "$ROOT" && cargo build --release -q -p trailwatch --bin trailwatch)
-BIN="$ROOT/target/release/trailwatch"
-if ! "$BIN" insights --help >/dev/null 2>&1; then
-  SHIM="$WORK/shim"
-  mkdir -p "$SHIM/src"
-  cat >"$SHIM/Cargo.toml" <<TOML
-[package]
-name = "trailwatch-insights-shim"
-version = "0.0.0"
-edition = "2021"
-publish = false
-
-[dependencies]
-trailwatch = { path = "$ROOT" }
-
-[profile.release]
-lto = "thin"
-codegen-units = 4
-
-[workspace]
-TOML
-  cat >"$SHIM/src/main.rs" <<'RS'
-fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    trailwatch::cli::insights::run(&args)
-}
-RS
-  (cd "$SHIM" && CARGO_TARGET_DIR="$WORK/shim-target" cargo build --release -q)
-  BIN="$WORK/shim-target/release/trailwatch-insights-shim"
-  RUN=("$BIN")
-else
-  RUN=("$BIN" insights)
-fi
+(cd "$ROOT" && cargo build --release -q -p trailwatch-cli --bin trailwatch)
+RUN=("$ROOT/target/release/trailwatch" insights)
 
 for scale in $SCALES; do
   for seed in $SEEDS $HOLDOUT; do

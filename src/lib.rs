@@ -4,7 +4,6 @@
 //! activity detection), and [`forward`] (EventBridge entries). [`pipeline`] strings them
 //! together over small port traits, so the same code runs in Lambda and in the local CLI.
 
-pub mod cli;
 pub mod deliver;
 pub mod forward;
 pub mod ingest;

@@ -13,13 +13,18 @@ pub struct RealRecord {
 }
 
 pub fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    assert!(
-        dir.is_dir(),
-        "real CloudTrail data expected at {} (shared/ beside the repository)",
-        dir.display()
-    );
-    dir
+    // `shared/` sits beside the repository; this file serves crates at any depth in it.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|dir| dir.join("shared/data"))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "real CloudTrail data expected in shared/data beside the repository (looked above {})",
+                manifest.display()
+            )
+        })
 }
 
 fn files_in(folder: &str, extension: &str) -> Vec<PathBuf> {

@@ -1,9 +1,5 @@
 //! `trailwatch insights`: run the Insights engine over CloudTrail log files.
 //!
-//! ```text
-//! trailwatch insights backtest <logs...> [--config FILE] --out FILE
-//! ```
-//!
 //! `backtest` replays log files (gzip or plain `{"Records":[...]}`; folders are walked
 //! recursively) through [`InsightsEngine`] the way the Lambda would see them: files in delivery
 //! order (the `YYYYMMDDTHHmmZ` stamp of CloudTrail's file name), the clock advanced to each
@@ -17,96 +13,58 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::ingest::{read_log_file, LogFileLimits};
-use crate::insights::{InsightsConfig, InsightsEngine};
-use crate::record::Record;
-use crate::time::parse_event_time;
+use clap::{Args, Subcommand};
 
-const USAGE: &str =
-    "usage: trailwatch insights backtest <logs...> [--config FILE] --out FILE [--export FILE]
+use trailwatch::ingest::{read_log_file, LogFileLimits};
+use trailwatch::insights::{InsightsConfig, InsightsEngine};
+use trailwatch::record::Record;
+use trailwatch::time::parse_event_time;
 
-  Replays CloudTrail log files (files or folders, recursively; gzip or plain) in delivery
-  order through the Insights detector (both Insight types unless --config selects) and writes
-  one Insights record per line to FILE.
+use crate::exit;
 
-  --config FILE   get-insight-selectors JSON, optionally with a \"Trailwatch\" object
-  --out FILE      output JSONL
-  --export FILE   also write the detector state as of the last log file (clock and per-key
-                  baselines) as a snapshot to seed a new deployment: invoke the Insights
-                  function with {\"trailwatchSnapshot\": <the file's content>}";
+/// Run the Insights detector over log files.
+#[derive(Debug, Subcommand)]
+pub enum InsightsCommand {
+    Backtest(BacktestArgs),
+}
 
-/// Entry point for `trailwatch insights <args>`.
-pub fn run(args: &[String]) -> ExitCode {
-    match args.first().map(String::as_str) {
-        Some("backtest") => match BacktestArgs::parse(&args[1..]) {
-            Ok(a) => match backtest(&a) {
-                Ok(summary) => {
-                    eprintln!("{summary}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("trailwatch insights backtest: {e}");
-                    ExitCode::FAILURE
-                }
-            },
+/// Replays CloudTrail log files in delivery order through the Insights detector (both Insight
+/// types unless --config selects) and writes one Insights record per line.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  trailwatch insights backtest AWSLogs/ --out insights.jsonl --export snapshot.json"
+)]
+pub struct BacktestArgs {
+    /// CloudTrail log files or folders (recursively; gzip or plain).
+    #[arg(required = true, value_name = "LOGS")]
+    pub logs: Vec<PathBuf>,
+    /// `get-insight-selectors` JSON, optionally with a "Trailwatch" object of detector
+    /// settings.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output JSONL.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Also write the detector state as of the last log file (clock and per-key baselines)
+    /// as a snapshot to seed a new deployment: invoke the Insights function with
+    /// {"trailwatchSnapshot": <the file's content>}.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
+}
+
+/// Runs `trailwatch insights <command>`.
+pub fn run(command: InsightsCommand) -> ExitCode {
+    match command {
+        InsightsCommand::Backtest(args) => match backtest(&args) {
+            Ok(summary) => {
+                eprintln!("{summary}");
+                ExitCode::from(exit::OK)
+            }
             Err(e) => {
-                eprintln!("trailwatch insights backtest: {e}\n\n{USAGE}");
-                ExitCode::from(2)
+                eprintln!("trailwatch insights backtest: {e}");
+                ExitCode::from(exit::USAGE)
             }
         },
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("trailwatch insights: unknown command '{other}'\n\n{USAGE}");
-            ExitCode::from(2)
-        }
-        None => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-#[derive(Debug)]
-struct BacktestArgs {
-    logs: Vec<PathBuf>,
-    config: Option<PathBuf>,
-    out: PathBuf,
-    export: Option<PathBuf>,
-}
-
-impl BacktestArgs {
-    fn parse(args: &[String]) -> Result<Self, String> {
-        let mut logs = Vec::new();
-        let mut config = None;
-        let mut out = None;
-        let mut export = None;
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--config" => {
-                    config = Some(PathBuf::from(it.next().ok_or("--config needs a file")?))
-                }
-                "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
-                "--export" => {
-                    export = Some(PathBuf::from(it.next().ok_or("--export needs a file")?))
-                }
-                s if s.starts_with("--") => return Err(format!("unknown option {s}")),
-                s => logs.push(PathBuf::from(s)),
-            }
-        }
-        if logs.is_empty() {
-            return Err("no log files or folders given".into());
-        }
-        let out = out.ok_or("--out is required")?;
-        Ok(BacktestArgs {
-            logs,
-            config,
-            out,
-            export,
-        })
     }
 }
 
@@ -121,7 +79,7 @@ enum BacktestError {
     #[error("config {path}: {source}")]
     Config {
         path: PathBuf,
-        source: crate::insights::ConfigError,
+        source: trailwatch::insights::ConfigError,
     },
     #[error("cannot write {path}: {source}")]
     Write {
@@ -277,7 +235,7 @@ fn backtest(args: &BacktestArgs) -> Result<String, BacktestError> {
             path: path.clone(),
             source,
         };
-        let snapshot = crate::insights::store::snapshot(&engine)
+        let snapshot = trailwatch::insights::store::snapshot(&engine)
             .map_err(|e| export_err(std::io::Error::other(e.to_string())))?;
         let file = File::create(path).map_err(export_err)?;
         serde_json::to_writer(BufWriter::new(file), &snapshot)
@@ -323,15 +281,5 @@ mod tests {
             Some(parse_event_time("2024-03-06T01:05:00Z").unwrap())
         );
         assert_eq!(delivery_ms(Path::new("logs.json.gz")), None);
-    }
-
-    #[test]
-    fn arguments_need_logs_and_out() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert!(BacktestArgs::parse(&s(&["--out", "o"])).is_err());
-        assert!(BacktestArgs::parse(&s(&["logs"])).is_err());
-        assert!(BacktestArgs::parse(&s(&["logs", "--bogus"])).is_err());
-        let a = BacktestArgs::parse(&s(&["a", "b", "--config", "c", "--out", "o"])).unwrap();
-        assert_eq!(a.logs.len(), 2);
     }
 }

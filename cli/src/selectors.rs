@@ -7,24 +7,12 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::Subcommand;
 use serde_json::{json, Value};
 
-use crate::ingest::{read_log_file, FileError, LogFileLimits};
-use crate::record::{EventCategory, Record};
-use crate::select::{ConfigError, DropReason, Matcher, TrailConfig, Verdict};
-
-const USAGE: &str = "\
-USAGE:
-  trailwatch selectors check <config>
-      Validates a trail configuration (`aws cloudtrail get-event-selectors` output, plus
-      HomeRegion / IsMultiRegionTrail / IncludeGlobalServiceEvents / IsOrganizationTrail)
-      as PutEventSelectors would; prints every problem; exits 1 if there is any.
-  trailwatch selectors explain <config> <log files or folders>... [--json]
-      Runs the configuration over CloudTrail records (log files `{\"Records\":[...]}`, gzip or
-      not; JSON arrays of records; `.jsonl` one record per line; folders recursively) and
-      reports, per selector, the records and bytes it keeps, the records nothing keeps by
-      eventSource and eventName, and an estimated monthly cost.
-";
+use trailwatch::ingest::{read_log_file, FileError, LogFileLimits};
+use trailwatch::record::{EventCategory, Record};
+use trailwatch::select::{ConfigError, DropReason, Matcher, TrailConfig, Verdict};
 
 /// List prices used for estimates: US East (N. Virginia), from the public pricing pages
 /// https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard log class, "Collect (data
@@ -53,38 +41,42 @@ const SECONDS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0;
 /// Below this observed span an extrapolation to a month is noise; none is given.
 const MIN_SPAN_FOR_ESTIMATE_SECONDS: f64 = 60.0;
 
-/// Entry point: `args` is everything after `selectors`.
-pub fn run(args: &[String]) -> ExitCode {
-    match args.first().map(String::as_str) {
-        Some("check") => match args.get(1..) {
-            Some([config]) => check(Path::new(config)),
-            _ => usage("check takes exactly one configuration file"),
-        },
-        Some("explain") => {
-            let json = args.iter().any(|a| a == "--json");
-            let rest: Vec<&String> = args[1..].iter().filter(|a| *a != "--json").collect();
-            match rest.split_first() {
-                Some((config, logs)) if !logs.is_empty() => {
-                    let logs: Vec<PathBuf> = logs.iter().map(PathBuf::from).collect();
-                    explain(Path::new(config.as_str()), &logs, json)
-                }
-                _ => {
-                    usage("explain takes a configuration file and at least one log file or folder")
-                }
-            }
-        }
-        Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => usage(&format!("unknown selectors command '{other}'")),
-        None => usage("missing command (check or explain)"),
-    }
+/// Check a trail configuration, or explain what it would keep from real log files.
+#[derive(Debug, Subcommand)]
+pub enum SelectorsCommand {
+    /// Validates a trail configuration as PutEventSelectors would; prints every problem and
+    /// exits 1 if there is any.
+    #[command(
+        after_help = "Example:\n  aws cloudtrail get-event-selectors --trail-name main > trail.json\n  trailwatch selectors check trail.json"
+    )]
+    Check {
+        /// `aws cloudtrail get-event-selectors` output, plus HomeRegion / IsMultiRegionTrail /
+        /// IncludeGlobalServiceEvents / IsOrganizationTrail.
+        config: PathBuf,
+    },
+    /// Runs the configuration over CloudTrail records and reports, per selector, the records
+    /// and bytes it keeps, what nothing keeps (by eventSource and eventName), and an
+    /// estimated monthly cost.
+    #[command(after_help = "Example:\n  trailwatch selectors explain trail.json AWSLogs/ --json")]
+    Explain {
+        /// The trail configuration, as for `check`.
+        config: PathBuf,
+        /// Log files `{"Records":[...]}` (gzip or not), JSON arrays of records, `.jsonl` one
+        /// record per line, or folders of them (recursively).
+        #[arg(required = true, value_name = "LOGS")]
+        logs: Vec<PathBuf>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-fn usage(problem: &str) -> ExitCode {
-    eprintln!("trailwatch selectors: {problem}\n\n{USAGE}");
-    ExitCode::from(2)
+/// Runs `trailwatch selectors <command>`.
+pub fn run(command: SelectorsCommand) -> ExitCode {
+    match command {
+        SelectorsCommand::Check { config } => check(&config),
+        SelectorsCommand::Explain { config, logs, json } => explain(&config, &logs, json),
+    }
 }
 
 fn load_config(path: &Path) -> Result<TrailConfig, Vec<String>> {
@@ -103,13 +95,13 @@ fn check(path: &Path) -> ExitCode {
     match load_config(path) {
         Ok(config) => {
             let kind = match config.selectors() {
-                crate::select::Selectors::Default => {
+                trailwatch::select::Selectors::Default => {
                     "no selectors (all management events)".to_string()
                 }
-                crate::select::Selectors::Basic(list) => {
+                trailwatch::select::Selectors::Basic(list) => {
                     format!("{} basic event selector(s)", list.len())
                 }
-                crate::select::Selectors::Advanced(list) => {
+                trailwatch::select::Selectors::Advanced(list) => {
                     format!("{} advanced event selector(s)", list.len())
                 }
             };

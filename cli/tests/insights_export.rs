@@ -9,7 +9,10 @@ fn backtest_exports_a_snapshot_of_every_key_it_learned() {
     let (out, export) = (dir.join("insights.jsonl"), dir.join("snapshot.json"));
     let status = Command::new(env!("CARGO_BIN_EXE_trailwatch"))
         .args(["insights", "backtest"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/events/sample-trail"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../events/sample-trail"
+        ))
         .arg("--out")
         .arg(&out)
         .arg("--export")

@@ -1,15 +1,15 @@
 //! `trailwatch selectors check|explain`, driven through `cli::selectors::run` and
 //! `explain_report`, over the real data.
 
-#[path = "support/select_data.rs"]
+#[path = "../../tests/support/select_data.rs"]
 mod support;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::Value;
-use trailwatch::cli::selectors::{explain_report, run};
 use trailwatch::select::TrailConfig;
+use trailwatch_cli::selectors::explain_report;
 
 fn temp_file(name: &str, contents: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("trailwatch-select-cli-{}", std::process::id()));
@@ -19,8 +19,17 @@ fn temp_file(name: &str, contents: &str) -> PathBuf {
     path
 }
 
+/// `trailwatch selectors <list...>`.
 fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+    ["trailwatch", "selectors"]
+        .iter()
+        .chain(list)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn run(args: &[String]) -> ExitCode {
+    trailwatch_cli::run(args)
 }
 
 #[test]
