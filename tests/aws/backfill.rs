@@ -1,0 +1,1 @@
+//! `trailwatch insights backfill` into the Insights state table on moto.

@@ -1,0 +1,1 @@
+//! `trailwatch lookup --log-group` against CloudWatch Logs on moto.
