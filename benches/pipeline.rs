@@ -1,6 +1,6 @@
 //! The pipeline benchmark of issue 6: one table, every figure a ratio to a baseline measured in
 //! the same run on the same input. Run it with `scripts/bench.sh` (which builds the functions
-//! and generates the corpus first); alone: `cargo bench --bench pipeline`.
+//! and generates the corpus first); alone: `cargo bench -p trailwatch --bench pipeline`.
 //!
 //! Figures are per core: CPU time (user + system, from /proc) of this single-threaded process
 //! or of the baseline's processes, so other work on a shared machine costs wall time, not the

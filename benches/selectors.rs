@@ -1,5 +1,5 @@
 //! Evaluations per second on one core: compiled matcher vs reference interpreter, over real
-//! records, as the number of selector values grows. `cargo bench --bench selectors`.
+//! records, as the number of selector values grows. `cargo bench -p trailwatch --bench selectors`.
 //!
 //! Records: every real record of `../shared/data`, turned into an S3 data event (eventCategory
 //! Data, one `AWS::S3::Object` resource `arn:aws:s3:::bench-<n>/<eventName>/<i>`) so that data

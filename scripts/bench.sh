@@ -25,7 +25,7 @@ echo "building the functions (release)…" >&2
 if ! cargo build --release --quiet -p trailwatch-select-fn -p trailwatch-deliver-fn -p trailwatch-insights-fn; then
     echo "warning: a function did not build; its size and cold start are missing from the table" >&2
 fi
-cargo bench --quiet --bench pipeline --no-run
+cargo bench --quiet -p trailwatch --bench pipeline --no-run
 
 # What else is running: the figures are CPU time per core, but a busy machine still shares caches.
 {
@@ -36,7 +36,7 @@ cargo bench --quiet --bench pipeline --no-run
     echo '```'
 } | tee target/bench-out/machine.md
 
-cargo bench --quiet --bench pipeline -- "$@" | tee target/bench-out/pipeline.md
+cargo bench --quiet -p trailwatch --bench pipeline -- "$@" | tee target/bench-out/pipeline.md
 
 if [ $# -eq 0 ]; then
     for bench in selectors insights; do
@@ -44,7 +44,7 @@ if [ $# -eq 0 ]; then
             echo
             echo "### $bench (benches/$bench.rs)"
             echo '```'
-            cargo bench --quiet --bench "$bench" 2>&1 | tee "target/bench-out/$bench.txt"
+            cargo bench --quiet -p trailwatch --bench "$bench" 2>&1 | tee "target/bench-out/$bench.txt"
             echo '```'
         else
             echo
