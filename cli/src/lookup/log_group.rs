@@ -1,0 +1,213 @@
+//! The deployed trail's log group: FilterLogEvents, page after page, narrowed on the server
+//! where CloudWatch Logs' filter syntax can say what the query asks, and re-checked exactly
+//! here, since filter patterns (and moto, which ignores JSON patterns and stream prefixes) let
+//! through more than asked.
+
+use aws_sdk_cloudwatchlogs::config::Region;
+use trailwatch::time::MS_PER_HOUR;
+
+use super::query::{AttributeKey, Query};
+use super::search::Searcher;
+
+pub struct GroupSource {
+    pub group: String,
+    pub stream_prefix: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// FilterLogEvents' `limit` per call (default: the service's, 10,000).
+    pub page_limit: Option<i32>,
+}
+
+/// What was asked of CloudWatch Logs, for the summary.
+#[derive(Debug, Default)]
+pub struct Calls {
+    pub calls: usize,
+    pub log_events: usize,
+    pub pattern: Option<String>,
+}
+
+/// The server-side window is wider than the query's by this much on each side. CloudTrail's
+/// log-event timestamp is taken to be the record's eventTime (trailwatch's deliver stage
+/// writes exactly that; for CloudTrail itself it is inferred, not documented): should it be
+/// the delivery time instead (minutes later), events near the end of the range would be
+/// missed. The exact range is applied to eventTime here.
+const WINDOW_SLACK_MS: i64 = MS_PER_HOUR;
+
+/// Reads the log group's matching events into the searcher. `Err` when CloudWatch Logs could
+/// not be asked (no such group, no credentials…): no partial answer is printed then.
+pub fn search_group(
+    source: &GroupSource,
+    query: &Query,
+    searcher: &mut Searcher,
+) -> Result<Calls, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    runtime.block_on(fetch(source, query, searcher))
+}
+
+async fn fetch(
+    source: &GroupSource,
+    query: &Query,
+    searcher: &mut Searcher<'_>,
+) -> Result<Calls, String> {
+    let mut loader = trailwatch_aws::config_loader();
+    if let Some(region) = &source.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &source.profile {
+        loader = loader.profile_name(profile);
+    }
+    let sdk = loader.load().await;
+    let client = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let mut calls = Calls {
+        pattern: filter_pattern(query),
+        ..Calls::default()
+    };
+    let mut token: Option<String> = None;
+    loop {
+        let out = client
+            .filter_log_events()
+            .log_group_name(&source.group)
+            .set_log_stream_name_prefix(source.stream_prefix.clone())
+            .set_start_time(
+                query
+                    .start_ms
+                    .map(|s| s.saturating_sub(WINDOW_SLACK_MS).max(0)),
+            )
+            .set_end_time(query.end_ms.map(|e| e.saturating_add(WINDOW_SLACK_MS)))
+            .set_filter_pattern(calls.pattern.clone())
+            .set_limit(source.page_limit)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "FilterLogEvents on log group {}: {}",
+                    source.group,
+                    trailwatch_aws::describe(&e)
+                )
+            })?;
+        calls.calls += 1;
+        for event in out.events() {
+            calls.log_events += 1;
+            let stream = event.log_stream_name().unwrap_or("");
+            if source
+                .stream_prefix
+                .as_deref()
+                .is_some_and(|p| !stream.starts_with(p))
+            {
+                continue;
+            }
+            let id = event.event_id().unwrap_or("");
+            match event.message() {
+                Some(message) => searcher.record(message, || {
+                    format!("log group {}, stream {stream}, event {id}", source.group)
+                }),
+                None => searcher.problem(format!(
+                    "log group {}, stream {stream}, event {id}: no message",
+                    source.group
+                )),
+            }
+        }
+        match out.next_token() {
+            // An unchanged token would ask for the same page forever.
+            Some(next) if token.as_deref() != Some(next) => token = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(calls)
+}
+
+/// The FilterLogEvents pattern that narrows the search to the query's attribute, where
+/// CloudWatch Logs' syntax can say it without risk of leaving out a match:
+///
+/// * fields copied verbatim from the record — EventId, EventName, EventSource, AccessKeyId —
+///   as JSON equality (`{ $.eventName = "DeleteBucket" }`, the form AWS documents for
+///   CloudTrail logs); for Insights the name and source are in `insightDetails`;
+/// * ReadOnly as `IS TRUE` / `IS FALSE` (or the string, as exports write it);
+/// * Username and ResourceName, which lookup derives, as a quoted term: the value appears in
+///   the record's text (a userName, an ARN's last part, a request parameter). Only plain
+///   ASCII values are sent, as JSON text may escape others; "root" is not sent (a Root
+///   record need not spell it).
+/// * ResourceType is not sent: lookup derives it from request parameters, so the text
+///   of a matching record need not contain it.
+///
+/// A value with `"` or `\` is never sent. Whatever the pattern, every event returned is
+/// checked again exactly.
+pub fn filter_pattern(query: &Query) -> Option<String> {
+    let attribute = query.attribute.as_ref()?;
+    let value = attribute.value.as_str();
+    if value.contains(['"', '\\']) || value.chars().any(char::is_control) {
+        return None;
+    }
+    let equals = |paths: &[&str]| {
+        let terms: Vec<String> = paths
+            .iter()
+            .map(|p| format!("($.{p} = \"{value}\")"))
+            .collect();
+        Some(format!("{{ {} }}", terms.join(" || ")))
+    };
+    let plain = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:@/+=,".contains(&b));
+    match attribute.key {
+        AttributeKey::EventId => equals(&["eventID"]),
+        AttributeKey::EventName if query.insight => {
+            equals(&["eventName", "insightDetails.eventName"])
+        }
+        AttributeKey::EventName => equals(&["eventName"]),
+        AttributeKey::EventSource if query.insight => {
+            equals(&["eventSource", "insightDetails.eventSource"])
+        }
+        AttributeKey::EventSource => equals(&["eventSource"]),
+        AttributeKey::AccessKeyId => equals(&["userIdentity.accessKeyId"]),
+        AttributeKey::ReadOnly => {
+            let upper = if value == "true" { "TRUE" } else { "FALSE" };
+            Some(format!(
+                "{{ ($.readOnly IS {upper}) || ($.readOnly = \"{value}\") }}"
+            ))
+        }
+        AttributeKey::Username | AttributeKey::ResourceName if plain && value != "root" => {
+            Some(format!("\"{value}\""))
+        }
+        AttributeKey::Username | AttributeKey::ResourceName | AttributeKey::ResourceType => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::query::Attribute;
+    use super::*;
+
+    fn pattern(key: AttributeKey, value: &str) -> Option<String> {
+        filter_pattern(&Query {
+            attribute: Some(Attribute {
+                key,
+                value: value.into(),
+            }),
+            ..Query::default()
+        })
+    }
+
+    #[test]
+    fn patterns() {
+        assert_eq!(
+            pattern(AttributeKey::EventName, "DeleteBucket").as_deref(),
+            Some("{ ($.eventName = \"DeleteBucket\") }")
+        );
+        assert_eq!(
+            pattern(AttributeKey::ReadOnly, "false").as_deref(),
+            Some("{ ($.readOnly IS FALSE) || ($.readOnly = \"false\") }")
+        );
+        assert_eq!(
+            pattern(AttributeKey::ResourceName, "my-bucket").as_deref(),
+            Some("\"my-bucket\"")
+        );
+        assert_eq!(pattern(AttributeKey::Username, "root"), None);
+        assert_eq!(pattern(AttributeKey::ResourceType, "AWS::S3::Bucket"), None);
+        assert_eq!(pattern(AttributeKey::EventName, "a\"b"), None);
+        assert_eq!(pattern(AttributeKey::ResourceName, "caf\u{e9}"), None);
+    }
+}
