@@ -1,0 +1,372 @@
+//! A digest file: reading it (gzip or plain), its fields, the hashes CloudTrail computes and
+//! the string it signs.
+
+use std::io::{BufRead, BufReader, Read};
+
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+use trailwatch::time::parse_event_time;
+
+/// The only hash algorithm CloudTrail uses for log and digest files.
+pub const HASH_ALGORITHM: &str = "SHA-256";
+/// The only signature algorithm CloudTrail uses for digest files.
+pub const SIGNATURE_ALGORITHM: &str = "SHA256withRSA";
+
+/// The fields of a digest file that validation uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub account: String,
+    /// `digestStartTime`, epoch milliseconds.
+    pub start: i64,
+    /// `digestEndTime` exactly as written (it is part of the string to sign).
+    pub end_text: String,
+    /// `digestEndTime`, epoch milliseconds.
+    pub end: i64,
+    pub bucket: String,
+    pub object: String,
+    pub fingerprint: Option<String>,
+    pub signature_algorithm: Option<String>,
+    pub previous_bucket: Option<String>,
+    pub previous_object: Option<String>,
+    pub previous_hash: Option<String>,
+    pub previous_hash_algorithm: Option<String>,
+    pub previous_signature: Option<String>,
+    pub log_files: Vec<LogEntry>,
+}
+
+/// One `logFiles[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub bucket: String,
+    pub object: String,
+    pub hash: String,
+    pub hash_algorithm: Option<String>,
+}
+
+impl Digest {
+    /// A starting digest (validation or logging just (re)started) names no previous digest.
+    pub fn is_starting(&self) -> bool {
+        self.previous_object.is_none()
+    }
+
+    /// What is inconsistent in the `previousDigest*` fields, if anything: a starting digest
+    /// has them all null, any other has them all set.
+    pub fn previous_fields_problem(&self) -> Option<String> {
+        let fields = [
+            ("previousDigestS3Bucket", self.previous_bucket.is_some()),
+            ("previousDigestS3Object", self.previous_object.is_some()),
+            ("previousDigestHashValue", self.previous_hash.is_some()),
+            (
+                "previousDigestHashAlgorithm",
+                self.previous_hash_algorithm.is_some(),
+            ),
+            ("previousDigestSignature", self.previous_signature.is_some()),
+        ];
+        let set: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
+        let null: Vec<&str> = fields.iter().filter(|f| !f.1).map(|f| f.0).collect();
+        if set.is_empty() || null.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "inconsistent chain fields: {} set but {} null (a starting digest has them all null)",
+            set.join(", "),
+            null.join(", ")
+        ))
+    }
+
+    /// The string CloudTrail signs (aws-cli `_create_string_to_sign`).
+    pub fn string_to_sign(&self, digest_sha256_hex: &str) -> String {
+        string_to_sign(
+            &self.end_text,
+            &self.bucket,
+            &self.object,
+            digest_sha256_hex,
+            self.previous_signature.as_deref(),
+        )
+    }
+}
+
+/// `digestEndTime\ndigestS3Bucket/digestS3Object\nhex(SHA-256(uncompressed digest))\n
+/// previousDigestSignature`, with the literal `null` for a starting digest.
+pub fn string_to_sign(
+    end_time: &str,
+    bucket: &str,
+    object: &str,
+    digest_sha256_hex: &str,
+    previous_signature: Option<&str>,
+) -> String {
+    format!(
+        "{end_time}\n{bucket}/{object}\n{digest_sha256_hex}\n{}",
+        previous_signature.unwrap_or("null")
+    )
+}
+
+/// Reads a digest file's JSON.
+pub fn parse_digest(bytes: &[u8]) -> Result<Digest, String> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a digest file: not JSON ({e})"))?;
+    let Value::Object(obj) = value else {
+        return Err("not a digest file: the JSON is not an object".into());
+    };
+    let field = |name: &str| required_str(&obj, name);
+    let time = |name: &str| -> Result<(String, i64), String> {
+        let text = field(name)?;
+        let ms = parse_event_time(&text).map_err(|e| format!("not a digest file: {name}: {e}"))?;
+        Ok((text, ms))
+    };
+    let (_, start) = time("digestStartTime")?;
+    let (end_text, end) = time("digestEndTime")?;
+    let log_files = match obj.get("logFiles") {
+        Some(Value::Array(entries)) => entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| log_entry(entry).map_err(|e| format!("logFiles[{i}]: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("not a digest file: {e}"))?,
+        Some(_) => return Err("not a digest file: logFiles is not an array".into()),
+        None => return Err("not a digest file: no logFiles".into()),
+    };
+    Ok(Digest {
+        account: field("awsAccountId")?,
+        start,
+        end_text,
+        end,
+        bucket: field("digestS3Bucket")?,
+        object: field("digestS3Object")?,
+        fingerprint: optional_str(&obj, "digestPublicKeyFingerprint")?,
+        signature_algorithm: optional_str(&obj, "digestSignatureAlgorithm")?,
+        previous_bucket: optional_str(&obj, "previousDigestS3Bucket")?,
+        previous_object: optional_str(&obj, "previousDigestS3Object")?,
+        previous_hash: optional_str(&obj, "previousDigestHashValue")?,
+        previous_hash_algorithm: optional_str(&obj, "previousDigestHashAlgorithm")?,
+        previous_signature: optional_str(&obj, "previousDigestSignature")?,
+        log_files,
+    })
+}
+
+fn log_entry(entry: &Value) -> Result<LogEntry, String> {
+    let Value::Object(obj) = entry else {
+        return Err("not an object".into());
+    };
+    let field = |name: &str| {
+        required_str(obj, name).map_err(|e| e.trim_start_matches("not a digest file: ").to_owned())
+    };
+    Ok(LogEntry {
+        bucket: field("s3Bucket")?,
+        object: field("s3Object")?,
+        hash: field("hashValue")?,
+        hash_algorithm: optional_str(obj, "hashAlgorithm")?,
+    })
+}
+
+fn required_str(obj: &Map<String, Value>, name: &str) -> Result<String, String> {
+    match obj.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Null) | None => Err(format!("not a digest file: no {name}")),
+        Some(_) => Err(format!("not a digest file: {name} is not a string")),
+    }
+}
+
+fn optional_str(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match obj.get(name) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Null) | None => Ok(None),
+        Some(_) => Err(format!("not a digest file: {name} is not a string or null")),
+    }
+}
+
+/// `reader`'s bytes, gunzipped (every gzip member) when they start with the gzip magic bytes.
+pub fn uncompressed<'a>(reader: impl Read + 'a) -> std::io::Result<Box<dyn Read + 'a>> {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let head = reader.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// The uncompressed bytes of a (possibly gzipped) file.
+pub fn read_uncompressed(reader: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    uncompressed(reader)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Lowercase hex SHA-256 of the uncompressed content, read in chunks (log files can be
+/// hundreds of MB uncompressed).
+pub fn sha256_uncompressed(reader: impl Read) -> std::io::Result<String> {
+    let mut reader = uncompressed(reader)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// Bytes of a hex string (either case, surrounding whitespace ignored).
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim().as_bytes();
+    if text.is_empty() || text.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    text.chunks(2)
+        .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
+        .collect()
+}
+
+/// Whether two hex hashes are the same (CloudTrail writes lowercase; be lenient on case).
+pub fn same_hash(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The shape of the documented example (cloudtrail-log-file-validation-digest-file-structure).
+    const EXAMPLE: &str = r#"{
+      "awsAccountId": "111122223333",
+      "digestStartTime": "2015-08-17T14:01:31Z",
+      "digestEndTime": "2015-08-17T15:01:31Z",
+      "digestS3Bucket": "S3-bucket-name",
+      "digestS3Object": "AWSLogs/111122223333/CloudTrail-Digest/us-east-2/2015/08/17/111122223333_CloudTrail-Digest_us-east-2_your-trail-name_us-east-2_20150817T150131Z.json.gz",
+      "digestPublicKeyFingerprint": "31e8b5433410dfb61a9dc45cc65b22ff",
+      "digestSignatureAlgorithm": "SHA256withRSA",
+      "newestEventTime": "2015-08-17T14:52:27Z",
+      "oldestEventTime": "2015-08-17T14:42:27Z",
+      "previousDigestS3Bucket": "S3-bucket-name",
+      "previousDigestS3Object": "AWSLogs/111122223333/CloudTrail-Digest/us-east-2/2015/08/17/111122223333_CloudTrail-Digest_us-east-2_your-trail-name_us-east-2_20150817T140131Z.json.gz",
+      "previousDigestHashValue": "97fb791cf91ffc440d274f8190dbdd9aa09c34432aba82739df18b6d3c13df2d",
+      "previousDigestHashAlgorithm": "SHA-256",
+      "previousDigestSignature": "50887ccffad4c002b97caa37cb9ef4b2cec72df5d1fb9dd1e4fca8f0f0d7e1",
+      "logFiles": [
+        {
+          "s3Bucket": "S3-bucket-name",
+          "s3Object": "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/17/111122223333_CloudTrail_us-east-2_20150817T1445Z_9nYN7gp2eWAJHIfT.json.gz",
+          "hashValue": "9bb6196fc6b84d6f075a56548feca262bd99ba3c2de41b618e5b6e22c1fc71f6",
+          "hashAlgorithm": "SHA-256",
+          "newestEventTime": "2015-08-17T14:52:27Z",
+          "oldestEventTime": "2015-08-17T14:42:27Z"
+        }
+      ]
+    }"#;
+
+    #[test]
+    fn reads_the_documented_digest() {
+        let d = parse_digest(EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(d.account, "111122223333");
+        assert_eq!(d.end_text, "2015-08-17T15:01:31Z");
+        assert_eq!(d.end - d.start, 3_600_000);
+        assert!(!d.is_starting());
+        assert_eq!(d.previous_fields_problem(), None);
+        assert_eq!(d.log_files.len(), 1);
+        assert_eq!(
+            d.log_files[0].hash_algorithm.as_deref(),
+            Some(HASH_ALGORITHM)
+        );
+    }
+
+    #[test]
+    fn string_to_sign_is_four_lines_with_null_for_a_starting_digest() {
+        let d = parse_digest(EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(
+            d.string_to_sign("abc"),
+            format!(
+                "2015-08-17T15:01:31Z\nS3-bucket-name/{}\nabc\n50887ccffad4c002b97caa37cb9ef4b2cec72df5d1fb9dd1e4fca8f0f0d7e1",
+                d.object
+            )
+        );
+        assert_eq!(string_to_sign("T", "b", "k", "h", None), "T\nb/k\nh\nnull");
+    }
+
+    #[test]
+    fn a_starting_digest_has_every_previous_field_null() {
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        for f in [
+            "previousDigestS3Bucket",
+            "previousDigestS3Object",
+            "previousDigestHashValue",
+            "previousDigestHashAlgorithm",
+            "previousDigestSignature",
+        ] {
+            v[f] = Value::Null;
+        }
+        let d = parse_digest(v.to_string().as_bytes()).unwrap();
+        assert!(d.is_starting());
+        assert_eq!(d.previous_fields_problem(), None);
+        v["previousDigestHashValue"] = "00".into();
+        let d = parse_digest(v.to_string().as_bytes()).unwrap();
+        let problem = d.previous_fields_problem().unwrap();
+        assert!(problem.contains("previousDigestHashValue set"), "{problem}");
+    }
+
+    #[test]
+    fn what_is_not_a_digest_says_why() {
+        let err = |text: &str| parse_digest(text.as_bytes()).unwrap_err();
+        assert!(err("{\"Records\":[]}").contains("no digestStartTime"));
+        assert!(err("[1]").contains("not an object"));
+        assert!(err("{").contains("not JSON"));
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["logFiles"][0]["hashValue"] = Value::Null;
+        assert!(err(&v.to_string()).contains("logFiles[0]: no hashValue"));
+        v["logFiles"] = 3.into();
+        assert!(err(&v.to_string()).contains("logFiles is not an array"));
+        v["logFiles"] = Value::Array(vec![]);
+        v["digestEndTime"] = "yesterday".into();
+        assert!(err(&v.to_string()).contains("digestEndTime"));
+    }
+
+    #[test]
+    fn hashes_the_uncompressed_bytes_of_plain_and_multi_member_gzip() {
+        let text = b"{\"Records\":[]}";
+        let expected = sha256_hex(text);
+        assert_eq!(sha256_uncompressed(&text[..]).unwrap(), expected);
+        let mut gz = Vec::new();
+        for part in [&text[..5], &text[5..]] {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(part).unwrap();
+            gz.extend(e.finish().unwrap());
+        }
+        assert_eq!(sha256_uncompressed(&gz[..]).unwrap(), expected);
+        assert!(
+            sha256_uncompressed(&gz[..gz.len() - 9]).is_err(),
+            "truncated gzip"
+        );
+        assert_eq!(read_uncompressed(&gz[..]).unwrap(), text);
+        assert_eq!(sha256_uncompressed(&b""[..]).unwrap(), sha256_hex(b""));
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(unhex(" 00AB10\n"), Some(vec![0, 0xab, 0x10]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("None"), None);
+        assert!(same_hash("AB", "ab"));
+    }
+}
