@@ -14,25 +14,70 @@ use trailwatch::ingest::{read_log_file, FileError, LogFileLimits};
 use trailwatch::record::{EventCategory, Record};
 use trailwatch::select::{ConfigError, DropReason, Matcher, TrailConfig, Verdict};
 
-/// List prices used for estimates: US East (N. Virginia), from the public pricing pages
-/// https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard log class, "Collect (data
-/// ingestion)") and https://aws.amazon.com/cloudtrail/pricing/ (trails: data events and network
-/// activity events per 100,000 delivered; management events are free for the first copy).
+/// List prices used for every estimate trailwatch makes (`selectors explain`, `replay`): US East
+/// (N. Virginia), standard tiers, no free tier, from the public pricing pages:
+/// - CloudWatch Logs ingestion: https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard log
+///   class, "Collect (data ingestion)", $0.50 per GB); PutLogEvents calls are not charged.
+/// - CloudTrail: https://aws.amazon.com/cloudtrail/pricing/ (trails: data events and network
+///   activity events, $0.10 per 100,000 delivered; management events are free for the first copy).
+/// - S3 GetObject: https://aws.amazon.com/s3/pricing/ (S3 Standard, "GET, SELECT, and all other
+///   requests", $0.0004 per 1,000).
+/// - SQS: https://aws.amazon.com/sqs/pricing/ (standard queues, $0.40 per million requests
+///   after the first million a month; every 64 KB chunk of a payload is one request).
+/// - EventBridge: https://aws.amazon.com/eventbridge/pricing/ (event buses, custom events
+///   published, $1.00 per million; every 64 KB chunk of an entry is one event).
+/// - DynamoDB: https://aws.amazon.com/dynamodb/pricing/on-demand/ (on-demand, standard table
+///   class, $0.625 per million write request units; one unit writes an item of up to 1 KB).
+///
 /// As published in 2025; not re-checked when this build was made — verify before relying on it.
 pub const PRICES: Prices = Prices {
     cloudwatch_logs_ingestion_per_gb: 0.50,
     cloudtrail_data_events_per_100k: 0.10,
     cloudtrail_network_activity_events_per_100k: 0.10,
-    source: "aws.amazon.com/cloudwatch/pricing and aws.amazon.com/cloudtrail/pricing, us-east-1 list prices as published in 2025",
+    s3_get_requests_per_1k: 0.0004,
+    sqs_requests_per_million: 0.40,
+    eventbridge_custom_events_per_million: 1.00,
+    dynamodb_write_request_units_per_million: 0.625,
+    source: "aws.amazon.com/{cloudwatch,cloudtrail,s3,sqs,eventbridge,dynamodb}/pricing, us-east-1 list prices as published in 2025, no free tier; verify",
 };
 
-/// USD list prices, see [`PRICES`].
+/// USD list prices, see [`PRICES`]; the methods turn usage into dollars, so every estimate
+/// uses the same arithmetic.
 #[derive(Debug, Clone, Copy)]
 pub struct Prices {
     pub cloudwatch_logs_ingestion_per_gb: f64,
     pub cloudtrail_data_events_per_100k: f64,
     pub cloudtrail_network_activity_events_per_100k: f64,
+    pub s3_get_requests_per_1k: f64,
+    pub sqs_requests_per_million: f64,
+    pub eventbridge_custom_events_per_million: f64,
+    pub dynamodb_write_request_units_per_million: f64,
     pub source: &'static str,
+}
+
+impl Prices {
+    /// CloudWatch Logs ingestion of `bytes` (GB = 10^9 bytes).
+    pub fn cloudwatch_logs_ingestion_usd(&self, bytes: f64) -> f64 {
+        bytes / 1e9 * self.cloudwatch_logs_ingestion_per_gb
+    }
+
+    pub fn s3_get_usd(&self, requests: u64) -> f64 {
+        requests as f64 / 1e3 * self.s3_get_requests_per_1k
+    }
+
+    /// `billed_requests`: 64 KB chunks, not calls.
+    pub fn sqs_usd(&self, billed_requests: u64) -> f64 {
+        billed_requests as f64 / 1e6 * self.sqs_requests_per_million
+    }
+
+    /// `billed_events`: 64 KB chunks of entries.
+    pub fn eventbridge_usd(&self, billed_events: u64) -> f64 {
+        billed_events as f64 / 1e6 * self.eventbridge_custom_events_per_million
+    }
+
+    pub fn dynamodb_writes_usd(&self, write_request_units: u64) -> f64 {
+        write_request_units as f64 / 1e6 * self.dynamodb_write_request_units_per_million
+    }
 }
 
 /// CloudWatch Logs counts each event as its message bytes plus this overhead (PutLogEvents).
@@ -225,7 +270,7 @@ fn estimate(tally: &Tally, prices: &Prices) -> Option<Estimate> {
     Some(Estimate {
         factor,
         cwl_gb,
-        cwl_usd: cwl_gb * prices.cloudwatch_logs_ingestion_per_gb,
+        cwl_usd: prices.cloudwatch_logs_ingestion_usd(cwl_bytes),
         data_events,
         network_events,
         cloudtrail_usd: data_events / 100_000.0 * prices.cloudtrail_data_events_per_100k
