@@ -17,6 +17,7 @@ pub struct Searcher<'q> {
     cap: Option<usize>,
     kept: BTreeMap<SortKey, String>,
     pub records: usize,
+    /// Matching events (a duplicate of a record kept is not counted again).
     pub matched: usize,
     pub files: usize,
     problems: Vec<String>,
@@ -83,7 +84,12 @@ impl<'q> Searcher<'q> {
         }
         // The same record twice (a duplicate delivery, or the same stream read twice) is
         // one event, as Event history has each event once.
-        self.kept.entry(key).or_insert_with(|| raw.to_owned());
+        match self.kept.entry(key) {
+            std::collections::btree_map::Entry::Occupied(_) => self.matched -= 1,
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(raw.to_owned());
+            }
+        }
         if self.cap.is_some_and(|cap| self.kept.len() > cap) {
             self.kept.pop_last();
         }
