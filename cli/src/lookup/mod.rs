@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{ArgAction, Args, Parser, ValueEnum};
 
 use crate::exit;
 use query::{decode_token, encode_token, looks_like_attribute, parse_attributes, Query};
@@ -158,6 +158,26 @@ pub enum OutputFormat {
 
 /// LookupEvents' default and largest page (MaxResults).
 const DEFAULT_PAGE: usize = 50;
+
+/// Parses the arguments of `trailwatch lookup` (what follows `lookup` on the command line),
+/// for callers that run the lookup in their own process with [`run_to`].
+pub fn parse_args<I, T>(args: I) -> Result<LookupArgs, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(Parser)]
+    #[command(name = "trailwatch lookup")]
+    struct Lookup {
+        #[command(flatten)]
+        args: LookupArgs,
+    }
+    let argv =
+        std::iter::once(std::ffi::OsString::from("lookup")).chain(args.into_iter().map(Into::into));
+    Lookup::try_parse_from(argv)
+        .map(|l| l.args)
+        .map_err(|e| e.to_string())
+}
 
 pub fn run(args: LookupArgs) -> ExitCode {
     let stdout = std::io::stdout();
