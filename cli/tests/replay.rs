@@ -759,3 +759,19 @@ fn progress_is_drawn_on_a_terminal_only() {
     assert!(text.contains("/4 files"), "{text:?}");
     assert!(text.contains("records") && text.contains("/s"), "{text:?}");
 }
+
+#[test]
+fn help_shows_examples_json_fields_and_exit_codes() {
+    let (code, stdout, _) = replay(&["--help"]);
+    assert_eq!(code, 0);
+    for text in [
+        "Examples:",
+        "replay - --out",
+        "--json",
+        "awsCalls",
+        "totalUsd",
+        "Exit codes: 0",
+    ] {
+        assert!(stdout.contains(text), "{text}: {stdout}");
+    }
+}
