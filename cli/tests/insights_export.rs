@@ -38,3 +38,179 @@ fn backtest_exports_a_snapshot_of_every_key_it_learned() {
         );
     }
 }
+
+fn trailwatch(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("trailwatch-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sample_trail() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/sample-trail"
+    ))
+}
+
+#[test]
+fn backtest_goes_on_past_a_damaged_file_and_exits_1() {
+    use std::io::Write;
+    let dir = temp_dir("backtest-damaged");
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut copied = 0;
+    let mut stack = vec![sample_trail()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains("_CloudTrail_") {
+                std::fs::copy(&p, logs.join(p.file_name().unwrap())).unwrap();
+                copied += 1;
+            }
+        }
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(br#"{"Records":[{"eventTime":"2023-07-10T12:00:00Z"}"#)
+        .unwrap();
+    let mut damaged = gz.finish().unwrap();
+    damaged.truncate(damaged.len() - 8);
+    let name = "123837392027_CloudTrail_us-east-1_20230710T1210Z_damaged0000000.json.gz";
+    std::fs::write(logs.join(name), damaged).unwrap();
+    let (out, export) = (dir.join("insights.jsonl"), dir.join("snapshot.json"));
+    let (code, _, stderr) = trailwatch(
+        &[
+            "insights",
+            "backtest",
+            logs.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--export",
+            export.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(name), "the damaged file is named: {stderr}");
+    assert!(
+        stderr.contains(&format!("{} files (1 unreadable)", copied + 1)),
+        "{stderr}"
+    );
+    let snapshot: trailwatch::insights::store::Snapshot =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert!(!snapshot.keys.is_empty(), "the good files were read");
+}
+
+#[test]
+fn backfill_says_why_it_cannot_run_and_exits_2() {
+    let dir = temp_dir("backfill-usage");
+    let trail = sample_trail();
+    let trail = trail.to_str().unwrap();
+    // AWS pointed at a closed port, with credentials, so nothing reaches a real account.
+    let env = [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    // No --table.
+    let (code, _, stderr) = trailwatch(&["insights", "backfill", trail], &env);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--table"), "{stderr}");
+    // Logs missing.
+    let missing = dir.join("missing");
+    let (code, _, stderr) = trailwatch(
+        &[
+            "insights",
+            "backfill",
+            missing.to_str().unwrap(),
+            "--table",
+            "t",
+        ],
+        &env,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("missing"), "{stderr}");
+    // A configuration that is not one.
+    let config = dir.join("config.json");
+    std::fs::write(&config, r#"{"InsightSelectors":[{"InsightType":"Nope"}]}"#).unwrap();
+    let (code, _, stderr) = trailwatch(
+        &[
+            "insights",
+            "backfill",
+            trail,
+            "--table",
+            "t",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("config.json"), "{stderr}");
+    // Logs too short to close a minute: nothing to write, and the table is not asked.
+    let one = dir.join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::write(
+        one.join("111122223333_CloudTrail_us-east-1_20240101T0000Z_a.json"),
+        r#"{"Records":[{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","readOnly":false,"eventCategory":"Management","awsRegion":"us-east-1","recipientAccountId":"111122223333"}]}"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = trailwatch(
+        &[
+            "insights",
+            "backfill",
+            one.to_str().unwrap(),
+            "--table",
+            "t",
+        ],
+        &env,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("nothing to backfill"), "{stderr}");
+    // A table that cannot be reached: named, exit 2, after the SDK's retries.
+    let (code, stdout, stderr) = trailwatch(
+        &[
+            "insights",
+            "backfill",
+            trail,
+            "--table",
+            "unreachable-table",
+            "--dry-run",
+        ],
+        &env,
+    );
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(stderr.contains("unreachable-table"), "{stderr}");
+}
+
+#[test]
+fn backfill_help_has_examples_and_exit_codes() {
+    let (code, stdout, _) = trailwatch(&["insights", "backfill", "--help"], &[]);
+    assert_eq!(code, 0);
+    for text in [
+        "--table",
+        "--dry-run",
+        "--force",
+        "--region",
+        "Examples:",
+        "Exit codes",
+    ] {
+        assert!(stdout.contains(text), "{text}: {stdout}");
+    }
+}
