@@ -425,7 +425,12 @@ pub fn validate(files: &[LocalFile], options: &Options, source: &dyn Source) -> 
                         ));
                     }
                 }
-                Some(object) if in_range[this] => {
+                // Skipped for a present digest (naming a missing one leaves a hole instead).
+                Some(object)
+                    if in_range[this]
+                        && find_digest(key_tail(object).unwrap_or(object))
+                            .is_some_and(|named| named != this) =>
+                {
                     link_problems[this].push(format!(
                         "not in the chain: the next digest {} names {} as previous",
                         short(&digest_files[next].file.tail),
@@ -604,7 +609,10 @@ pub fn validate(files: &[LocalFile], options: &Options, source: &dyn Source) -> 
                 let tail = key_tail(&entry.object).unwrap_or(&entry.object);
                 let local = find(tail);
                 let (status, problem) = match local {
-                    None => (Status::Missing, format!("missing (listed in {})", short(digest_tail))),
+                    None => (
+                        Status::Missing,
+                        format!("listed in {}, not in the folder", short(digest_tail)),
+                    ),
                     Some(file) => match (
                         hashes.get(file.path.as_path()).unwrap_or(&not_read),
                         &entry.hash_algorithm,
@@ -613,11 +621,11 @@ pub fn validate(files: &[LocalFile], options: &Options, source: &dyn Source) -> 
                             Status::Unverified,
                             format!("unsupported hashAlgorithm {a} in {}", short(digest_tail)),
                         ),
-                        (Err(e), _) => (Status::Unreadable, format!("unreadable: {e}")),
+                        (Err(e), _) => (Status::Unreadable, e.clone()),
                         (Ok(sha), _) if !same_hash(sha, &entry.hash) => (
                             Status::Changed,
                             format!(
-                                "changed: hash expected {} found {sha} (SHA-256 of the uncompressed file; listed in {})",
+                                "hash expected {} found {sha} (SHA-256 of the uncompressed file; listed in {})",
                                 entry.hash,
                                 short(digest_tail)
                             ),
@@ -1189,7 +1197,7 @@ mod tests {
         let l = status_of(&r, &logs[0]);
         assert_eq!(l.status, Status::Unreadable);
         assert!(
-            l.problems[0].starts_with("unreadable: "),
+            l.problems[0].contains("deflate"),
             "{:?}",
             l.problems
         );
