@@ -257,6 +257,12 @@ pub fn collect_sources(inputs: &[PathBuf]) -> Result<Vec<Source>, ReplayError> {
     if stdin_count == 1 {
         sources.push(Source::Stdin);
     }
+    if sources.is_empty() {
+        // Most likely a wrong folder: say so rather than report an empty success.
+        return Err(ReplayError::Input(
+            "no log files (.json, .json.gz, .gz) in the inputs".into(),
+        ));
+    }
     Ok(sources)
 }
 
@@ -650,6 +656,12 @@ mod tests {
             collect_sources(&[dir.join("missing")]),
             Err(ReplayError::Input(_))
         ));
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        assert!(matches!(
+            collect_sources(&[empty]),
+            Err(ReplayError::Input(_))
+        ));
     }
 
     #[test]
@@ -709,6 +721,7 @@ mod tests {
     fn an_output_folder_that_cannot_be_created_is_an_error() {
         let dir = temp_dir("out-file");
         std::fs::write(dir.join("file"), "x").unwrap();
+        std::fs::write(dir.join("log.json"), r#"{"Records":[]}"#).unwrap();
         let result = replay(&options(vec![dir.clone()], dir.join("file/out")));
         assert!(matches!(result, Err(ReplayError::Output { .. })));
     }

@@ -645,7 +645,10 @@ pub async fn backfill_into(
     );
     line(
         "table before",
-        format!("closed through {}", minute_text(clock.closed_through)),
+        match clock.closed_through {
+            Some(_) => format!("closed through {}", minute_text(clock.closed_through)),
+            None => "no Insights state yet".to_owned(),
+        },
     );
     let how = match decision {
         Decision::Write | Decision::Refuse { .. } => String::new(),

@@ -45,7 +45,8 @@ fn trailwatch(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
         .spawn()
         .unwrap();
     if let Some(bytes) = stdin {
-        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        // A child that stops before reading all of it (an argument error) closes the pipe.
+        let _ = child.stdin.take().unwrap().write_all(bytes);
     }
     let out = child.wait_with_output().unwrap();
     (
@@ -774,4 +775,13 @@ fn help_shows_examples_json_fields_and_exit_codes() {
     ] {
         assert!(stdout.contains(text), "{text}: {stdout}");
     }
+}
+
+#[test]
+fn a_folder_without_log_files_is_not_an_empty_success() {
+    let dir = temp_dir("no-logs");
+    std::fs::write(dir.join("notes.txt"), "not a log").unwrap();
+    let (code, stdout, stderr) = replay(&[p(&dir), "--out", p(&dir.join("out"))]);
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(stderr.contains("no log files"), "{stderr}");
 }
