@@ -40,19 +40,21 @@ names), then files without a stamp by name, then stdin. Digest files are skipped
 --json prints one object on stdout (nothing else goes to stdout):
   files      {read, failed, digestsSkipped}
   records    {read, kept, dropped: {<reason>: n}, duplicates, rejected, stubbed, insights}
+             (reasons as in `selectors explain`: not_selected, outside_trail_region, ...)
   streams    {<stream name>: records delivered}
   delivery   {delivered, notAccepted: {<reason>: n}}
   insights   {enabled, forwardedNative, detected, forwardedDetected}
   awsCalls   {s3GetObject {calls, usd}, sqsSendMessageBatch {calls, messages,
              billedRequests, usd}, cloudWatchLogs {putLogEventsCalls, events, ingestedBytes,
              usd}, dynamoDbPutItem {calls, writeRequestUnits, usd}, eventBridgePutEvents
-             {calls, entries, billedEvents, usd}, totalUsd}
+             {calls, entries, billedEvents, usd}, totalUsd, notCounted}
   prices     the list prices used (USD) and their source
   problems   [text], outputErrors [text], out, exitCode
 
 Exit codes: 0 everything read and delivered; 1 done, but some files or records could not be
 read (each named on stderr with its file and record index; the rest was processed); 2 could
-not run: bad arguments or configuration, missing input, output folder not writable.")]
+not run: bad arguments or configuration, missing input or no log file in it, output folder
+not writable.")]
 pub struct ReplayArgs {
     /// CloudTrail log files (`.json` or `.json.gz`), folders (the `AWSLogs/...` layout, read
     /// recursively), or `-` for one log file on stdin (gzip or not).
