@@ -33,12 +33,12 @@ What is checked
   - its SHA-256 (of the uncompressed bytes) is the previousDigestHashValue of the next digest
     in the chain, and its .sig file (see Signatures) that digest's previousDigestSignature;
     a starting digest (logging or validation restarted) has every previousDigest* null;
-  - a digest named as previous but absent is MISSING: when its time is in --start-time..
+  - a digest named as previous but absent is missing: when its time is in --start-time..
     --end-time, or, without --start-time, when an older digest of the chain is present;
   - with --public-key: its signature verifies with one of the keys.
   Log files listed by each digest: present, with the listed SHA-256 (of the uncompressed bytes).
   A file decompressed after download (x.json for x.json.gz) is found and checked too. A log
-  file that only an invalid digest lists is UNVERIFIED even if its hash matches.
+  file that only an invalid digest lists is unverified even if its hash matches.
   Extra log files: a *.json(.gz) file under CloudTrail/<region>/ that no digest lists, in an
   account and region the checked digests cover. \"Covered\" means: its delivery minute (from
   its file name, YYYYMMDDTHHmmZ) lies entirely between the earliest digestStartTime and the
@@ -56,8 +56,8 @@ Signatures
         --query Metadata.signature --output text > \"$f.sig\"
     done
 
-  (with no S3 key prefix: --key \"$f\"). Then the public keys of every region digests are
-  written in, from a time before the oldest digest:
+  (with no S3 key prefix: --key \"$f\"). Then the public keys of every region the digests
+  are written in, from a time before the oldest digest:
 
     aws cloudtrail list-public-keys --region us-east-1 \\
       --start-time 2023-07-01T00:00:00Z > keys-us-east-1.json
