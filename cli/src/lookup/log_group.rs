@@ -60,6 +60,12 @@ async fn fetch(
         loader = loader.profile_name(profile);
     }
     let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(format!(
+            "no AWS Region for log group {}: give --region or set AWS_REGION",
+            source.group
+        ));
+    }
     let client = aws_sdk_cloudwatchlogs::Client::new(&sdk);
     let mut calls = Calls {
         pattern: filter_pattern(query),

@@ -32,6 +32,12 @@ pub use log_group::filter_pattern;
 /// network-activity events your trail kept (the log group holds them); `--management-only`
 /// gives exactly Event history's set. Insights events are looked up alone, with
 /// `--event-category insight`, as LookupEvents does. There is no 90-day limit.
+///
+/// Paging as the AWS CLI v2 does it: `lookup-events` is a paginated command there, so it
+/// prints every event unless given --max-items (with --starting-token to go on; --page-size
+/// only sizes its calls), and it still takes LookupEvents' own --max-results/--next-token,
+/// which return one page. All of these are taken here; a NextToken from either continues
+/// either.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   # A bucket was deleted: who did it? (one command)
@@ -121,8 +127,10 @@ pub struct LookupArgs {
     #[arg(long)]
     pub no_paginate: bool,
 
-    /// `json` (LookupEvents' output, as the AWS CLI prints it) or `table` (aligned columns:
-    /// time, event name, user, event source, source IP, error, event ID, resources).
+    /// `json` (LookupEvents' output as the AWS CLI v2 prints it; EventTime in UTC, e.g.
+    /// `2023-07-10T11:42:36+00:00`, where the CLI uses the machine's zone) or `table`
+    /// (aligned columns: time, event name, user, event source, source IP, error, event ID,
+    /// resources).
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
 

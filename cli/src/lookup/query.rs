@@ -139,14 +139,12 @@ pub fn parse_attributes(values: &[String]) -> Result<Option<Attribute>, String> 
     Ok(Some(attribute))
 }
 
-/// Whether a `--lookup-attributes` value looks like an attribute at all (clap hands a
-/// positional folder written after the option to the option, since it takes several values).
+/// Whether a `--lookup-attributes` value is meant as an attribute (clap hands a positional
+/// folder written after the option to the option, since it takes several values). Anything
+/// with `=` is, so that a malformed attribute is reported as one, not as a missing folder.
 pub fn looks_like_attribute(value: &str) -> bool {
     let t = value.trim_start();
-    t.starts_with('[')
-        || t.starts_with('{')
-        || t.contains("AttributeKey")
-        || t.contains("AttributeValue")
+    t.starts_with('[') || t.starts_with('{') || t.contains('=')
 }
 
 fn parse_shorthand(text: &str) -> Result<Attribute, String> {
