@@ -216,10 +216,21 @@ pub fn delivery_time_ms(path: &Path) -> Option<i64> {
 /// Lists the log files under `inputs`: files as given, folders walked recursively for
 /// `.json`, `.json.gz` and `.gz` files, in name order.
 pub fn collect_files(inputs: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
+    collect_files_where(inputs, &|name| {
+        name.ends_with(".json") || name.ends_with(".gz")
+    })
+}
+
+/// Files as given (they must exist), and the files of folders, walked recursively in name
+/// order, whose name `accept`s (hidden files and folders are skipped).
+pub fn collect_files_where(
+    inputs: &[PathBuf],
+    accept: &dyn Fn(&str) -> bool,
+) -> io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
         if input.is_dir() {
-            walk(input, &mut files)?;
+            walk(input, accept, &mut files)?;
         } else if input.exists() {
             files.push(input.clone());
         } else {
@@ -266,7 +277,7 @@ pub fn collect_sources(inputs: &[PathBuf]) -> Result<Vec<Source>, ReplayError> {
     Ok(sources)
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
+fn walk(dir: &Path, accept: &dyn Fn(&str) -> bool, files: &mut Vec<PathBuf>) -> io::Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
         .map(|e| e.map(|e| e.path()))
@@ -278,8 +289,8 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
             continue;
         }
         if path.is_dir() {
-            walk(&path, files)?;
-        } else if name.ends_with(".json") || name.ends_with(".gz") {
+            walk(&path, accept, files)?;
+        } else if accept(name) {
             files.push(path);
         }
     }

@@ -28,7 +28,7 @@ use trailwatch::insights::store::{
 };
 use trailwatch::insights::{InsightsConfig, InsightsEngine};
 use trailwatch::record::Record;
-use trailwatch::replay::delivery_time_ms;
+use trailwatch::replay::{collect_files_where, delivery_time_ms};
 use trailwatch::time::{format_event_time, MS_PER_MINUTE};
 use trailwatch_aws::insights_state::{DynamoDbInsightsStore, CELL_TTL};
 
@@ -163,6 +163,9 @@ fn say(text: &str) {
 /// Why the backtest or the backfill stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {
+    /// A log file or folder given that cannot be listed (the message names it).
+    #[error("{0}")]
+    Input(std::io::Error),
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -188,18 +191,10 @@ struct LogFile {
 /// Log files under the given paths. Folders contribute CloudTrail-looking files only (`.json`
 /// or `.json.gz`, not digests or Insights); files named explicitly are always read.
 fn collect(paths: &[PathBuf]) -> Result<Vec<LogFile>, BacktestError> {
-    let mut files = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).map_err(|source| BacktestError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        if meta.is_dir() {
-            walk(p, &mut files)?;
-        } else {
-            files.push(p.clone());
-        }
-    }
+    let looks_like_log = |name: &str| {
+        (name.ends_with(".json.gz") || name.ends_with(".json")) && name.contains("_CloudTrail_")
+    };
+    let files = collect_files_where(paths, &looks_like_log).map_err(BacktestError::Input)?;
     let mut files: Vec<LogFile> = files
         .into_iter()
         .map(|path| LogFile {
@@ -215,28 +210,6 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<LogFile>, BacktestError> {
         ))
     });
     Ok(files)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BacktestError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| BacktestError::Read {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            walk(&p, out)?;
-            continue;
-        }
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let looks_like_log = (name.ends_with(".json.gz") || name.ends_with(".json"))
-            && name.contains("_CloudTrail_");
-        if looks_like_log {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 fn load_config(path: Option<&Path>) -> Result<InsightsConfig, BacktestError> {

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use trailwatch::ingest::{read_log_file, FileError, LogFileLimits};
 use trailwatch::record::{EventCategory, Record};
+use trailwatch::replay::collect_files_where;
 use trailwatch::select::{ConfigError, DropReason, Matcher, TrailConfig, Verdict};
 
 /// List prices used for every estimate trailwatch makes (`selectors explain`, `replay`): US East
@@ -319,13 +320,13 @@ pub fn explain_report(config: &TrailConfig, logs: &[PathBuf]) -> Result<Value, S
     Ok(report_json(&matcher, &tally, &PRICES))
 }
 
-/// Decides every record under `logs`; a folder that cannot be listed is an error, a file
-/// that cannot be read is counted in `file_errors` and the others are still read.
+/// Decides every record under `logs` (files as given; in folders, the `.json`, `.gz` and
+/// `.jsonl` files); a folder that cannot be listed is an error, a file that cannot be read is
+/// counted in `file_errors` and the others are still read.
 fn tally_logs(matcher: &Matcher, logs: &[PathBuf]) -> Result<Tally, String> {
-    let mut files = Vec::new();
-    for path in logs {
-        collect_files(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    let records_file =
+        |name: &str| name.ends_with(".json") || name.ends_with(".gz") || name.ends_with(".jsonl");
+    let files = collect_files_where(logs, &records_file).map_err(|e| e.to_string())?;
     let mut tally = Tally::default();
     for file in &files {
         tally.files += 1;
@@ -338,22 +339,6 @@ fn tally_logs(matcher: &Matcher, logs: &[PathBuf]) -> Result<Tally, String> {
         }
     }
     Ok(tally)
-}
-
-/// Files under `path` (itself if it is a file), recursively, in name order.
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        entries.sort();
-        for entry in entries {
-            collect_files(&entry, out)?;
-        }
-    } else {
-        out.push(path.to_path_buf());
-    }
-    Ok(())
 }
 
 /// Hands each record's exact text to `each` (`None` for an element that is not a readable
