@@ -278,20 +278,8 @@ impl ValueSetBuilder<'_> {
         }
         Some(ValueSet {
             exact: ExactSet::new(&self.exact),
-            prefixes: AffixSet::new(
-                self.prefixes
-                    .iter()
-                    .map(|p| p.as_bytes().to_vec())
-                    .collect(),
-                false,
-            ),
-            suffixes: AffixSet::new(
-                self.suffixes
-                    .iter()
-                    .map(|s| s.as_bytes().iter().rev().copied().collect())
-                    .collect(),
-                true,
-            ),
+            prefixes: AffixSet::new(&self.prefixes, End::Start),
+            suffixes: AffixSet::new(&self.suffixes, End::End),
         })
     }
 }
@@ -351,17 +339,61 @@ impl ValueSet {
 /// a fraction of the memory, keeps a 128 MB Lambda safe.
 const DENSE_AFFIX_MAX_PATTERN_BYTES: usize = 32 * 1024;
 
-/// A set of prefixes (or suffixes) in the automaton its size allows.
+/// Which end of the value an affix set is anchored to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Prefixes (StartsWith, NotStartsWith).
+    Start,
+    /// Suffixes (EndsWith, NotEndsWith).
+    End,
+}
+
+/// Up to this many distinct pattern lengths, an affix set is a [`LengthBuckets`] (one probe per
+/// length); beyond, an automaton (one step per byte of the value, until it dies).
+const MAX_BUCKET_LENGTHS: usize = 16;
+
+/// A set of prefixes (or suffixes): hash probes by length when the patterns have few distinct
+/// lengths (real configurations: fillers and ARNs of a handful of lengths), else the anchored
+/// automaton its size allows.
 #[derive(Debug, Clone)]
 enum AffixSet {
+    ByLength(LengthBuckets),
     Dense(Affixes<DFA>),
     Compact(Affixes<NFA>),
 }
 
 impl AffixSet {
-    /// `patterns` in walking order: as written for prefixes, reversed for suffixes.
-    fn new(patterns: Vec<Vec<u8>>, reversed: bool) -> Option<AffixSet> {
-        let patterns: Vec<Vec<u8>> = patterns.into_iter().filter(|p| !p.is_empty()).collect();
+    /// `patterns` as written; `end` says which end of the value they are anchored to.
+    fn new(patterns: &[&str], end: End) -> Option<AffixSet> {
+        // Validation refuses empty values; they are not patterns here (as before).
+        let patterns: Vec<&[u8]> = patterns
+            .iter()
+            .map(|p| p.as_bytes())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if patterns.is_empty() {
+            return None;
+        }
+        if let Some(buckets) = LengthBuckets::new(&patterns, end) {
+            return Some(AffixSet::ByLength(buckets));
+        }
+        // In walking order: as written for prefixes, reversed for suffixes.
+        let reversed = end == End::End;
+        let walking: Vec<Vec<u8>> = patterns
+            .iter()
+            .map(|p| {
+                if reversed {
+                    p.iter().rev().copied().collect()
+                } else {
+                    p.to_vec()
+                }
+            })
+            .collect();
+        AffixSet::automaton(walking, reversed)
+    }
+
+    /// `patterns` (non-empty) in walking order: as written for prefixes, reversed for suffixes.
+    fn automaton(patterns: Vec<Vec<u8>>, reversed: bool) -> Option<AffixSet> {
         // Building can only fail on automata far larger than 500 values of 2 KiB; then the
         // values are simply not used as affixes, which validation prevents from happening.
         if patterns.iter().map(Vec::len).sum::<usize>() <= DENSE_AFFIX_MAX_PATTERN_BYTES {
@@ -379,9 +411,92 @@ impl AffixSet {
 
     fn matches(&self, value: &[u8]) -> bool {
         match self {
+            AffixSet::ByLength(b) => b.matches(value),
             AffixSet::Dense(a) => a.matches(value),
             AffixSet::Compact(a) => a.matches(value),
         }
+    }
+}
+
+/// Prefixes (or suffixes) grouped by byte length: for each length L up to the value's, the
+/// value's first (last) L bytes are looked up in one hash set of all patterns. A byte slice
+/// is only equal to patterns of its own length, so one set serves every length. Before
+/// hashing, the byte at the inner end of the slice (the pattern's last byte for a prefix, its
+/// first for a suffix) is tested against the bytes patterns of that length have there: most
+/// lengths are ruled out by one bit test.
+///
+/// Bytes, not characters: `str::starts_with`/`ends_with` compare bytes, and a UTF-8 pattern can
+/// only equal a slice that starts and ends on character boundaries, so a cut through a
+/// character never matches (nothing here slices a `&str`).
+#[derive(Debug, Clone)]
+struct LengthBuckets {
+    end: End,
+    /// Distinct pattern lengths, ascending.
+    lengths: Box<[Bucket]>,
+    patterns: HashSet<Box<[u8]>, BuildHasherDefault<FxHasher>>,
+}
+
+#[derive(Debug, Clone)]
+struct Bucket {
+    len: usize,
+    /// Bit b: some pattern of this length has byte b at its inner end.
+    inner: [u64; 4],
+}
+
+impl Bucket {
+    fn admits(&self, byte: u8) -> bool {
+        self.inner[usize::from(byte >> 6)] & (1u64 << (byte & 63)) != 0
+    }
+}
+
+impl LengthBuckets {
+    /// `None` when the (non-empty) patterns have more than [`MAX_BUCKET_LENGTHS`] lengths.
+    fn new(patterns: &[&[u8]], end: End) -> Option<LengthBuckets> {
+        let mut lengths: Vec<usize> = patterns.iter().map(|p| p.len()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        if lengths.len() > MAX_BUCKET_LENGTHS {
+            return None;
+        }
+        let lengths = lengths
+            .into_iter()
+            .map(|len| {
+                let mut inner = [0u64; 4];
+                for p in patterns.iter().filter(|p| p.len() == len) {
+                    let byte = match end {
+                        End::Start => p[len - 1],
+                        End::End => p[0],
+                    };
+                    inner[usize::from(byte >> 6)] |= 1u64 << (byte & 63);
+                }
+                Bucket { len, inner }
+            })
+            .collect();
+        Some(LengthBuckets {
+            end,
+            lengths,
+            patterns: patterns.iter().map(|p| Box::<[u8]>::from(*p)).collect(),
+        })
+    }
+
+    fn matches(&self, value: &[u8]) -> bool {
+        for bucket in &*self.lengths {
+            let len = bucket.len;
+            if len > value.len() {
+                return false;
+            }
+            let (part, inner) = match self.end {
+                End::Start => (&value[..len], value[len - 1]),
+                End::End => {
+                    let start = value.len() - len;
+                    (&value[start..], value[start])
+                }
+            };
+            if bucket.admits(inner) && self.patterns.contains(part) {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -475,24 +590,51 @@ impl<A: Automaton> Affixes<A> {
 #[derive(Default, Clone, Copy)]
 struct FxHasher(u64);
 
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
 impl Hasher for FxHasher {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
+            self.add(u64::from_le_bytes(word));
         }
-        for &byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(SEED);
+        let mut rest = chunks.remainder();
+        if rest.len() >= 4 {
+            let mut word = [0u8; 4];
+            word.copy_from_slice(&rest[..4]);
+            self.add(u64::from(u32::from_le_bytes(word)));
+            rest = &rest[4..];
+        }
+        if rest.len() >= 2 {
+            self.add(u64::from(u16::from_le_bytes([rest[0], rest[1]])));
+            rest = &rest[2..];
+        }
+        if let Some(&byte) = rest.first() {
+            self.add(u64::from(byte));
         }
     }
 
+    #[inline]
     fn write_u8(&mut self, byte: u8) {
-        self.write(&[byte]);
+        self.add(u64::from(byte));
     }
 
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
     fn finish(&self) -> u64 {
         self.0
     }
@@ -591,9 +733,10 @@ mod tests {
         let long: Vec<Vec<u8>> = (0..40)
             .map(|i| format!("arn:aws:s3:::bucket-{i}/{}", "k".repeat(1000)).into_bytes())
             .collect();
-        let set = AffixSet::new(long.clone(), false).unwrap();
+        let set = AffixSet::automaton(long.clone(), false).unwrap();
         assert!(matches!(set, AffixSet::Compact(_)));
-        let small = AffixSet::new(long.iter().map(|p| p[..30].to_vec()).collect(), false).unwrap();
+        let small =
+            AffixSet::automaton(long.iter().map(|p| p[..30].to_vec()).collect(), false).unwrap();
         assert!(matches!(small, AffixSet::Dense(_)));
         let mut value = long[7].clone();
         value.extend_from_slice(b"/more");
