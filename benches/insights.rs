@@ -121,10 +121,7 @@ fn bench_counting() {
 
 fn bench_step() {
     let params = DetectorParams::default();
-    let ctx = StepContext {
-        params: &params,
-        origin_day: T0 / MS_PER_MINUTE / 1440,
-    };
+    let ctx = StepContext::new(&params, T0 / MS_PER_MINUTE / 1440);
     let minutes = 10 * 1440i64;
     let mut rng = Lcg(2);
     let counts: Vec<u32> = (0..minutes).map(|_| rng.poisson(3.0)).collect();

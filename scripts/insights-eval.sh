@@ -4,6 +4,11 @@
 #   scripts/insights-eval.sh                 # tuning seeds 1-5 and held-out seeds 11 12, scales 0.3 1 3
 #   SEEDS="1 2" HOLDOUT="" SCALES="1" scripts/insights-eval.sh
 #   CONFIG=my-insights.json scripts/insights-eval.sh   # e.g. {"Trailwatch":{"detector":{"scoreOn":10}}}
+#   VALIDATION="21 22 23" scripts/insights-eval.sh      # adds validation streams never tuned on
+#
+# Validation seeds are generated with other shapes than the tuning/held-out ones: seed 21 is an
+# organization trail (--org-id) starting on a Monday, seed 22 starts on a Friday, others use the
+# generator's defaults. Report them separately; do not tune on them.
 #
 # Generates data once (target/insights-eval/data/seed<S>_scale<X>), builds the CLI in release,
 # runs `trailwatch insights backtest` per stream, scores with ctscore.py and prints one table
@@ -16,16 +21,27 @@ SHARED="$(cd "$ROOT/../shared/insights-eval" && pwd)"
 WORK="$ROOT/target/insights-eval"
 SEEDS="${SEEDS-1 2 3 4 5}"
 HOLDOUT="${HOLDOUT-11 12}"
+VALIDATION="${VALIDATION-}"
 SCALES="${SCALES-0.3 1 3}"
 CONFIG="${CONFIG-}"
 mkdir -p "$WORK/data" "$WORK/out"
 
+gen_args() {
+  case "$1" in
+    21) echo "--org-id o-abc123def4 --start 2024-09-02T00:00:00Z" ;;
+    22) echo "--start 2025-01-10T00:00:00Z" ;;
+  esac
+}
+
 for scale in $SCALES; do
-  for seed in $SEEDS $HOLDOUT; do
+  for seed in $SEEDS $HOLDOUT $VALIDATION; do
     d="$WORK/data/seed${seed}_scale${scale}"
     if [ ! -f "$d/labels.json" ]; then
       echo "generating seed $seed scale $scale ..." >&2
-      python3 "$SHARED/ctgen.py" --out "$d" --seed "$seed" --scale "$scale" >/dev/null
+      extra=""
+      case " $VALIDATION " in *" $seed "*) extra="$(gen_args "$seed")" ;; esac
+      # shellcheck disable=SC2086
+      python3 "$SHARED/ctgen.py" --out "$d" --seed "$seed" --scale "$scale" $extra >/dev/null
     fi
   done
 done
@@ -34,7 +50,7 @@ done
 RUN=("$ROOT/target/release/trailwatch" insights)
 
 for scale in $SCALES; do
-  for seed in $SEEDS $HOLDOUT; do
+  for seed in $SEEDS $HOLDOUT $VALIDATION; do
     name="seed${seed}_scale${scale}"
     args=(backtest "$WORK/data/$name" --out "$WORK/out/$name.jsonl")
     [ -n "$CONFIG" ] && args+=(--config "$CONFIG")
@@ -44,7 +60,7 @@ for scale in $SCALES; do
   done
 done
 
-SEEDS="$SEEDS" HOLDOUT="$HOLDOUT" SCALES="$SCALES" WORK="$WORK" python3 - <<'PY'
+SEEDS="$SEEDS" HOLDOUT="$HOLDOUT" VALIDATION="$VALIDATION" SCALES="$SCALES" WORK="$WORK" python3 - <<'PY'
 import json, os, re, statistics as st
 work = os.environ["WORK"]
 def rows(seeds, scale):
@@ -65,7 +81,8 @@ def ms(v, n=3):
 print("| seeds | scale | precision | recall | F1 (min) | false Starts/day | latency min | emit latency min | negatives fired | duplicates | state bytes mean/max |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for label, seeds in (("tuning " + os.environ["SEEDS"], os.environ["SEEDS"].split()),
-                     ("held-out " + os.environ["HOLDOUT"], os.environ["HOLDOUT"].split())):
+                     ("held-out " + os.environ["HOLDOUT"], os.environ["HOLDOUT"].split()),
+                     ("validation " + os.environ["VALIDATION"], os.environ["VALIDATION"].split())):
     if not seeds:
         continue
     for scale in os.environ["SCALES"].split():

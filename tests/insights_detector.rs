@@ -365,3 +365,47 @@ fn streaming_with_a_watermark_treats_late_files_as_baseline_only() {
     let v: Value = serde_json::from_str(&out[0]).unwrap();
     assert_eq!(v["detectedAt"], format_event_time(at + 16 * MS_PER_MINUTE));
 }
+
+/// Weekday deploys at irregular times by one CI role, three a day of 6 calls within a minute;
+/// on day 8 deploys coincide (16 calls in a minute) by `who`.
+fn deploys_then_a_double_one(who: &str) -> Vec<String> {
+    let mut texts = background(9);
+    let mut rng = Lcg(11);
+    let call = |ms: i64, who: &str| {
+        event(
+            ms,
+            "lambda.amazonaws.com",
+            "UpdateFunctionCode20150331v2",
+            false,
+            None,
+            who,
+        )
+    };
+    for day in 0..8 {
+        for _ in 0..3 {
+            let at = minute(day, 14 + (rng.next_f64() * 8.0) as i64, 0)
+                + (rng.next_f64() * 59.0) as i64 * MS_PER_MINUTE;
+            texts.extend((0..6).map(|i| call(at + i * 5000, "ci-deploy")));
+        }
+    }
+    let at = minute(8, 16, 31);
+    texts.extend((0..16).map(|i| call(at + i * 3000, who)));
+    texts
+}
+
+#[test]
+fn recurring_deploy_bursts_by_the_same_role_do_not_fire_when_they_coincide() {
+    let out = run(&deploys_then_a_double_one("ci-deploy"));
+    assert!(
+        starts(&out, "UpdateFunctionCode20150331v2").is_empty(),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn the_same_burst_by_a_new_principal_fires() {
+    let out = run(&deploys_then_a_double_one("intruder"));
+    let s = starts(&out, "UpdateFunctionCode20150331v2");
+    assert_eq!(s.len(), 1, "{out:#?}");
+    assert_eq!(s[0]["eventTime"], format_event_time(minute(8, 16, 31)));
+}

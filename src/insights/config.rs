@@ -50,6 +50,16 @@ pub struct DetectorParams {
     /// Surprise guard: the score must exceed `guard_beta` × the key's largest score of the
     /// previous 7 UTC days (`β`). Default 2. 0 disables the guard.
     pub guard_beta: f64,
+    /// Guard for familiar recurring bursts: on a key that burst (a guard score ≥ `score_on`) on
+    /// at least `recurring_burst_days` of the previous 7 UTC days, a candidate whose dominant
+    /// principal *and* user agent already acted on the key in those days must beat this
+    /// multiple of the guard instead of `guard_beta` (CI/CD deploys, batch jobs at irregular
+    /// times: their size varies and two of them can coincide). A burst by a new actor keeps
+    /// `guard_beta`. Default 4; at or below `guard_beta` it has no effect.
+    pub familiar_guard_beta: f64,
+    /// Days (of the previous 7) with a burst that make a key "recurring bursty" for
+    /// `familiar_guard_beta`. Default 3. 0 treats every key as recurring bursty.
+    pub recurring_burst_days: u32,
     /// Ratio that keeps a minute "hot" / a window "warm" during an Insight (`R_OFF`). Default 1.5.
     pub ratio_off: f64,
     /// Excess that keeps the 5-minute window warm (`A_OFF`). Default 2.
@@ -84,6 +94,8 @@ impl Default for DetectorParams {
             excess_on: 4.0,
             error_excess_on: 2.5,
             guard_beta: 2.0,
+            familiar_guard_beta: 4.0,
+            recurring_burst_days: 3,
             ratio_off: 1.5,
             excess_off: 2.0,
             quiet_minutes: 5,
@@ -286,6 +298,7 @@ impl InsightsConfig {
             ("detector.excessOn", d.excess_on),
             ("detector.errorExcessOn", d.error_excess_on),
             ("detector.guardBeta", d.guard_beta),
+            ("detector.familiarGuardBeta", d.familiar_guard_beta),
             ("detector.excessOff", d.excess_off),
             ("detector.floorFraction", d.floor_fraction),
             ("detector.levelPseudoEvents", d.level_pseudo_events),

@@ -88,13 +88,40 @@ pub struct OpenInsight {
     pub baseline_count: u64,
 }
 
+/// Whether the activity of minutes `[start, t]` comes from an actor (principal and user agent)
+/// that already acted on the key in its baseline days. Asked only for a candidate Start on a
+/// key with recurring bursts.
+pub type Familiarity<'a> = &'a dyn Fn(i64, i64) -> bool;
+
 /// What a step needs besides the key's own state.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct StepContext<'a> {
     pub params: &'a DetectorParams,
     /// UTC day (minutes / 1440) of the first data of the account: warm-up and the number of
     /// baseline days are counted from it.
     pub origin_day: i64,
+    /// The attribution check for `familiar_guard_beta`; without it no burst counts as familiar.
+    pub familiar: Option<Familiarity<'a>>,
+}
+
+impl<'a> StepContext<'a> {
+    pub fn new(params: &'a DetectorParams, origin_day: i64) -> Self {
+        StepContext {
+            params,
+            origin_day,
+            familiar: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for StepContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepContext")
+            .field("params", self.params)
+            .field("origin_day", &self.origin_day)
+            .field("familiar", &self.familiar.is_some())
+            .finish()
+    }
 }
 
 /// The hot state of one series key.
@@ -309,6 +336,23 @@ impl KeyState {
         f64::from(best)
     }
 
+    /// Days of the previous 7 on which some window of the key scored at least `score_on`
+    /// (burst days, whether they fired or were held back by the guard).
+    fn burst_days(&self, day: i64, score_on: f64) -> u32 {
+        let mut n = 0;
+        for (s, d) in self.guard_day.iter().enumerate() {
+            if let Some(d) = *d {
+                if d >= day - BASELINE_DAYS
+                    && d < day
+                    && self.guard[s].iter().any(|&v| f64::from(v) >= score_on)
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     fn guard_feed(&mut self, wi: usize, day: i64, score: f64) {
         let s = day.rem_euclid(GUARD_DAYS as i64) as usize;
         if self.guard_day[s] != Some(day) {
@@ -388,7 +432,8 @@ impl KeyState {
                     continue;
                 }
                 let wi = p.windows.iter().position(|&v| v as usize == w).unwrap_or(0);
-                if p.guard_beta > 0.0 && score <= p.guard_beta * self.guard_max(wi, day) {
+                let guard = self.guard_max(wi, day);
+                if p.guard_beta > 0.0 && score <= p.guard_beta * guard {
                     continue;
                 }
                 let onset_back = (0..w)
@@ -396,6 +441,13 @@ impl KeyState {
                     .find(|&i| xs[i] >= 1.0 && xs[i] > mus[i])
                     .unwrap_or(0);
                 let start = t - onset_back as i64;
+                if p.familiar_guard_beta > p.guard_beta
+                    && score <= p.familiar_guard_beta * guard
+                    && self.burst_days(day, p.score_on) >= p.recurring_burst_days
+                    && ctx.familiar.is_some_and(|f| f(start, t))
+                {
+                    continue;
+                }
                 let total: u64 = (0..=onset_back).map(|i| xs[i] as u64).sum();
                 let (baseline_count, baseline_duration) = self.baseline_count(start, t);
                 self.insight = Some(OpenInsight {
@@ -759,10 +811,7 @@ mod tests {
     const T0: i64 = 28_495_680;
 
     fn run(state: &mut KeyState, p: &DetectorParams, minutes: &[(i64, u32)]) -> Vec<Transition> {
-        let ctx = StepContext {
-            params: p,
-            origin_day: T0 / DAY,
-        };
+        let ctx = StepContext::new(p, T0 / DAY);
         let mut out = Vec::new();
         for &(m, c) in minutes {
             state.step(m, c, &ctx, &mut out);
@@ -791,10 +840,7 @@ mod tests {
         assert_eq!(out[0].state, InsightState::Start);
         assert_eq!(out[0].start_minute, burst);
         let mut out = Vec::new();
-        let ctx = StepContext {
-            params: &p,
-            origin_day: T0 / DAY,
-        };
+        let ctx = StepContext::new(&p, T0 / DAY);
         s.advance_idle(burst + 60, &ctx, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].state, InsightState::End);

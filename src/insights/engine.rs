@@ -75,6 +75,20 @@ impl KeyAttributions {
         out
     }
 
+    /// Whether the dominant principal and the dominant user agent of minutes `[start, t]`
+    /// both acted on the key in its baseline days (see `DetectorParams::familiar_guard_beta`).
+    fn familiar(&self, start: i64, t: i64) -> bool {
+        let burst = self.merged_recent(start, t);
+        let baseline = self.baseline_for(start);
+        let known = |now: &super::sketch::SpaceSaving, before: &super::sketch::SpaceSaving| {
+            now.top(1)
+                .first()
+                .is_some_and(|top| before.entries().iter().any(|e| e.value == top.value))
+        };
+        known(&burst.user_identity_arn, &baseline.user_identity_arn)
+            && known(&burst.user_agent, &baseline.user_agent)
+    }
+
     fn baseline_for(&self, start: i64) -> MinuteAggregate {
         let first_day = start.div_euclid(MINUTES_PER_DAY) - 7;
         let mut out = MinuteAggregate::default();
@@ -338,7 +352,7 @@ impl InsightsEngine {
                 continue;
             }
             let key = self.pending.index().key(id as u32);
-            let ctx = StepContext { params, origin_day };
+            let ctx = StepContext::new(params, origin_day);
             let mut emit = |entry: &mut KeyEntry, transitions: &mut Vec<Transition>| {
                 for t in transitions.drain(..) {
                     let (insight, baseline) = match t.state {
@@ -379,14 +393,38 @@ impl InsightsEngine {
                     self.stats.late_minutes += 1;
                     continue;
                 }
-                entry.state.advance_idle(minute - 1, &ctx, &mut transitions);
+                {
+                    let attrs = &entry.attrs;
+                    let familiar = |start, t| attrs.familiar(start, t);
+                    let ctx = StepContext {
+                        familiar: Some(&familiar),
+                        ..ctx
+                    };
+                    entry.state.advance_idle(minute - 1, &ctx, &mut transitions);
+                }
                 emit(entry, &mut transitions);
                 entry.attrs.push_minute(minute, agg);
-                entry.state.step(minute, count, &ctx, &mut transitions);
+                {
+                    let attrs = &entry.attrs;
+                    let familiar = |start, t| attrs.familiar(start, t);
+                    let ctx = StepContext {
+                        familiar: Some(&familiar),
+                        ..ctx
+                    };
+                    entry.state.step(minute, count, &ctx, &mut transitions);
+                }
                 emit(entry, &mut transitions);
                 self.stats.minutes_evaluated += 1;
             }
-            entry.state.advance_idle(through, &ctx, &mut transitions);
+            {
+                let attrs = &entry.attrs;
+                let familiar = |start, t| attrs.familiar(start, t);
+                let ctx = StepContext {
+                    familiar: Some(&familiar),
+                    ..ctx
+                };
+                entry.state.advance_idle(through, &ctx, &mut transitions);
+            }
             emit(entry, &mut transitions);
         }
         self.closed_through = Some(through);
