@@ -2,13 +2,20 @@
 //! core defines (`LogSink`, `EventBus`) or a narrow struct of its own (S3 object reading, SQS
 //! sending, SSM). Clients are built once, at cold start, from one shared configuration.
 
+#[cfg(feature = "cloudwatch-logs")]
 pub mod cloudwatch_logs;
+#[cfg(feature = "dynamodb")]
 pub mod dedup;
+#[cfg(feature = "eventbridge")]
 pub mod eventbridge;
+#[cfg(feature = "dynamodb")]
 pub mod insights_state;
 pub mod metrics;
+#[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "sqs")]
 pub mod sqs;
+#[cfg(feature = "ssm")]
 pub mod ssm;
 
 use std::time::Duration;
