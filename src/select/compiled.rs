@@ -162,6 +162,23 @@ struct CompiledCondition {
     deselect: Option<ValueSet>,
 }
 
+impl CompiledCondition {
+    /// A rank of how much a test costs: single-valued fields before the `resources` list
+    /// (`resources.ARN` also filters by type), exact values before prefixes and suffixes.
+    fn cost(&self) -> u8 {
+        let field = match self.field {
+            Field::ResourcesType => 2,
+            Field::ResourcesArn => 4,
+            _ => 0,
+        };
+        let affixes = [&self.select, &self.deselect]
+            .into_iter()
+            .flatten()
+            .any(|set| set.prefixes.is_some() || set.suffixes.is_some());
+        field + u8::from(affixes)
+    }
+}
+
 impl CompiledAdvanced {
     fn new(selector: &AdvancedSelector) -> CompiledAdvanced {
         let mut category = None;
@@ -215,6 +232,9 @@ impl CompiledAdvanced {
                 deselect: deselect.build(),
             });
         }
+        // All conditions must pass and each is a pure test of the record, so their order is
+        // free: the cheapest go first, and the first that fails ends the selector.
+        conditions.sort_by_key(CompiledCondition::cost);
         CompiledAdvanced {
             category,
             resource_types,
