@@ -130,13 +130,42 @@ fn value_from(pool: &'static [String], shape: Shape) -> impl Strategy<Value = St
     })
 }
 
+/// A value from `pool` cut to a prefix or suffix of one of `lengths` characters (never empty).
+fn value_of_length(
+    pool: &'static [String],
+    shape: Shape,
+    lengths: Vec<usize>,
+) -> impl Strategy<Value = String> {
+    (select(pool), select(lengths)).prop_map(move |(v, n)| {
+        let chars: Vec<char> = v.chars().collect();
+        let n = n.min(chars.len()).max(1);
+        match shape {
+            Shape::Whole => v,
+            Shape::Prefix => chars[..n].iter().collect(),
+            Shape::Suffix => chars[chars.len() - n..].iter().collect(),
+        }
+    })
+}
+
+/// The values of one operator: mostly a few, sometimes many — of lengths all different (the
+/// compiled matcher's automata) or of a few lengths only (its hash probes by length).
+fn operator_values(pool: &'static [String], shape: Shape) -> impl Strategy<Value = Vec<String>> {
+    let few_lengths = prop::collection::vec(1usize..40, 1..5).prop_flat_map(move |lengths| {
+        prop::collection::vec(value_of_length(pool, shape, lengths), 20..60)
+    });
+    prop_oneof![
+        6 => prop::collection::vec(value_from(pool, shape), 1..4),
+        1 => prop::collection::vec(value_from(pool, shape), 20..60),
+        1 => few_lengths,
+    ]
+}
+
 /// A positive condition (some of Equals/StartsWith/EndsWith) on one field, values from `pool`.
-/// `whole_ok`: Equals may be used (resources.ARN Equals needs full ARNs, which the pool has).
 fn positive_condition(
     field: &'static str,
     pool: &'static [String],
 ) -> impl Strategy<Value = Value> {
-    let values = |shape| prop::collection::vec(value_from(pool, shape), 1..4);
+    let values = |shape| operator_values(pool, shape);
     (
         prop::option::of(values(Shape::Whole)),
         prop::option::of(values(Shape::Prefix)),

@@ -369,8 +369,11 @@ enum End {
 }
 
 /// Up to this many distinct pattern lengths, an affix set is a [`LengthBuckets`] (one probe per
-/// length); beyond, an automaton (one step per byte of the value, until it dies).
-const MAX_BUCKET_LENGTHS: usize = 16;
+/// length); beyond, an automaton (one step per byte of the value, until it dies). Measured on
+/// 500 values: S3 prefixes (`arn:aws:s3:::<bucket>/`, the bitmap rules out most lengths) cost
+/// the same either way at 8 lengths, and random patterns half the automaton's at 8 but more
+/// from 12 on.
+const MAX_BUCKET_LENGTHS: usize = 8;
 
 /// A set of prefixes (or suffixes): hash probes by length when the patterns have few distinct
 /// lengths (real configurations: fillers and ARNs of a handful of lengths), else the anchored
@@ -763,5 +766,202 @@ mod tests {
         assert!(set.matches(&value) && small.matches(&value));
         assert!(!set.matches(&long[7][..long[7].len() - 1]));
         assert!(!set.matches(b"arn:aws:s3:::bucket-99/k"));
+    }
+
+    /// The naive answer: does some pattern start (end) the value, compared as bytes.
+    fn naive(patterns: &[&str], end: End, value: &str) -> bool {
+        patterns.iter().any(|p| match end {
+            End::Start => value.starts_with(p),
+            End::End => value.ends_with(p),
+        })
+    }
+
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn few_lengths_are_bucketed_and_more_use_the_automaton() {
+        let few: Vec<String> = (0..300)
+            .map(|i| format!("arn:aws:s3:::b{}/", i % 500))
+            .collect();
+        let few: Vec<&str> = few.iter().map(String::as_str).collect();
+        assert!(matches!(
+            AffixSet::new(&few, End::Start),
+            Some(AffixSet::ByLength(_))
+        ));
+        let many: Vec<String> = (1..=MAX_BUCKET_LENGTHS + 1)
+            .map(|n| "x".repeat(n))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(matches!(
+            AffixSet::new(&many, End::End),
+            Some(AffixSet::Dense(_))
+        ));
+        assert!(matches!(
+            AffixSet::new(&many[1..], End::End),
+            Some(AffixSet::ByLength(_))
+        ));
+        assert!(AffixSet::new(&[], End::Start).is_none());
+    }
+
+    #[test]
+    fn buckets_of_mixed_lengths_test_each_length_up_to_the_value() {
+        let prefixes = [
+            "arn:aws:s3:::logs/",
+            "arn:aws:s3:::a/",
+            "arn:",
+            "arn:aws:s3:::logs/2024/",
+        ];
+        let suffixes = ["/admin", "-ci", "user/bob", "b"];
+        let set = ValueSetBuilder {
+            exact: vec![],
+            prefixes: prefixes.to_vec(),
+            suffixes: suffixes.to_vec(),
+        }
+        .build()
+        .expect("non-empty");
+        assert!(matches!(set.prefixes, Some(AffixSet::ByLength(_))));
+        assert!(matches!(set.suffixes, Some(AffixSet::ByLength(_))));
+        for value in [
+            "arn:aws:s3:::logs/x",
+            "arn:aws:s3:::a/x",
+            "arn",
+            "arn:",
+            "ar",
+            "xarn:",
+            "role/admin",
+            "admin",
+            "/admi",
+            "deploy-ci",
+            "-c",
+            "user/bob",
+            "ser/bob",
+            "b",
+            "",
+            "arn:aws:s3:::logs/2024/",
+        ] {
+            let expected = naive(&prefixes, End::Start, value) || naive(&suffixes, End::End, value);
+            assert_eq!(set.matches(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn multibyte_values_are_compared_as_bytes_without_cutting_a_str() {
+        // Pattern lengths 1 to 6 bytes cut these values inside characters at most lengths.
+        let patterns = [
+            "\u{e9}",
+            "\u{65e5}",
+            "a\u{20ac}",
+            "\u{65e5}\u{672c}",
+            "z",
+            "\u{1f600}",
+        ];
+        for end in [End::Start, End::End] {
+            let set = AffixSet::new(&patterns, end).expect("non-empty");
+            assert!(matches!(set, AffixSet::ByLength(_)));
+            let automaton = AffixSet::automaton(
+                patterns
+                    .iter()
+                    .map(|p| match end {
+                        End::Start => p.as_bytes().to_vec(),
+                        End::End => p.bytes().rev().collect(),
+                    })
+                    .collect(),
+                end == End::End,
+            )
+            .expect("non-empty");
+            for value in [
+                "\u{e9}t\u{e9}",
+                "\u{65e5}\u{672c}\u{8a9e}",
+                "\u{8a9e}\u{65e5}",
+                "a\u{20ac}",
+                "\u{20ac}a",
+                "\u{1f600}",
+                "x\u{1f600}",
+                "\u{1f600}x",
+                "\u{e8}",
+                "za",
+                "az",
+                "\u{672c}",
+            ] {
+                let expected = naive(&patterns, end, value);
+                assert_eq!(set.matches(value.as_bytes()), expected, "{end:?} {value:?}");
+                assert_eq!(
+                    automaton.matches(value.as_bytes()),
+                    expected,
+                    "{end:?} {value:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_and_automata_agree_with_the_naive_test_on_random_sets() {
+        let mut state = 42u64;
+        // Few letters so that patterns overlap and values often share long prefixes with them.
+        let alphabet = ["a", "b", "/", "\u{e9}", "\u{20ac}"];
+        let word = |len: u64, state: &mut u64| -> String {
+            (0..1 + lcg(state) % len)
+                .map(|_| alphabet[(lcg(state) % 5) as usize])
+                .collect()
+        };
+        for round in 0..300 {
+            let count = 1 + lcg(&mut state) % if round % 3 == 0 { 120 } else { 6 };
+            let max_len = 2 + round % 14;
+            let patterns: Vec<String> = (0..count).map(|_| word(max_len, &mut state)).collect();
+            let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+            let values: Vec<String> = (0..40)
+                .map(|i| {
+                    let base = word(20, &mut state);
+                    match i % 3 {
+                        0 => format!("{}{base}", patterns[i % patterns.len()]),
+                        1 => format!("{base}{}", patterns[i % patterns.len()]),
+                        _ => base,
+                    }
+                })
+                .collect();
+            for end in [End::Start, End::End] {
+                let set = AffixSet::new(&patterns, end).expect("non-empty");
+                for value in &values {
+                    assert_eq!(
+                        set.matches(value.as_bytes()),
+                        naive(&patterns, end, value),
+                        "{end:?} {patterns:?} {value:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conditions_run_cheapest_first() {
+        let selectors = crate::select::TrailConfig::from_json(
+            r#"{"AdvancedEventSelectors": [{"FieldSelectors": [
+                {"Field": "eventCategory", "Equals": ["Data"]},
+                {"Field": "resources.ARN", "StartsWith": ["arn:aws:s3:::b/"]},
+                {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
+                {"Field": "userIdentity.arn", "NotEndsWith": ["/ci"]},
+                {"Field": "eventName", "Equals": ["GetObject"]}
+            ]}]}"#,
+        )
+        .expect("valid");
+        let compiled = Compiled::new(selectors.selectors());
+        let CompiledSelectors::Advanced(list) = &compiled.selectors else {
+            panic!("advanced selectors");
+        };
+        let fields: Vec<Field> = list[0].conditions.iter().map(|c| c.field).collect();
+        assert_eq!(
+            fields,
+            [
+                Field::EventName,
+                Field::UserIdentityArn,
+                Field::ResourcesType,
+                Field::ResourcesArn
+            ]
+        );
     }
 }
