@@ -1,5 +1,6 @@
 //! Evaluations per second on one core: compiled matcher vs reference interpreter, over real
-//! records, as the number of selector values grows. `cargo bench -p trailwatch --bench selectors`.
+//! records, as the number of selector values grows. `cargo bench -p trailwatch --bench selectors`
+//! (`-- StartsWith --compiled-only`: only the rows naming StartsWith, without the interpreter).
 //!
 //! Records: every real record of `../shared/data`, turned into an S3 data event (eventCategory
 //! Data, one `AWS::S3::Object` resource `arn:aws:s3:::bench-<n>/<eventName>/<i>`) so that data
@@ -156,7 +157,15 @@ thread_local! {
     static WALL_START: Instant = Instant::now();
 }
 
+/// Arguments (after `--`): words that pick the rows whose condition contains one of them, and
+/// `--compiled-only` to skip the interpreter (for profiling the compiled matcher alone).
 fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let compiled_only = args.iter().any(|a| a == "--compiled-only");
+    let words: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let records = bench_records();
     println!(
         "{} real records as S3 data events; one thread; rates per CPU second ({}), best of {} runs of >= {} ms per engine\n",
@@ -175,6 +184,9 @@ fn main() {
         "EndsWith userIdentity.arn",
         "mixed, six operators",
     ] {
+        if !words.is_empty() && !words.iter().any(|w| shape.contains(w.as_str())) {
+            continue;
+        }
         let mut first = None;
         for n in VARIABLE_VALUES {
             let n = if shape.starts_with("mixed") {
@@ -185,7 +197,11 @@ fn main() {
             let config = config(condition(shape, n, &records));
             let matcher = config.compile();
             let (compiled, kept) = rate(&records, |r| matcher.evaluate(r).is_keep());
-            let (interpreted, kept_i) = rate(&records, |r| interpret(&config, r).is_keep());
+            let (interpreted, kept_i) = if compiled_only {
+                (f64::NAN, kept)
+            } else {
+                rate(&records, |r| interpret(&config, r).is_keep())
+            };
             assert_eq!(kept, kept_i, "engines disagree on {shape} with {n} values");
             println!(
                 "{:<28} {:>7} {:>7} {:>16.2} {:>16.2} {:>8.1}x {:>9.1}",
