@@ -305,11 +305,14 @@ impl ValueSetBuilder<'_> {
 }
 
 /// Exact values: a few are compared one by one (cheaper than hashing the record's value),
-/// more go into a hash set.
+/// more go into a hash set, behind a filter that rules out most other values without hashing.
 #[derive(Debug, Clone)]
 enum ExactSet {
     Few(Vec<Box<str>>),
-    Many(HashSet<Box<str>, BuildHasherDefault<FxHasher>>),
+    Many {
+        filter: Box<ShapeFilter>,
+        set: HashSet<Box<str>, BuildHasherDefault<FxHasher>>,
+    },
 }
 
 /// Up to this many exact values are compared one by one.
@@ -320,15 +323,57 @@ impl ExactSet {
         if values.len() <= LINEAR_SCAN_MAX {
             ExactSet::Few(values.iter().map(|v| Box::<str>::from(*v)).collect())
         } else {
-            ExactSet::Many(values.iter().map(|v| Box::<str>::from(*v)).collect())
+            let mut filter = Box::new(ShapeFilter::default());
+            for v in values {
+                filter.insert(v.as_bytes());
+            }
+            ExactSet::Many {
+                filter,
+                set: values.iter().map(|v| Box::<str>::from(*v)).collect(),
+            }
         }
     }
 
     fn contains(&self, value: &str) -> bool {
         match self {
             ExactSet::Few(values) => values.iter().any(|v| &**v == value),
-            ExactSet::Many(set) => set.contains(value),
+            ExactSet::Many { filter, set } => {
+                filter.admits(value.as_bytes()) && set.contains(value)
+            }
         }
+    }
+}
+
+/// A bitmap over (length, first byte, last byte) of a set's values: a value whose bit is clear
+/// is not in the set. 500 values fill at most an eighth of its 4096 bits.
+#[derive(Debug, Clone)]
+struct ShapeFilter([u64; 64]);
+
+impl Default for ShapeFilter {
+    fn default() -> Self {
+        ShapeFilter([0; 64])
+    }
+}
+
+impl ShapeFilter {
+    fn bit(value: &[u8]) -> usize {
+        let (first, last) = match value {
+            [] => (0, 0),
+            [first, .., last] => (*first, *last),
+            [only] => (*only, *only),
+        };
+        let key = (value.len() as u64) << 16 | u64::from(first) << 8 | u64::from(last);
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize
+    }
+
+    fn insert(&mut self, value: &[u8]) {
+        let bit = Self::bit(value);
+        self.0[bit / 64] |= 1 << (bit % 64);
+    }
+
+    fn admits(&self, value: &[u8]) -> bool {
+        let bit = Self::bit(value);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
     }
 }
 
@@ -962,6 +1007,41 @@ mod tests {
                 Field::ResourcesType,
                 Field::ResourcesArn
             ]
+        );
+    }
+
+    #[test]
+    fn many_exact_values_pass_the_shape_filter_and_others_mostly_do_not() {
+        let values: Vec<String> = (0..500)
+            .map(|i| {
+                format!(
+                    "{}Api{i}{}",
+                    ["Get", "Put", "\u{e9}"][i % 3],
+                    "x".repeat(i % 7)
+                )
+            })
+            .chain(["a", "\u{20ac}"].map(String::from))
+            .collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let set = ExactSet::new(&refs);
+        assert!(matches!(set, ExactSet::Many { .. }));
+        assert!(refs.iter().all(|v| set.contains(v)));
+        let others: Vec<String> = (0..2000).map(|i| format!("Other{i}")).collect();
+        assert!(others.iter().all(|v| !set.contains(v)));
+        for other in ["", "b", "Api1", "GetApi1xx", "\u{e9}", "\u{20ac}\u{20ac}"] {
+            assert!(!set.contains(other), "{other:?}");
+        }
+        let ExactSet::Many { filter, .. } = &set else {
+            unreachable!()
+        };
+        let admitted = others
+            .iter()
+            .filter(|v| filter.admits(v.as_bytes()))
+            .count();
+        assert!(
+            admitted < others.len() / 2,
+            "{admitted} of {} admitted",
+            others.len()
         );
     }
 }
