@@ -1,7 +1,8 @@
-//! The compiled matcher: selectors turned once into hash sets (exact values) and anchored
-//! Aho-Corasick automata (prefixes, and suffixes by walking the value backwards), so that the
-//! cost of a field test grows with the length of the record's value, not with the number of
-//! configured values (flat up to the 500-value limit).
+//! The compiled matcher: selectors turned once into hash sets (exact values), hash probes by
+//! length (prefixes and suffixes of at most 8 distinct lengths: one probe per length) and
+//! otherwise anchored Aho-Corasick automata (suffixes by walking the value backwards), so that
+//! the cost of a field test does not grow with the number of configured values (flat up to the
+//! 500-value limit). An advanced selector's conditions run cheapest first.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
