@@ -367,3 +367,44 @@ async fn missing_and_corrupt_objects_are_set_aside_and_their_neighbours_delivere
         "the truncated file's records after the damage cannot be read"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_files_are_skipped_and_counted_in_the_metrics() {
+    let stack = Stack::new().await;
+    let good = recent(&invictus_files()[0].1, 10);
+    let account = "218007301253";
+    stack
+        .put_object(
+            &format!("AWSLogs/{account}/CloudTrail/us-east-1/2023/07/10/good.json.gz"),
+            gzip_log_file(&good),
+        )
+        .await;
+    // A digest is JSON with a `logFiles` list, not `Records`: read as a log file it would be
+    // an error; it must be recognised by its key and skipped.
+    stack
+        .put_object(
+            &format!(
+                "AWSLogs/{account}/CloudTrail-Digest/us-east-1/2023/07/10/\
+                 {account}_CloudTrail-Digest_us-east-1_audit_us-east-1_20230710T120000Z.json.gz"
+            ),
+            gzip_log_file(&[]),
+        )
+        .await;
+    let select = stack.select();
+    let notifications = drain_queue(&stack.sqs, &stack.ingest).await;
+    let mut totals = trailwatch_select_fn::SelectTotals::default();
+    for message in &notifications.records {
+        trailwatch_select_fn::process_counted(
+            &select,
+            message.body.as_deref().unwrap(),
+            &mut totals,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(totals.digests_skipped, 1);
+    assert_eq!(totals.selected, good.len());
+    assert_eq!(totals.unreadable, 0);
+    let line: serde_json::Value = serde_json::from_str(&totals.emf().to_line(0)).unwrap();
+    assert_eq!(line["DigestsSkipped"], 1, "{line}");
+}

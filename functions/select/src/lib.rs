@@ -141,6 +141,8 @@ pub struct SelectTotals {
     pub send_calls: usize,
     pub send_retries: usize,
     pub messages_failed: usize,
+    /// Digest files (`CloudTrail-Digest/`) named by notifications: not read, counted.
+    pub digests_skipped: usize,
     /// Attempts the SDK retried (throttling, 5xx, timeouts, dropped connections).
     pub sdk_retries: usize,
 }
@@ -173,6 +175,7 @@ impl SelectTotals {
             .count("SendRetries", self.send_retries)
             .count("MessagesFailed", self.messages_failed)
             .count("SdkRetries", self.sdk_retries)
+            .count("DigestsSkipped", self.digests_skipped)
     }
 }
 
@@ -213,6 +216,7 @@ pub async fn process_counted(
                 };
                 if origin.parsed.kind == ObjectKind::Digest {
                     tracing::info!(bucket = %bucket, key = %key, "digest file skipped");
+                    totals.digests_skipped += 1;
                     continue;
                 }
                 match read_object(context, &mut run, &origin, totals).await {
