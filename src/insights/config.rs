@@ -60,6 +60,17 @@ pub struct DetectorParams {
     /// Days (of the previous 7) with a burst that make a key "recurring bursty" for
     /// `familiar_guard_beta`. Default 3. 0 treats every key as recurring bursty.
     pub recurring_burst_days: u32,
+    /// Sustained rises: design ratio `ρ` of a per-key Poisson CUSUM,
+    /// `C = max(0, C + x ln ρ − (ρ − 1) μ)` (the log-likelihood ratio of "the rate is ρ × μ
+    /// since the segment began"), for moderate rises that last longer than the longest window
+    /// (×2 for half an hour on a busy key). It starts an Insight when `C` ≥ `score_on`, the
+    /// segment is at least as long as the longest window, passes `sustained_ratio_on` and the
+    /// excess gate, and beats the guards (its own daily maxima). Its onset is the segment's
+    /// first minute; it may start from the second day after the warm-up. Default 2; 0 disables
+    /// it.
+    pub cusum_ratio: f64,
+    /// Minimum observed / expected over the CUSUM segment to start. Default 1.5.
+    pub sustained_ratio_on: f64,
     /// Ratio that keeps a minute "hot" / a window "warm" during an Insight (`R_OFF`). Default 1.5.
     pub ratio_off: f64,
     /// Excess that keeps the 5-minute window warm (`A_OFF`). Default 2.
@@ -96,6 +107,8 @@ impl Default for DetectorParams {
             guard_beta: 2.0,
             familiar_guard_beta: 4.0,
             recurring_burst_days: 3,
+            cusum_ratio: 2.0,
+            sustained_ratio_on: 1.5,
             ratio_off: 1.5,
             excess_off: 2.0,
             quiet_minutes: 5,
@@ -299,6 +312,8 @@ impl InsightsConfig {
             ("detector.errorExcessOn", d.error_excess_on),
             ("detector.guardBeta", d.guard_beta),
             ("detector.familiarGuardBeta", d.familiar_guard_beta),
+            ("detector.cusumRatio", d.cusum_ratio),
+            ("detector.sustainedRatioOn", d.sustained_ratio_on),
             ("detector.excessOff", d.excess_off),
             ("detector.floorFraction", d.floor_fraction),
             ("detector.levelPseudoEvents", d.level_pseudo_events),
@@ -307,6 +322,12 @@ impl InsightsConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(invalid(field, "must be a non-negative number"));
             }
+        }
+        if d.cusum_ratio != 0.0 && d.cusum_ratio <= 1.0 {
+            return Err(invalid(
+                "detector.cusumRatio",
+                "must be above 1 (0 disables the CUSUM)",
+            ));
         }
         if d.quiet_minutes == 0 || d.max_insight_minutes == 0 {
             return Err(invalid(

@@ -27,7 +27,11 @@ const MINUTES_PER_DAY: i64 = 1440;
 const BASELINE_DAYS: i64 = 7;
 /// Length of the window whose coldness ends an Insight (DESIGN §3.5: `X_5`).
 const COLD_WINDOW: usize = 5;
-const STATE_VERSION: u8 = 1;
+/// Version 2 added the sustained-rise CUSUM (its value, segment and daily maxima); version 1
+/// states are still read (with a CUSUM at zero and no CUSUM history).
+const STATE_VERSION: u8 = 2;
+/// Resolution of the stored daily CUSUM maxima: 1/16 nat.
+const CUSUM_GUARD_SCALE: f64 = 16.0;
 
 /// `Start` or `End`, as in `insightDetails.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +142,14 @@ pub struct KeyState {
     expected: [f32; 24],
     guard_day: [Option<i64>; GUARD_DAYS],
     guard: [[f32; MAX_WINDOWS]; GUARD_DAYS],
+    /// Daily maxima of the CUSUM (1/16 nat), in the slots of `guard_day`.
+    cusum_guard: [u16; GUARD_DAYS],
+    /// Sustained-rise CUSUM `C` (0 when no segment is running) and its segment: first minute,
+    /// events and expected events since then.
+    cusum: f32,
+    cusum_start: i64,
+    cusum_x: u32,
+    cusum_m: f32,
     insight: Option<OpenInsight>,
 }
 
@@ -155,6 +167,11 @@ impl Default for KeyState {
             expected: [0.0; 24],
             guard_day: [None; GUARD_DAYS],
             guard: [[0.0; MAX_WINDOWS]; GUARD_DAYS],
+            cusum_guard: [0; GUARD_DAYS],
+            cusum: 0.0,
+            cusum_start: 0,
+            cusum_x: 0,
+            cusum_m: 0.0,
             insight: None,
         }
     }
@@ -245,6 +262,7 @@ impl KeyState {
                 m += 1;
                 continue;
             }
+            self.cusum_decay(m, through, ctx.params);
             let skipped = (through - m + 1).min(MINUTE_RING as i64);
             for k in 0..skipped {
                 let s = slot(through - k);
@@ -336,6 +354,24 @@ impl KeyState {
         f64::from(best)
     }
 
+    /// Whether a candidate that beat the guard is a familiar recurring burst that must beat
+    /// `familiar_guard_beta` × the guard instead (see [`DetectorParams::familiar_guard_beta`]).
+    fn familiar_recurring(
+        &self,
+        score: f64,
+        guard: f64,
+        start: i64,
+        t: i64,
+        day: i64,
+        ctx: &StepContext<'_>,
+    ) -> bool {
+        let p = ctx.params;
+        p.familiar_guard_beta > p.guard_beta
+            && score <= p.familiar_guard_beta * guard
+            && self.burst_days(day, p.score_on) >= p.recurring_burst_days
+            && ctx.familiar.is_some_and(|f| f(start, t))
+    }
+
     /// Days of the previous 7 on which some window of the key scored at least `score_on`
     /// (burst days, whether they fired or were held back by the guard).
     fn burst_days(&self, day: i64, score_on: f64) -> u32 {
@@ -353,12 +389,75 @@ impl KeyState {
         n
     }
 
-    fn guard_feed(&mut self, wi: usize, day: i64, score: f64) {
+    /// The guard slot of `day`, cleared when it held an older day.
+    fn guard_slot(&mut self, day: i64) -> usize {
         let s = day.rem_euclid(GUARD_DAYS as i64) as usize;
         if self.guard_day[s] != Some(day) {
             self.guard_day[s] = Some(day);
             self.guard[s] = [0.0; MAX_WINDOWS];
+            self.cusum_guard[s] = 0;
         }
+        s
+    }
+
+    fn cusum_guard_max(&self, day: i64) -> f64 {
+        let mut best = 0u16;
+        for (s, d) in self.guard_day.iter().enumerate() {
+            if let Some(d) = *d {
+                if d >= day - BASELINE_DAYS && d < day && self.cusum_guard[s] > best {
+                    best = self.cusum_guard[s];
+                }
+            }
+        }
+        f64::from(best) / CUSUM_GUARD_SCALE
+    }
+
+    fn cusum_guard_feed(&mut self, day: i64, c: f64) {
+        let s = self.guard_slot(day);
+        let v = (c * CUSUM_GUARD_SCALE)
+            .ceil()
+            .clamp(0.0, f64::from(u16::MAX)) as u16;
+        if v > self.cusum_guard[s] {
+            self.cusum_guard[s] = v;
+        }
+    }
+
+    fn cusum_reset(&mut self) {
+        self.cusum = 0.0;
+        self.cusum_start = 0;
+        self.cusum_x = 0;
+        self.cusum_m = 0.0;
+    }
+
+    /// Minutes `from..=through` closed without events: the CUSUM drifts down by
+    /// `(ρ − 1) × expected events` (the level correction taken as 1).
+    fn cusum_decay(&mut self, from: i64, through: i64, p: &DetectorParams) {
+        if self.cusum <= 0.0 || through < from {
+            return;
+        }
+        if p.cusum_ratio <= 1.0 || through - from >= 2 * MINUTES_PER_DAY {
+            self.cusum_reset();
+            return;
+        }
+        let mut expected = 0f64;
+        let mut m = from;
+        while m <= through {
+            let hour_end = (m.div_euclid(60) + 1) * 60 - 1;
+            let n = (hour_end.min(through) - m + 1) as f64;
+            expected += n * f64::from(self.expected[m.div_euclid(60).rem_euclid(24) as usize]);
+            m = hour_end + 1;
+        }
+        let c = f64::from(self.cusum) - (p.cusum_ratio - 1.0) * expected;
+        if c <= 0.0 {
+            self.cusum_reset();
+        } else {
+            self.cusum = c as f32;
+            self.cusum_m += expected as f32;
+        }
+    }
+
+    fn guard_feed(&mut self, wi: usize, day: i64, score: f64) {
+        let s = self.guard_slot(day);
         let v = score as f32;
         if v > self.guard[s][wi] {
             self.guard[s][wi] = v;
@@ -393,8 +492,18 @@ impl KeyState {
             .map(|h| u64::from(self.hour_count(h)))
             .sum();
         let hour_end = (start_hour + 1) * 60 - 1;
-        for m in start..=(t - 1).min(hour_end) {
-            sum = sum.saturating_sub(u64::from(self.clean[slot(m)]));
+        let last_in_hour = (t - 1).min(hour_end);
+        if t - start <= MINUTE_RING as i64 {
+            for m in start..=last_in_hour {
+                sum = sum.saturating_sub(u64::from(self.clean[slot(m)]));
+            }
+        } else if last_in_hour >= start {
+            // A CUSUM onset older than the minute ring: keep the start hour's share before the
+            // onset, prorated by minutes.
+            let in_hour = self.hour_count(start_hour);
+            let before = (start - start_hour * 60) as u64;
+            let kept = u64::from(in_hour) * before / (last_in_hour - start_hour * 60 + 1) as u64;
+            sum = sum.saturating_sub(u64::from(in_hour) - kept);
         }
         (sum, start - b0)
     }
@@ -418,8 +527,32 @@ impl KeyState {
         let mu_t = mus[0];
         let warmed = day - ctx.origin_day >= i64::from(p.warmup_days);
         let can_start = self.insight.is_none() && self.cool_until.is_none_or(|c| t >= c) && warmed;
+        let level = if self.insight.is_none() {
+            self.recent_level(t, p)
+        } else {
+            1.0
+        };
+        // Not before the warm-up: without a baseline every minute looks like a rise.
+        if self.insight.is_none() && p.cusum_ratio > 1.0 && warmed {
+            let m_t = level * mu_t;
+            let c = f64::from(self.cusum) + f64::from(x) * p.cusum_ratio.ln()
+                - (p.cusum_ratio - 1.0) * m_t;
+            if c <= 0.0 {
+                self.cusum_reset();
+            } else {
+                if self.cusum <= 0.0 {
+                    self.cusum_start = t;
+                    self.cusum_x = 0;
+                    self.cusum_m = 0.0;
+                }
+                self.cusum = c as f32;
+                self.cusum_x = self.cusum_x.saturating_add(x);
+                self.cusum_m += m_t as f32;
+            }
+        }
         if can_start {
-            let level = self.recent_level(t, p);
+            // (onset, events since the onset) of a Start, if some window or the CUSUM fires.
+            let mut fire: Option<(i64, u64)> = None;
             for &w in &p.windows {
                 let w = w as usize;
                 let big_x: f64 = xs[..w].iter().sum();
@@ -441,14 +574,30 @@ impl KeyState {
                     .find(|&i| xs[i] >= 1.0 && xs[i] > mus[i])
                     .unwrap_or(0);
                 let start = t - onset_back as i64;
-                if p.familiar_guard_beta > p.guard_beta
-                    && score <= p.familiar_guard_beta * guard
-                    && self.burst_days(day, p.score_on) >= p.recurring_burst_days
-                    && ctx.familiar.is_some_and(|f| f(start, t))
-                {
+                if self.familiar_recurring(score, guard, start, t, day, ctx) {
                     continue;
                 }
-                let total: u64 = (0..=onset_back).map(|i| xs[i] as u64).sum();
+                fire = Some((start, (0..=onset_back).map(|i| xs[i] as u64).sum()));
+                break;
+            }
+            // The CUSUM runs from the end of the warm-up; it may start one day later, once its
+            // guard has a day of history.
+            let cusum_warmed = day - ctx.origin_day > i64::from(p.warmup_days);
+            if fire.is_none() && p.cusum_ratio > 1.0 && cusum_warmed {
+                let c = f64::from(self.cusum);
+                let (cx, cm) = (f64::from(self.cusum_x), f64::from(self.cusum_m).max(1e-9));
+                let start = self.cusum_start;
+                if c >= p.score_on
+                    && t - start + 1 >= wmax as i64
+                    && cx - cm >= p.excess_on
+                    && cx >= p.sustained_ratio_on * cm
+                    && !(p.guard_beta > 0.0 && c <= p.guard_beta * self.cusum_guard_max(day))
+                    && !self.familiar_recurring(c, self.cusum_guard_max(day), start, t, day, ctx)
+                {
+                    fire = Some((start, u64::from(self.cusum_x)));
+                }
+            }
+            if let Some((start, total)) = fire {
                 let (baseline_count, baseline_duration) = self.baseline_count(start, t);
                 self.insight = Some(OpenInsight {
                     start,
@@ -459,6 +608,7 @@ impl KeyState {
                     total_at_last_hot: total,
                     baseline_count,
                 });
+                self.cusum_reset();
                 out.push(Transition {
                     state: InsightState::Start,
                     start_minute: start,
@@ -469,7 +619,6 @@ impl KeyState {
                     baseline_count,
                     baseline_duration,
                 });
-                break;
             }
         } else if let Some(ins) = self.insight.as_mut() {
             let x5: f64 = xs[..COLD_WINDOW].iter().sum();
@@ -517,6 +666,9 @@ impl KeyState {
                 let m = mus[..w].iter().sum::<f64>().max(1e-9);
                 self.guard_feed(wi, day, glr(xc as f64, m));
             }
+            if p.cusum_ratio > 1.0 && warmed {
+                self.cusum_guard_feed(day, f64::from(self.cusum));
+            }
         }
         if x > 0 {
             self.last_nonzero = Some(t);
@@ -526,14 +678,21 @@ impl KeyState {
 
     /// The compact binary form (version byte, varints, zero-run-length rings, f32 rates).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_version(STATE_VERSION)
+    }
+
+    /// [`Self::encode`] in the layout of `version` (1 has no CUSUM: it is left out).
+    fn encode_version(&self, version: u8) -> Vec<u8> {
+        let v2 = version >= 2;
         let mut w = Writer(Vec::with_capacity(512));
-        w.u8(STATE_VERSION);
+        w.u8(version);
         let flags = u8::from(self.last_minute.is_some())
             | u8::from(self.last_nonzero.is_some()) << 1
             | u8::from(self.cool_until.is_some()) << 2
             | u8::from(self.ring_hour.is_some()) << 3
             | u8::from(self.expected_day.is_some()) << 4
-            | u8::from(self.insight.is_some()) << 5;
+            | u8::from(self.insight.is_some()) << 5
+            | u8::from(v2 && self.cusum > 0.0 && self.last_minute.is_some()) << 6;
         w.u8(flags);
         for v in [
             self.last_minute,
@@ -589,7 +748,16 @@ impl KeyState {
                 for v in &self.guard[s][..n_windows] {
                     w.f32(*v);
                 }
+                if v2 {
+                    w.var(u64::from(self.cusum_guard[s]));
+                }
             }
+        }
+        if let (true, Some(last)) = (v2 && self.cusum > 0.0, self.last_minute) {
+            w.f32(self.cusum);
+            w.zz(last - self.cusum_start);
+            w.var(u64::from(self.cusum_x));
+            w.f32(self.cusum_m);
         }
         if let Some(ins) = &self.insight {
             w.zz(ins.start);
@@ -607,11 +775,12 @@ impl KeyState {
     pub fn decode(bytes: &[u8]) -> Result<Self, StateDecodeError> {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.u8()?;
-        if version != STATE_VERSION {
+        if version != 1 && version != STATE_VERSION {
             return Err(StateDecodeError::UnknownVersion(version));
         }
+        let v2 = version >= 2;
         let flags = r.u8()?;
-        if flags >> 6 != 0 {
+        if flags >> (if v2 { 7 } else { 6 }) != 0 {
             return Err(StateDecodeError::Corrupt("unknown flags"));
         }
         let mut s = KeyState::default();
@@ -659,7 +828,25 @@ impl KeyState {
                 for wi in 0..n_windows {
                     s.guard[slot_index][wi] = r.f32()?;
                 }
+                if v2 {
+                    s.cusum_guard[slot_index] = u16::try_from(r.var()?)
+                        .map_err(|_| StateDecodeError::Corrupt("cusum guard"))?;
+                }
             }
+        }
+        if flags & 64 != 0 {
+            let last = s
+                .last_minute
+                .ok_or(StateDecodeError::Corrupt("cusum without a minute"))?;
+            let c = r.f32()?;
+            if c <= 0.0 {
+                return Err(StateDecodeError::Corrupt("cusum not positive"));
+            }
+            s.cusum = c;
+            s.cusum_start = last.saturating_sub(r.zz()?);
+            s.cusum_x =
+                u32::try_from(r.var()?).map_err(|_| StateDecodeError::Corrupt("cusum count"))?;
+            s.cusum_m = r.f32()?;
         }
         if flags & 32 != 0 {
             let start = r.zz()?;
@@ -902,6 +1089,80 @@ mod tests {
                 assert_eq!(KeyState::decode(&s.encode()), Ok(s));
             }
         }
+    }
+
+    #[test]
+    fn version_1_states_still_decode_without_a_cusum() {
+        let p = DetectorParams::default();
+        let mut s = KeyState::new();
+        let mut minutes = Vec::new();
+        for m in (0..3 * DAY).step_by(3) {
+            minutes.push((T0 + m, 2 + (m % 4) as u32));
+        }
+        run(&mut s, &p, &minutes);
+        assert!(s.cusum > 0.0 || s.cusum_guard.iter().any(|&g| g > 0));
+        let v1 = s.encode_version(1);
+        assert_eq!(v1[0], 1);
+        let back = KeyState::decode(&v1).unwrap();
+        let mut expected = s.clone();
+        expected.cusum_reset();
+        expected.cusum_guard = [0; GUARD_DAYS];
+        assert_eq!(back, expected);
+        assert_eq!(KeyState::decode(&back.encode()).unwrap(), back);
+        assert_eq!(KeyState::decode(&s.encode()).unwrap(), s);
+    }
+
+    /// A busy key (Poisson 3/min, x-orshift draws) that doubles for 40 minutes at 04:00.
+    fn busy_key_with_a_doubling(p: &DetectorParams) -> (Vec<Transition>, i64) {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut uniform = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut poisson = |mean: f64| {
+            let l = (-mean).exp();
+            let (mut k, mut q) = (0u32, 1.0);
+            loop {
+                q *= uniform();
+                if q <= l {
+                    return k;
+                }
+                k += 1;
+            }
+        };
+        // From the UTC midnight of the origin day, so that the first day is a whole one.
+        let midnight = T0.div_euclid(DAY) * DAY;
+        let rise = midnight + 8 * DAY + 4 * 60;
+        let mut s = KeyState::new();
+        let minutes: Vec<(i64, u32)> = (0..9 * DAY)
+            .map(|m| {
+                let t = midnight + m;
+                let doubled = (rise..rise + 40).contains(&t);
+                (t, poisson(if doubled { 6.0 } else { 3.0 }))
+            })
+            .collect();
+        (run(&mut s, p, &minutes), rise)
+    }
+
+    #[test]
+    fn a_sustained_doubling_on_a_busy_key_fires_through_the_cusum() {
+        let p = DetectorParams::default();
+        let (out, rise) = busy_key_with_a_doubling(&p);
+        let starts: Vec<_> = out
+            .iter()
+            .filter(|t| t.state == InsightState::Start)
+            .collect();
+        assert_eq!(starts.len(), 1, "{out:?}");
+        assert!((rise - 5..=rise + 10).contains(&starts[0].start_minute));
+        assert!(starts[0].closed_minute < rise + 40);
+        let no_cusum = DetectorParams {
+            cusum_ratio: 0.0,
+            ..DetectorParams::default()
+        };
+        let (out, _) = busy_key_with_a_doubling(&no_cusum);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]
