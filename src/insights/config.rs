@@ -452,10 +452,14 @@ mod tests {
             r#"{"Trailwatch":{"detector":{"windows":[1,60]}}}"#,
             r#"{"Trailwatch":{"detector":{"ratioOn":-1}}}"#,
             r#"{"Trailwatch":{"detector":{"unknownKnob":1}}}"#,
+            r#"{"Trailwatch":{"detector":{"cusumRatio":0.8}}}"#,
+            r#"{"Trailwatch":{"detector":{"familiarGuardBeta":-1}}}"#,
             r#"{"Trailwatch":{"sensitivity":{"RunInstances":{"multiplier":2}}}}"#,
             r#"[1,2]"#,
         ] {
             assert!(InsightsConfig::from_json(bad).is_err(), "{bad} accepted");
         }
+        let off = r#"{"Trailwatch":{"detector":{"cusumRatio":0,"familiarGuardBeta":0}}}"#;
+        assert!(InsightsConfig::from_json(off).is_ok());
     }
 }
