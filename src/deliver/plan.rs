@@ -114,17 +114,29 @@ pub fn plan_batches(
     plan
 }
 
-/// The fewest batches any plan could use for these accepted events: the larger of the count
-/// bound and the byte bound (a lower bound; the span rule can only add batches).
+/// The fewest batches any plan could use for these accepted events: the largest of the count
+/// bound, the byte bound and the span bound (the fewest windows of `max_span_ms` covering every
+/// timestamp, exact for the span rule alone). A lower bound on every plan, contiguous or not.
 pub fn minimum_batches(events: &[LogEvent<'_>], limits: &BatchLimits) -> usize {
     let bytes: usize = events
         .iter()
         .map(|e| e.message.len() + limits.event_overhead)
         .sum();
+    let mut times: Vec<i64> = events.iter().map(|e| e.timestamp_ms).collect();
+    times.sort_unstable();
+    let mut windows = 0;
+    let mut window_start = None;
+    for t in times {
+        if window_start.is_none_or(|start| t - start > limits.max_span_ms) {
+            windows += 1;
+            window_start = Some(t);
+        }
+    }
     events
         .len()
         .div_ceil(limits.max_events)
         .max(bytes.div_ceil(limits.max_bytes))
+        .max(windows)
 }
 
 #[cfg(test)]
@@ -194,6 +206,24 @@ mod tests {
         ];
         let plan = plan_batches(&events, NOW, None, &BatchLimits::default());
         assert_eq!(plan.batches, vec![vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn the_minimum_counts_the_windows_the_span_rule_forces() {
+        // Four small events over three days: count and bytes allow one call, the 24-hour rule
+        // needs three (0 h and 23 h together; 30 h; 60 h), and the planner uses three.
+        let hours = [0, 23, 30, 60];
+        let events: Vec<_> = hours
+            .iter()
+            .map(|h| event(NOW - 61 * MS_PER_HOUR + h * MS_PER_HOUR, "x"))
+            .collect();
+        let limits = BatchLimits::default();
+        assert_eq!(minimum_batches(&events, &limits), 3);
+        let plan = plan_batches(&events, NOW, None, &limits);
+        assert_eq!(plan.batches.len(), 3);
+        // Exactly 24 hours apart still fits one call.
+        let edge = [event(NOW - MS_PER_DAY, "a"), event(NOW, "b")];
+        assert_eq!(minimum_batches(&edge, &limits), 1);
     }
 
     #[test]
