@@ -39,7 +39,7 @@ use crate::pipeline::{
 };
 use crate::record::Record;
 use crate::select::TrailConfig;
-use crate::time::parse_event_time;
+use crate::time::parse_compact_time;
 
 /// Messages per deliver invocation: the SQS trigger's BatchSize in template.yaml (a multiple of
 /// [`crate::deliver::message::MESSAGES_PER_PUT_LOG_EVENTS`]).
@@ -194,23 +194,7 @@ impl Source {
 pub fn delivery_time_ms(path: &Path) -> Option<i64> {
     let name = path.file_name()?.to_str()?;
     let stamp = name.split('_').nth(3)?;
-    let b = stamp.as_bytes();
-    if b.len() != 14
-        || b[8] != b'T'
-        || b[13] != b'Z'
-        || !stamp[..8].bytes().all(|c| c.is_ascii_digit())
-    {
-        return None;
-    }
-    let text = format!(
-        "{}-{}-{}T{}:{}:00Z",
-        &stamp[0..4],
-        &stamp[4..6],
-        &stamp[6..8],
-        &stamp[9..11],
-        &stamp[11..13]
-    );
-    parse_event_time(&text).ok()
+    parse_compact_time(stamp).filter(|_| stamp.len() == 14)
 }
 
 /// Lists the log files under `inputs`: files as given, folders walked recursively for

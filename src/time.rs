@@ -105,6 +105,31 @@ pub fn format_event_time(ms: i64) -> String {
     )
 }
 
+/// A compact UTC time as in CloudTrail file names, `YYYYMMDDTHHmmZ` or `YYYYMMDDTHHmmssZ`,
+/// as epoch milliseconds.
+pub fn parse_compact_time(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let seconds = match b.len() {
+        14 => "00",
+        16 if digits(13..15) => &text[13..15],
+        _ => return None,
+    };
+    if !digits(0..8) || b[8] != b'T' || !digits(9..13) || b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let iso = format!(
+        "{}-{}-{}T{}:{}:{seconds}Z",
+        &text[0..4],
+        &text[4..6],
+        &text[6..8],
+        &text[9..11],
+        &text[11..13]
+    );
+    parse_event_time(&iso).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

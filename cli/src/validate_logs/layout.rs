@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use trailwatch::time::parse_event_time;
+use trailwatch::time::{parse_compact_time, parse_event_time};
 
 /// The folder of digest files under `AWSLogs/[o-orgid/]<account>/`.
 pub const DIGEST_AREA: &str = "CloudTrail-Digest";
@@ -100,31 +100,6 @@ pub fn key_tail(key: &str) -> Option<&str> {
 /// (`x.json`) still matches the key CloudTrail named (`x.json.gz`).
 pub fn without_gz(tail: &str) -> &str {
     tail.strip_suffix(".gz").unwrap_or(tail)
-}
-
-/// A compact UTC time as in CloudTrail file names, `YYYYMMDDTHHmmZ` or `YYYYMMDDTHHmmssZ`,
-/// as epoch milliseconds.
-pub fn parse_compact_time(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
-    let seconds = match b.len() {
-        14 => "00",
-        16 if digits(13..15) => &text[13..15],
-        _ => return None,
-    };
-    if !digits(0..8) || b[8] != b'T' || !digits(9..13) || b[b.len() - 1] != b'Z' {
-        return None;
-    }
-    let iso = format!(
-        "{}-{}-{}T{}:{}:{seconds}Z",
-        &text[0..4],
-        &text[4..6],
-        &text[6..8],
-        &text[9..11],
-        &text[11..13]
-    );
-    parse_event_time(&iso).ok()
 }
 
 /// What a digest file name says:
