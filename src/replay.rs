@@ -242,11 +242,7 @@ pub fn collect_sources(inputs: &[PathBuf]) -> Result<Vec<Source>, ReplayError> {
         .cloned()
         .collect();
     let files = collect_files(&paths).map_err(|e| ReplayError::Input(e.to_string()))?;
-    let mut files: Vec<(Option<i64>, PathBuf)> = files
-        .into_iter()
-        .map(|path| (delivery_time_ms(&path), path))
-        .collect();
-    files.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
+    let mut files = in_delivery_order(files);
     files.dedup_by(|a, b| a.1 == b.1);
     let mut sources: Vec<Source> = files.into_iter().map(|(_, p)| Source::File(p)).collect();
     if stdin_count == 1 {
@@ -259,6 +255,17 @@ pub fn collect_sources(inputs: &[PathBuf]) -> Result<Vec<Source>, ReplayError> {
         ));
     }
     Ok(sources)
+}
+
+/// Each file with its delivery time ([`delivery_time_ms`]), in delivery order; files without
+/// a stamp last, in name order.
+pub fn in_delivery_order(files: Vec<PathBuf>) -> Vec<(Option<i64>, PathBuf)> {
+    let mut files: Vec<(Option<i64>, PathBuf)> = files
+        .into_iter()
+        .map(|path| (delivery_time_ms(&path), path))
+        .collect();
+    files.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
+    files
 }
 
 fn walk(dir: &Path, accept: &dyn Fn(&str) -> bool, files: &mut Vec<PathBuf>) -> io::Result<()> {

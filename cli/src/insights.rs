@@ -28,7 +28,7 @@ use trailwatch::insights::store::{
 };
 use trailwatch::insights::{InsightsConfig, InsightsEngine};
 use trailwatch::record::Record;
-use trailwatch::replay::{collect_files_where, delivery_time_ms};
+use trailwatch::replay::{collect_files_where, in_delivery_order};
 use trailwatch::time::{format_event_time, MS_PER_MINUTE};
 use trailwatch_aws::insights_state::{DynamoDbInsightsStore, CELL_TTL};
 
@@ -195,21 +195,10 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<LogFile>, BacktestError> {
         (name.ends_with(".json.gz") || name.ends_with(".json")) && name.contains("_CloudTrail_")
     };
     let files = collect_files_where(paths, &looks_like_log).map_err(BacktestError::Input)?;
-    let mut files: Vec<LogFile> = files
+    Ok(in_delivery_order(files)
         .into_iter()
-        .map(|path| LogFile {
-            delivered_ms: delivery_time_ms(&path),
-            path,
-        })
-        .collect();
-    files.sort_by(|a, b| {
-        (a.delivered_ms.is_none(), a.delivered_ms, &a.path).cmp(&(
-            b.delivered_ms.is_none(),
-            b.delivered_ms,
-            &b.path,
-        ))
-    });
-    Ok(files)
+        .map(|(delivered_ms, path)| LogFile { delivered_ms, path })
+        .collect())
 }
 
 fn load_config(path: Option<&Path>) -> Result<InsightsConfig, BacktestError> {
@@ -716,6 +705,7 @@ mod tests {
     use super::*;
     use trailwatch::insights::store::{MemoryStore, SnapshotKey};
     use trailwatch::insights::{InsightType, KeyAttributions, SeriesKey};
+    use trailwatch::replay::delivery_time_ms;
 
     #[test]
     fn delivery_time_comes_from_the_cloudtrail_file_name() {
