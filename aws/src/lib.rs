@@ -24,6 +24,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_runtime_api::client::result::SdkError;
 
 /// Attempts per AWS call, including the first: the SDK's standard mode retries throttling,
 /// 5xx, timeouts and connection errors with exponential backoff and full jitter.
@@ -69,6 +70,28 @@ pub fn required_env(name: &str) -> Result<String, String> {
     }
 }
 
+/// Whether an error the SDK gave up on is still worth another try later: throttling (the codes
+/// the SDK itself treats as throttling), 5xx, timeouts, dropped connections and unreadable
+/// responses. Client errors (validation, missing resources, access denied) are not.
+pub fn is_transient<E>(error: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
+    match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            service.raw().status().is_server_error()
+                || service.err().code().is_some_and(|c| {
+                    THROTTLING_ERRORS.contains(&c) || TRANSIENT_ERRORS.contains(&c)
+                })
+        }
+        _ => false,
+    }
+}
+
 /// The SDK's error as one line with its cause chain (the default Display hides the service
 /// error's code and message).
 pub fn describe<E: std::error::Error>(error: &E) -> String {
@@ -80,4 +103,36 @@ pub fn describe<E: std::error::Error>(error: &E) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn service(status: u16, code: &str) -> SdkError<ErrorMetadata, Response> {
+        SdkError::service_error(
+            ErrorMetadata::builder().code(code).build(),
+            Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn throttling_5xx_and_network_faults_are_transient_client_errors_are_not() {
+        assert!(is_transient(&service(400, "ThrottlingException")));
+        assert!(is_transient(&service(400, "RequestThrottled")));
+        assert!(is_transient(&service(503, "SlowDown")));
+        assert!(is_transient(&service(500, "InternalFailure")));
+        assert!(is_transient(
+            &SdkError::<ErrorMetadata, Response>::timeout_error("attempt timed out")
+        ));
+        assert!(!is_transient(&service(400, "InvalidParameterValue")));
+        assert!(!is_transient(&service(403, "AccessDenied")));
+        assert!(!is_transient(&service(
+            400,
+            "AWS.SimpleQueueService.NonExistentQueue"
+        )));
+    }
 }

@@ -6,10 +6,18 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use trailwatch::deliver::limits::{SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES};
 
-use crate::describe;
+use trailwatch::forward::{Jitter, RetryPolicy};
 
-/// Attempts for entries SQS reports as failed inside a successful batch call.
+use crate::{describe, is_transient};
+
+/// Attempts for a batch (its entries SQS reports as failed inside a successful call, or the whole
+/// call when it fails transiently after the SDK's own retries), with full-jitter backoff.
 const ENTRY_ATTEMPTS: u32 = 5;
+const RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: ENTRY_ATTEMPTS,
+    base: Duration::from_millis(100),
+    cap: Duration::from_secs(2),
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{failed} of {total} messages could not be sent to {queue}: {reason}")]
@@ -45,6 +53,7 @@ impl SqsSender {
         bodies: &[String],
     ) -> Result<SendStats, SendError> {
         let mut stats = SendStats::default();
+        let mut jitter = Jitter::new(bodies.len() as u64);
         for group in batches(bodies) {
             let mut pending: Vec<usize> = group;
             let mut attempt = 0;
@@ -96,7 +105,11 @@ impl SqsSender {
                         pending = failed.into_iter().map(|f| f.0).collect();
                         reason
                     }
-                    // The SDK already retried throttling and transient faults.
+                    // The SDK already retried throttling and transient faults; a call that
+                    // still fails transiently is tried again here, so that one unlucky send
+                    // does not fail a message whose log file took many sends (the whole file
+                    // would be read again).
+                    Err(e) if is_transient(&e) => describe(&e),
                     Err(e) => {
                         return Err(SendError {
                             queue: queue_url.to_owned(),
@@ -118,7 +131,7 @@ impl SqsSender {
                     });
                 }
                 stats.retries += 1;
-                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                tokio::time::sleep(RETRY.delay(attempt, jitter.next_unit())).await;
             }
         }
         Ok(stats)

@@ -285,14 +285,14 @@ where
 }
 
 /// A small deterministic generator for backoff jitter (xorshift); no randomness crate needed.
-struct Jitter(u64);
+pub struct Jitter(u64);
 
 impl Jitter {
-    fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Jitter(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
     }
 
-    fn next_unit(&mut self) -> f64 {
+    pub fn next_unit(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
