@@ -1,11 +1,12 @@
 //! Each eventID reaches its stream once across invocations, retries and duplicate files.
 //!
-//! Within one invocation the planner drops repeated eventIDs. Across invocations a
-//! [`DeliveredLedger`] remembers, per `(stream, eventID)`, which delivery message *owns* the
+//! Across invocations a [`DeliveredLedger`] remembers, per `(stream, eventID)`, which delivery message *owns* the
 //! record and whether its delivery was confirmed. [`deliver_messages_once`] uses it so:
 //!
 //! 1. **Claim before the put.** Every accepted event is claimed for its message (the SQS
-//!    message id, which stays the same when SQS redelivers the message). A claim succeeds when
+//!    message id, which stays the same when SQS redelivers the message) — every copy of an
+//!    eventID repeated within the invocation too, each for its own message, so the copy whose
+//!    message holds the claim wins it; the planner drops the repeats only among what is ours. A claim succeeds when
 //!    nobody holds the key, or when the same message holds it unconfirmed (its own earlier,
 //!    unfinished attempt). A key held by another message, or already confirmed, is a
 //!    duplicate and is dropped: the owner either delivered it or is itself coming back.
@@ -227,11 +228,15 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
     for (stream, pending) in &streams {
         let events: Vec<LogEvent<'_>> = pending.iter().map(|p| p.event).collect();
         let screened = plan_batches(&events, now_ms, retention_days, limits);
-        report.duplicates += screened.duplicates.len();
         for &(i, rejection) in &screened.rejected {
             reject(&mut report, messages, &pending[i], rejection);
         }
-        let accepted: Vec<usize> = screened.batches.concat();
+        // Every copy of an eventID repeated in this invocation is claimed for its own message:
+        // the copy whose message already holds the claim (an earlier attempt that failed) must
+        // win it, or dropping the other copies could drop the record for good. Copies that
+        // win for the same message are dropped when what is ours is planned again.
+        let mut accepted: Vec<usize> = screened.batches.concat();
+        accepted.extend_from_slice(&screened.duplicates);
         let claimed: Vec<usize> = accepted
             .iter()
             .copied()
@@ -271,7 +276,8 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
         let fresh_events: Vec<LogEvent<'_>> = fresh.iter().map(|&i| events[i]).collect();
         let plan = plan_batches(&fresh_events, now_ms, retention_days, limits);
         ledger_report.minimum_put_calls += minimum_batches(&fresh_events, limits);
-        debug_assert!(plan.rejected.is_empty() && plan.duplicates.is_empty());
+        report.duplicates += plan.duplicates.len();
+        debug_assert!(plan.rejected.is_empty());
         for batch in &plan.batches {
             let batch_events: Vec<LogEvent<'_>> = batch.iter().map(|&j| fresh_events[j]).collect();
             report.put_calls += 1;
@@ -508,5 +514,30 @@ mod tests {
         assert_eq!(ledger.unavailable, 1);
         assert!(report.retry.contains("m1"));
         assert!(sink.put.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_record_claimed_by_a_message_that_comes_back_is_not_lost_to_a_copy_in_another_message() {
+        let ledger = MemoryLedger::default();
+        let limits = BatchLimits::default();
+        let failing = Sink {
+            fail: vec![1],
+            ..Sink::default()
+        };
+        let x = body(&[record("r", 5)]);
+        let (first, _) = block_on(run(&failing, &ledger, &[("x", &x)], &limits));
+        assert!(
+            first.retry.contains("x"),
+            "x holds r's claim and comes back"
+        );
+        // A CloudTrail duplicate of r in another file's message z, ahead of x in the batch.
+        let sink = Sink::default();
+        let z = body(&[record("r", 5), record("s", 4)]);
+        let (again, l) = block_on(run(&sink, &ledger, &[("z", &z), ("x", &x)], &limits));
+        assert!(again.retry.is_empty());
+        assert_eq!((again.delivered, again.duplicates, l.taken), (2, 1, 1));
+        let mut put = sink.put.lock().unwrap().clone();
+        put.sort();
+        assert_eq!(put, [record("r", 5), record("s", 4)], "r once, s once");
     }
 }
