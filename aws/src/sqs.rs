@@ -5,7 +5,6 @@ use std::time::Duration;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use trailwatch::deliver::limits::{SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES};
-
 use trailwatch::forward::{Jitter, RetryPolicy};
 
 use crate::{describe, is_transient};

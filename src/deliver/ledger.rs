@@ -1,15 +1,17 @@
 //! Each eventID reaches its stream once across invocations, retries and duplicate files.
 //!
-//! Across invocations a [`DeliveredLedger`] remembers, per `(stream, eventID)`, which delivery message *owns* the
-//! record and whether its delivery was confirmed. [`deliver_messages_once`] uses it so:
+//! Across invocations a [`DeliveredLedger`] remembers, per `(stream, eventID)`, which delivery
+//! message *owns* the record and whether its delivery was confirmed. [`deliver_messages_once`]
+//! uses it so:
 //!
 //! 1. **Claim before the put.** Every accepted event is claimed for its message (the SQS
 //!    message id, which stays the same when SQS redelivers the message) — every copy of an
-//!    eventID repeated within the invocation too, each for its own message, so the copy whose
-//!    message holds the claim wins it; the planner drops the repeats only among what is ours. A claim succeeds when
-//!    nobody holds the key, or when the same message holds it unconfirmed (its own earlier,
-//!    unfinished attempt). A key held by another message, or already confirmed, is a
-//!    duplicate and is dropped: the owner either delivered it or is itself coming back.
+//!    eventID repeated within the invocation too, each for its own message, so that the copy
+//!    whose message holds the claim wins it; repeats are dropped only among what is ours. A
+//!    claim succeeds when nobody holds the key, or when the same message holds it unconfirmed
+//!    (its own earlier, unfinished attempt). A key held by another message, or already
+//!    confirmed, is a duplicate and is dropped: the owner either delivered it or is itself
+//!    coming back.
 //! 2. **Put** the fresh events (re-planned, so the batches are as full as the limits allow).
 //! 3. **Confirm after the put**, only for records of messages that go back to SQS (some other
 //!    record of theirs was not delivered): their redelivery then skips what already landed.
