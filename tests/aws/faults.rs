@@ -46,8 +46,9 @@ use trailwatch_e2e::*;
 use trailwatch_select_fn::SelectContext;
 
 const FAIL_RATE: f64 = 0.30;
-/// Lambda's SQS batch size in the template.
-const LAMBDA_BATCH: usize = 10;
+/// The SQS triggers' batch sizes in the template (select, deliver).
+const SELECT_BATCH: usize = 10;
+const DELIVER_BATCH: usize = 8;
 /// The queues' redrive policy: after this many receives a message goes to the DLQ.
 const MAX_RECEIVES: usize = 5;
 /// Invocations running at once (Lambda would run more; moto is the bottleneck here).
@@ -223,9 +224,9 @@ struct Drive {
     redelivered: usize,
 }
 
-/// Hands `pending` to `invoke` in Lambda-sized batches, `CONCURRENCY` at a time, and hands
+/// Hands `pending` to `invoke` in batches of `batch_size`, `CONCURRENCY` at a time, and hands
 /// back the messages each invocation reports as failed, as SQS would, until none remain.
-async fn drive<F, Fut>(mut pending: Vec<SqsMessage>, invoke: F) -> Drive
+async fn drive<F, Fut>(mut pending: Vec<SqsMessage>, batch_size: usize, invoke: F) -> Drive
 where
     F: Fn(SqsEvent) -> Fut,
     Fut: Future<Output = HashSet<String>> + Send + 'static,
@@ -238,7 +239,7 @@ where
             pending.len()
         );
         drive.rounds += 1;
-        let mut batches = pending.chunks(LAMBDA_BATCH).map(<[_]>::to_vec);
+        let mut batches = pending.chunks(batch_size).map(<[_]>::to_vec);
         let mut tasks = JoinSet::new();
         let mut failed = Vec::new();
         loop {
@@ -486,7 +487,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
             }
         })
     };
-    let selecting = drive(notifications, |event| {
+    let selecting = drive(notifications, SELECT_BATCH, |event| {
         let select = select.clone();
         async move {
             let payload = serde_json::to_value(&event).unwrap();
@@ -516,7 +517,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
     let message_count = messages.len();
     let totals = Arc::new(Mutex::new(DeliverTotals::default()));
     let deliver_started = Instant::now();
-    let delivering = drive(messages, |event| {
+    let delivering = drive(messages, DELIVER_BATCH, |event| {
         let (deliver, ledger, totals) = (deliver.clone(), ledger.clone(), totals.clone());
         async move {
             let done = trailwatch_deliver_fn::deliver(&deliver, &*ledger, event).await;
