@@ -11,9 +11,8 @@ use crate::{describe, is_transient};
 
 /// Attempts for a batch (its entries SQS reports as failed inside a successful call, or the whole
 /// call when it fails transiently after the SDK's own retries), with full-jitter backoff.
-const ENTRY_ATTEMPTS: u32 = 5;
 const RETRY: RetryPolicy = RetryPolicy {
-    max_attempts: ENTRY_ATTEMPTS,
+    max_attempts: 5,
     base: Duration::from_millis(100),
     cap: Duration::from_secs(2),
 };
@@ -121,7 +120,7 @@ impl SqsSender {
                 if pending.is_empty() {
                     break;
                 }
-                if attempt >= ENTRY_ATTEMPTS {
+                if attempt >= RETRY.max_attempts {
                     return Err(SendError {
                         queue: queue_url.to_owned(),
                         failed: pending.len(),
