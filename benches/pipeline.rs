@@ -57,6 +57,14 @@ fn main() {
     let matcher = TrailConfig::from_json(&std::fs::read_to_string(TRAIL_CONFIG).unwrap())
         .expect("the sample trail configuration is valid")
         .compile();
+    if filter == Some("profile") {
+        // The select path alone, nothing else in the process: what scripts/profile.sh samples.
+        let corpus = Corpus::load(&corpus_dir, &manifest);
+        for _ in 0..rounds {
+            std::hint::black_box(select_files(&corpus.all(), &matcher));
+        }
+        return;
+    }
     let mut table = Table::default();
     let wants = |section: &str| filter.is_none_or(|f| section.contains(f));
 
@@ -710,16 +718,17 @@ fn bench_functions(table: &mut Table) {
             );
             continue;
         };
-        let mib = meta.len() as f64 / (1024.0 * 1024.0);
+        // The "8 MB" read strictly: 8,000,000 bytes, not 8 MiB.
+        let mb = meta.len() as f64 / 1e6;
         let starts: Vec<f64> = (0..9).filter_map(|_| cold_start(&path)).collect();
         let mut sorted = starts.clone();
         sorted.sort_by(f64::total_cmp);
         table.row(Row {
             section: "6. binary size",
             what: format!("{name} (release, stripped)"),
-            figure: format!("{mib:.2} MiB"),
-            baseline: "≤ 8 MiB".into(),
-            ratio: mib / 8.0,
+            figure: format!("{mb:.2} MB"),
+            baseline: "≤ 8 MB".into(),
+            ratio: mb / 8.0,
             target: Some(-1.0),
         });
         if sorted.is_empty() {

@@ -4,7 +4,7 @@
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use lambda_runtime::{tracing, Error};
+use lambda_runtime::Error;
 use trailwatch::deliver::ledger::LedgerError;
 use trailwatch::deliver::limits::is_valid_retention;
 use trailwatch::deliver::{

@@ -1,12 +1,12 @@
 #![recursion_limit = "256"]
 
-use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use trailwatch_deliver_fn::{deliver, DeliverContext, Ledger};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
-    let sdk = trailwatch_aws::sdk_config().await;
+    trailwatch_aws::logging::init();
+    let sdk = trailwatch_aws::lambda_sdk_config()?;
     let context = DeliverContext::from_env(&sdk)?;
     let ledger = Ledger::from_env(&sdk);
     run(service_fn(

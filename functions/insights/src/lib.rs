@@ -12,7 +12,7 @@ use aws_config::SdkConfig;
 use aws_lambda_events::cloudwatch_logs::LogsEvent;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use lambda_runtime::{tracing, Error};
+use lambda_runtime::Error;
 use serde::Deserialize;
 use serde_json::Value;
 use trailwatch::deliver::DeliveryMessage;
