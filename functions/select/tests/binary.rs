@@ -142,11 +142,10 @@ fn invoke(payload: Vec<u8>, env: &[(&str, &str)]) -> Invocation {
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = command.spawn().unwrap();
+    let mut child = command.spawn().unwrap();
     let posted = rx.recv_timeout(Duration::from_secs(30));
     // Let the lines written after the response reach the pipe, then stop the function.
     std::thread::sleep(Duration::from_millis(300));
-    let mut child = child;
     child.kill().unwrap();
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
