@@ -21,7 +21,9 @@ rows = []
 for line in sys.stdin:
     m = re.match(r"\s*([\d.]+)%\s+(.*)$", line)
     if m:
-        rows.append((float(m.group(1)), m.group(2).strip()))
+        # perf appends empty source-line columns ("-  -") when the binary has line tables.
+        symbol = re.sub(r"(\s+-)+\s*$", "", m.group(2))
+        rows.append((float(m.group(1)), symbol.strip()))
 
 totals = {name: 0.0 for name, _ in STAGES}
 other = 0.0

@@ -1,5 +1,5 @@
 //! The functions' log subscriber: what `lambda_runtime::tracing::init_default_subscriber` does,
-//! without `EnvFilter` (whose regex engine was ~0.5 MB of every function binary).
+//! without `EnvFilter` and the regex engine it links into every function binary.
 //!
 //! - `AWS_LAMBDA_LOG_LEVEL` (Lambda's advanced logging controls: TRACE, DEBUG, INFO, WARN,
 //!   ERROR, FATAL) wins when set; FATAL maps to ERROR, which `tracing` has no level above.
