@@ -2,8 +2,10 @@
 //!
 //! Files are read and selected exactly as the select Lambda reads S3 objects; the delivery
 //! messages go through the same message format and the deliver stage's planner, in groups of
-//! [`DELIVER_BATCH_MESSAGES`] as the SQS trigger hands them to the deliver Lambda; the log
-//! group is a folder of `<stream>.jsonl` files and the Insights bus is `insights.jsonl`.
+//! up to [`DELIVER_BATCH_BYTES`] as the SQS trigger hands them to the deliver Lambda, calls
+//! that are not full held back in the local queue as the deployment holds them back in SQS;
+//! the log group is a folder of `<stream>.jsonl` files and the Insights bus is
+//! `insights.jsonl`.
 //!
 //! Files are read in delivery order — the `YYYYMMDDTHHmmZ` stamp CloudTrail puts in every log
 //! file name, as S3 notifications would arrive — then files without a stamp in name order, then
@@ -27,8 +29,8 @@ use crate::deliver::limits::{
     PUT_LOG_EVENTS_EVENT_OVERHEAD, SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES,
 };
 use crate::deliver::{
-    deliver_messages_once, BatchLimits, DeliveryMessage, DeliveryReport, Inbound, InvocationOnly,
-    LedgerReport, LogEvent, LogSink, RejectedRanges, SinkError,
+    deliver_messages_once, BatchLimits, Carrier, DeliveryMessage, DeliveryReport, Inbound,
+    InvocationOnly, LedgerReport, LogEvent, LogSink, RejectedRanges, SinkError,
 };
 use crate::forward::{forward, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURCE};
 use crate::ingest::{parse_object_key, read_log_file, LogFileLimits, ObjectKind};
@@ -41,9 +43,12 @@ use crate::record::Record;
 use crate::select::TrailConfig;
 use crate::time::parse_compact_time;
 
-/// Messages per deliver invocation: the SQS trigger's BatchSize in template.yaml (a multiple of
-/// [`crate::deliver::message::MESSAGES_PER_PUT_LOG_EVENTS`]).
-pub const DELIVER_BATCH_MESSAGES: usize = 8;
+/// Message bytes per deliver invocation: what fits Lambda's 6 MB invocation payload once the
+/// bodies are escaped inside the SQS event (about 20 messages of 256 KiB), as the trigger in
+/// template.yaml hands them over.
+pub const DELIVER_BATCH_BYTES: usize = 5 * 1024 * 1024;
+/// Bytes of held-back messages the local queue keeps before it puts calls that are not full.
+pub const LOCAL_HOLD_BYTES: usize = 64 * 1024 * 1024;
 /// The input name that means "a log file on standard input".
 pub const STDIN: &str = "-";
 /// How the standard input is named in problems and progress.
@@ -452,8 +457,9 @@ pub fn replay_with_progress(
     Ok(summary)
 }
 
-/// Counts the SendMessageBatch calls the select function makes for one outbox (each queue's
-/// messages grouped as `trailwatch_aws::sqs` groups them) and queues the messages.
+/// Counts the SendMessageBatch calls the select (or deliver) function makes for one outbox
+/// (each queue's messages grouped as `trailwatch_aws::sqs` groups them) and queues the
+/// messages.
 fn send(outbox: Vec<Outgoing>, queue: &mut Vec<Outgoing>, summary: &mut ReplaySummary) {
     for destination in [Destination::Delivery, Destination::Insights] {
         let sizes: Vec<usize> = outbox
@@ -504,8 +510,23 @@ fn drain(
     for message in &insights {
         forward_insights(&message.body, outputs, summary);
     }
-    while delivery.len() >= DELIVER_BATCH_MESSAGES || (all && !delivery.is_empty()) {
-        let take = delivery.len().min(DELIVER_BATCH_MESSAGES);
+    // Calls that are not full wait for the next drain; the last drain puts everything.
+    let hold = LocalHold {
+        held: Default::default(),
+        closing: all,
+    };
+    loop {
+        let mut take = 0;
+        let mut bytes = 0;
+        while take < delivery.len()
+            && (take == 0 || bytes + delivery[take].body.len() <= DELIVER_BATCH_BYTES)
+        {
+            bytes += delivery[take].body.len();
+            take += 1;
+        }
+        if take == 0 || (!all && take == delivery.len() && bytes < DELIVER_BATCH_BYTES) {
+            break;
+        }
         let chunk: Vec<Outgoing> = delivery.drain(..take).collect();
         let ids: Vec<String> = (0..chunk.len()).map(|i| i.to_string()).collect();
         let inbound: Vec<Inbound<'_>> = chunk
@@ -515,16 +536,19 @@ fn drain(
             .collect();
         // The deployment's deliver function claims every record in its ledger; the select run
         // already dropped repeated eventIDs, so every claim here would be granted.
-        let (report, ledger): (DeliveryReport, LedgerReport) = block_on(deliver_messages_once(
+        let limits = BatchLimits::default();
+        let delivered = deliver_messages_once(
             &outputs.group,
             &InvocationOnly,
+            &hold,
             &inbound,
             now_ms,
             None,
-            &BatchLimits::default(),
-        ));
+            &limits,
+        );
+        let (report, ledger): (DeliveryReport, LedgerReport) = block_on(delivered);
         summary.aws.put_log_events += report.put_calls;
-        summary.aws.dynamodb_put_item += ledger.claimed + ledger.confirmed;
+        summary.aws.dynamodb_put_item += ledger.claimed + ledger.confirmed + ledger.released;
         if report.failed_calls > 0 {
             for aside in report.set_aside.iter().filter(|a| a.record_index.is_none()) {
                 summary.output_errors.push(aside.reason.clone());
@@ -546,7 +570,48 @@ fn drain(
         }
         summary.delivery.add(&report);
     }
+    // Sent back to the delivery queue, as the deliver function sends them.
+    send(hold.take(), queue, summary);
     queue.extend(delivery);
+}
+
+/// The local delivery queue as the deliver stage's [`Carrier`]: calls that are not full wait
+/// for the next drain, up to [`LOCAL_HOLD_BYTES`]; nothing waits when `closing`.
+struct LocalHold {
+    held: std::sync::Mutex<Vec<String>>,
+    closing: bool,
+}
+
+impl LocalHold {
+    fn take(&self) -> Vec<Outgoing> {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        held.into_iter()
+            .map(|body| Outgoing {
+                destination: Destination::Delivery,
+                body,
+            })
+            .collect()
+    }
+}
+
+impl Carrier for LocalHold {
+    fn max_wait_ms(&self) -> i64 {
+        if self.closing {
+            0
+        } else {
+            i64::MAX
+        }
+    }
+
+    async fn send(&self, bodies: Vec<String>) -> Result<(), String> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes: usize = held.iter().chain(&bodies).map(String::len).sum();
+        if bytes > LOCAL_HOLD_BYTES {
+            return Err(format!("more than {LOCAL_HOLD_BYTES} bytes held back"));
+        }
+        held.extend(bodies);
+        Ok(())
+    }
 }
 
 fn forward_insights(body: &str, outputs: &Outputs<'_>, summary: &mut ReplaySummary) {

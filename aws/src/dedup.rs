@@ -7,7 +7,9 @@
 //! seconds, the table's TTL attribute). A claim is a `PutItem` conditioned on
 //! `attribute_not_exists(pk) OR (owner = :me AND state = :claimed)` — which also makes the
 //! SDK's retry of a claim whose response was lost succeed, since the item is then our own.
-//! `ConditionalCheckFailedException` means a duplicate.
+//! `ConditionalCheckFailedException` means a duplicate. A release (records held back for a
+//! fuller call, sent to the queue in a new message) is a `DeleteItem` conditioned on
+//! `owner = :me AND state = :claimed`; its failed condition means the claim is gone already.
 //!
 //! Why single conditional `PutItem`s, [`PUT_CONCURRENCY`] at a time, rather than
 //! `TransactWriteItems` of 100: a transactional write costs 2 write units per item against 1,
@@ -15,12 +17,14 @@
 //! also need every chunk holding a duplicate to be cancelled and sent again, and moto copies
 //! the whole table on every transaction, which makes a 200,000-record test impossible.)
 //! Cost per million records: 1,000,000 `PutItem` calls and write units for the claims, plus
-//! one more per record of a message that goes back to SQS (confirms), and no reads.
+//! one more per record of a message that goes back to SQS (confirms) and per record held
+//! back (releases), and no reads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -42,6 +46,8 @@ pub const WCU_PER_ITEM: u64 = 1;
 pub const DEFAULT_LEDGER_TTL: Duration = Duration::from_secs(4 * 24 * 3600);
 
 const CLAIMED: &str = "claimed";
+/// The item is the owner's claim, not yet confirmed.
+const OWN_CLAIM: &str = "#owner = :me AND #state = :claimed";
 const DELIVERED: &str = "delivered";
 
 /// What the ledger cost so far (for the metrics and the cost figures).
@@ -69,12 +75,22 @@ pub struct DynamoDbLedger {
     pub stats: Arc<LedgerStats>,
 }
 
-/// One write to make: the key, the owner, the new state, whether it is a conditional claim.
+/// One write to make: the key, the owner, what to do.
 struct Write {
     key: String,
     owner: String,
-    state: &'static str,
-    claim: bool,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Conditional `PutItem` of a `claimed` item.
+    Claim,
+    /// `PutItem` of a `delivered` item.
+    Confirm,
+    /// `DeleteItem` conditioned on the owner's unconfirmed claim; a failed condition means the
+    /// claim is no longer the owner's, which is what releasing it wanted.
+    Release,
 }
 
 impl DynamoDbLedger {
@@ -84,6 +100,28 @@ impl DynamoDbLedger {
             table: table.into(),
             ttl: DEFAULT_LEDGER_TTL,
             stats: Arc::default(),
+        }
+    }
+
+    /// Makes one unconditional-outcome write per claim; an error when any was not written.
+    async fn write_every(
+        &self,
+        claims: &[Claim<'_>],
+        kind: Kind,
+        what: &str,
+    ) -> Result<(), LedgerError> {
+        let outcomes = self
+            .write_all(claims.iter().map(|c| write(c, kind)).collect())
+            .await;
+        match outcomes
+            .iter()
+            .filter(|o| **o != ClaimOutcome::Ours)
+            .count()
+        {
+            0 => Ok(()),
+            n => Err(LedgerError {
+                message: format!("{n} of {} {what} not written", claims.len()),
+            }),
         }
     }
 
@@ -126,47 +164,80 @@ async fn put(
     expires_at: &str,
     stats: &LedgerStats,
 ) -> ClaimOutcome {
-    let mut request = client
-        .put_item()
-        .table_name(table)
-        .item("pk", AttributeValue::S(write.key))
-        .item("sk", AttributeValue::S("dedup".to_owned()))
-        .item("owner", AttributeValue::S(write.owner.clone()))
-        .item("state", AttributeValue::S(write.state.to_owned()))
-        .item("expiresAt", AttributeValue::N(expires_at.to_owned()));
-    if write.claim {
-        request = request
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#owner = :me AND #state = :claimed)",
-            )
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":me", AttributeValue::S(write.owner))
-            .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()));
-    }
+    let key = AttributeValue::S(write.key);
+    let sk = AttributeValue::S("dedup".to_owned());
     // The SDK's standard retries share a quota per client that a sustained error rate
     // drains; a ledger write that still fails is tried a few more times here, because giving
     // up sends the whole message back (and a failed confirm can double records).
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match request.clone().send().await {
-            Ok(_) => {
+        let sent = if write.kind == Kind::Release {
+            client
+                .delete_item()
+                .table_name(table)
+                .key("pk", key.clone())
+                .key("sk", sk.clone())
+                .condition_expression(OWN_CLAIM)
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
+                .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| {
+                    let conditional = e
+                        .as_service_error()
+                        .is_some_and(DeleteItemError::is_conditional_check_failed_exception);
+                    (conditional, describe(&e))
+                })
+        } else {
+            let state = if write.kind == Kind::Claim {
+                CLAIMED
+            } else {
+                DELIVERED
+            };
+            let mut request = client
+                .put_item()
+                .table_name(table)
+                .item("pk", key.clone())
+                .item("sk", sk.clone())
+                .item("owner", AttributeValue::S(write.owner.clone()))
+                .item("state", AttributeValue::S(state.to_owned()))
+                .item("expiresAt", AttributeValue::N(expires_at.to_owned()));
+            if write.kind == Kind::Claim {
+                request = request
+                    .condition_expression(format!("attribute_not_exists(pk) OR ({OWN_CLAIM})"))
+                    .expression_attribute_names("#owner", "owner")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
+                    .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()));
+            }
+            request.send().await.map(drop).map_err(|e| {
+                let conditional = e
+                    .as_service_error()
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception);
+                (conditional, describe(&e))
+            })
+        };
+        match sent {
+            Ok(()) => {
                 stats.calls.fetch_add(1, Ordering::Relaxed);
                 return ClaimOutcome::Ours;
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
-            {
+            Err((true, _)) => {
                 stats.calls.fetch_add(1, Ordering::Relaxed);
+                if write.kind == Kind::Release {
+                    return ClaimOutcome::Ours;
+                }
                 stats.taken.fetch_add(1, Ordering::Relaxed);
                 return ClaimOutcome::Taken;
             }
-            Err(e) => {
+            Err((false, reason)) => {
                 stats.failed_calls.fetch_add(1, Ordering::Relaxed);
                 if attempt >= LEDGER_ATTEMPTS {
-                    tracing::warn!(table = %table, reason = %describe(&e), "ledger write failed");
+                    tracing::warn!(table = %table, reason = %reason, "ledger write failed");
                     return ClaimOutcome::Unavailable;
                 }
                 tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
@@ -180,39 +251,25 @@ pub fn ledger_key(claim: &Claim<'_>) -> String {
     format!("dedup#{}#{}", claim.stream, claim.event_id)
 }
 
-fn write(claim: &Claim<'_>, state: &'static str, conditional: bool) -> Write {
+fn write(claim: &Claim<'_>, kind: Kind) -> Write {
     Write {
         key: ledger_key(claim),
         owner: claim.owner.to_owned(),
-        state,
-        claim: conditional,
+        kind,
     }
 }
 
 impl DeliveredLedger for DynamoDbLedger {
     async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
-        self.write_all(claims.iter().map(|c| write(c, CLAIMED, true)).collect())
+        self.write_all(claims.iter().map(|c| write(c, Kind::Claim)).collect())
             .await
     }
 
     async fn confirm(&self, delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
-        let outcomes = self
-            .write_all(
-                delivered
-                    .iter()
-                    .map(|c| write(c, DELIVERED, false))
-                    .collect(),
-            )
-            .await;
-        match outcomes
-            .iter()
-            .filter(|o| **o != ClaimOutcome::Ours)
-            .count()
-        {
-            0 => Ok(()),
-            n => Err(LedgerError {
-                message: format!("{n} of {} confirms not written", delivered.len()),
-            }),
-        }
+        self.write_every(delivered, Kind::Confirm, "confirms").await
+    }
+
+    async fn release(&self, claims: &[Claim<'_>]) -> Result<(), LedgerError> {
+        self.write_every(claims, Kind::Release, "releases").await
     }
 }

@@ -29,6 +29,7 @@ pub struct SendError {
 #[derive(Clone)]
 pub struct SqsSender {
     client: Client,
+    delay_seconds: Option<i32>,
 }
 
 /// What a send did.
@@ -40,7 +41,19 @@ pub struct SendStats {
 
 impl SqsSender {
     pub fn new(client: Client) -> Self {
-        SqsSender { client }
+        SqsSender {
+            client,
+            delay_seconds: None,
+        }
+    }
+
+    /// A sender whose messages become visible `seconds` after they are sent (SQS DelaySeconds,
+    /// 0–900).
+    pub fn delayed(self, seconds: u32) -> Self {
+        SqsSender {
+            delay_seconds: Some(seconds.min(900) as i32),
+            ..self
+        }
     }
 
     /// Sends every body to `queue_url` with SendMessageBatch (≤ 10 messages and ≤ 256 KiB a
@@ -63,6 +76,7 @@ impl SqsSender {
                         SendMessageBatchRequestEntry::builder()
                             .id(i.to_string())
                             .message_body(&bodies[i])
+                            .set_delay_seconds(self.delay_seconds)
                             .build()
                             .expect("id and body are set")
                     })

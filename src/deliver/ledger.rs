@@ -12,7 +12,10 @@
 //!    (its own earlier, unfinished attempt). A key held by another message, or already
 //!    confirmed, is a duplicate and is dropped: the owner either delivered it or is itself
 //!    coming back.
-//! 2. **Put** the fresh events (re-planned, so the batches are as full as the limits allow).
+//! 2. **Put** the fresh events (re-planned, so the batches are as full as the limits allow) —
+//!    or, for a stream's calls that are not full, **hold them back** (see [`Carrier`]): send
+//!    their records to the queue in a new message, then **release** their claims, so that
+//!    the new message can claim them when it is delivered.
 //! 3. **Confirm after the put**, only for records of messages that go back to SQS (some other
 //!    record of theirs was not delivered): their redelivery then skips what already landed.
 //!    Messages that succeed entirely are deleted by SQS and never come back, so confirming
@@ -28,19 +31,27 @@
 //!   message re-puts that batch;
 //! - a PutLogEvents that CloudWatch Logs applied but whose response was lost (timeout, reset)
 //!   is retried by the SDK and lands twice — no ledger can see that;
-//! - a message SQS delivers twice after it succeeded (visibility timeout passed while it ran).
+//! - a message SQS delivers twice after it succeeded (visibility timeout passed while it ran);
+//! - a held-back message sent twice (a send applied whose answer was lost) whose copies are
+//!   delivered one after the other's release.
+//!
+//! Holding back never loses a record: its claim is released only once the new message is
+//! sent (a failed send puts the records at once; a released record is claimed by whichever
+//! copy comes first), and a failed release brings the original message back, which still
+//! owns the records (the new message finds them taken).
 //!
 //! When the ledger cannot answer, the records are not put and their message comes back
 //! (nothing lost, nothing doubled). Records without an eventID are delivered unclaimed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
 
+use super::message::DEFAULT_MESSAGE_BYTES;
 use super::plan::minimum_batches;
 use super::{
-    plan_batches, reject, set_aside, BatchLimits, DeliveryMessage, DeliveryReport, Inbound,
-    LogEvent, LogSink, Pending, SetAside,
+    plan_batches, reject, set_aside, BatchLimits, Carrier, DeliveryMessage, DeliveryReport,
+    Inbound, LogEvent, LogSink, MessagePacker, Pending, Plan, SetAside,
 };
 use crate::record::Record;
 
@@ -79,6 +90,12 @@ pub trait DeliveredLedger {
         &self,
         delivered: &[Claim<'_>],
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Gives up claims that are still the owner's and unconfirmed (their records were sent
+    /// back to the queue in a new message, which claims them when it is delivered). A claim
+    /// that is no longer the owner's counts as released.
+    fn release(&self, claims: &[Claim<'_>])
+        -> impl Future<Output = Result<(), LedgerError>> + Send;
 }
 
 /// No memory beyond the invocation (the planner's dedupe): every claim is ours.
@@ -91,6 +108,10 @@ impl DeliveredLedger for InvocationOnly {
     }
 
     async fn confirm(&self, _delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
+    async fn release(&self, _claims: &[Claim<'_>]) -> Result<(), LedgerError> {
         Ok(())
     }
 }
@@ -155,6 +176,20 @@ impl DeliveredLedger for MemoryLedger {
         }
         Ok(())
     }
+
+    async fn release(&self, claims: &[Claim<'_>]) -> Result<(), LedgerError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for c in claims {
+            let key = (c.stream.to_owned(), c.event_id.to_owned());
+            if entries
+                .get(&key)
+                .is_some_and(|e| e.owner == c.owner && !e.confirmed)
+            {
+                entries.remove(&key);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the ledger did in one delivery run (on top of the [`DeliveryReport`]).
@@ -168,15 +203,21 @@ pub struct LedgerReport {
     pub confirmed: usize,
     /// Confirm writes that failed: at worst, duplicates when the message comes back.
     pub confirm_failures: usize,
-    /// The fewest PutLogEvents calls the limits allow for the records put (per stream, the
-    /// larger of the count and byte bounds), to compare `put_calls` with.
+    /// Claims given up for records held back (sent to the queue again).
+    pub released: usize,
+    /// Messages that come back because the claims of their held-back records could not be
+    /// released.
+    pub release_failures: usize,
+    /// The fewest PutLogEvents calls the limits allow for the records put (per stream; see
+    /// [`minimum_batches`]), to compare `put_calls` with.
     pub minimum_put_calls: usize,
 }
 
 /// [`super::deliver_messages`] with a ledger across invocations (see the module comment).
-pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
+pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger, C: Carrier>(
     sink: &S,
     ledger: &L,
+    carrier: &C,
     messages: &[Inbound<'_>],
     now_ms: i64,
     retention_days: Option<u32>,
@@ -225,8 +266,13 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
         }
     }
 
-    // (stream, index into that stream's pending) of every delivered claimed record.
-    let mut delivered: Vec<(&str, usize)> = Vec::new();
+    // Per message: since when its records have been held back, if they have.
+    let held_since: Vec<Option<i64>> = parsed
+        .iter()
+        .map(|parsed| parsed.as_ref().and_then(|p| p.since))
+        .collect();
+    // Per stream: what is ours to deliver (claimed), planned into calls.
+    let mut planned: Vec<StreamPlan<'_, '_>> = Vec::with_capacity(streams.len());
     for (stream, pending) in &streams {
         let events: Vec<LogEvent<'_>> = pending.iter().map(|p| p.event).collect();
         let screened = plan_batches(&events, now_ms, retention_days, limits);
@@ -277,16 +323,49 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
         // Re-planned over what is ours, so dropped duplicates leave no half-empty batches.
         let fresh_events: Vec<LogEvent<'_>> = fresh.iter().map(|&i| events[i]).collect();
         let plan = plan_batches(&fresh_events, now_ms, retention_days, limits);
-        ledger_report.minimum_put_calls += minimum_batches(&fresh_events, limits);
         report.duplicates += plan.duplicates.len();
         debug_assert!(plan.rejected.is_empty());
-        for batch in &plan.batches {
-            let batch_events: Vec<LogEvent<'_>> = batch.iter().map(|&j| fresh_events[j]).collect();
+        planned.push(StreamPlan {
+            stream,
+            pending,
+            fresh,
+            fresh_events,
+            plan,
+            held: Vec::new(),
+        });
+    }
+
+    let held = hold_back(carrier, ledger, messages, &held_since, now_ms, &mut planned).await;
+    report.held_back += held.records;
+    report.held_back_messages += held.messages;
+    report.waited_out += held.waited_out;
+    report.came_back_alone += held.came_back_alone;
+    ledger_report.released += held.released;
+    report.hold_back_error = held.send_error;
+    for owner in held.release_failed {
+        // Its claims may still stand: the message comes back and delivers those records itself.
+        ledger_report.release_failures += 1;
+        report.retry.insert(owner);
+    }
+
+    // (stream, index into that stream's pending) of every delivered claimed record.
+    let mut delivered: Vec<(&str, usize)> = Vec::new();
+    for sp in &planned {
+        let (stream, pending) = (sp.stream, sp.pending);
+        let put: Vec<LogEvent<'_>> = sp
+            .put_batches()
+            .flat_map(|(batch, _)| batch.iter().map(|&j| sp.fresh_events[j]))
+            .collect();
+        ledger_report.minimum_put_calls += minimum_batches(&put, limits);
+        for (batch, full) in sp.put_batches() {
+            let batch_events: Vec<LogEvent<'_>> =
+                batch.iter().map(|&j| sp.fresh_events[j]).collect();
             report.put_calls += 1;
+            report.partial_calls += usize::from(!full);
             match sink.put_batch(stream, &batch_events).await {
                 Ok(rejected) => {
                     for (position, &j) in batch.iter().enumerate() {
-                        let i = fresh[j];
+                        let i = sp.fresh[j];
                         match rejected.of(position) {
                             Some(rejection) => {
                                 reject(&mut report, messages, &pending[i], rejection)
@@ -295,9 +374,9 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
                                 report.delivered += 1;
                                 *report
                                     .delivered_per_stream
-                                    .entry(stream.clone())
+                                    .entry(stream.to_owned())
                                     .or_default() += 1;
-                                if events[i].event_id.is_some() {
+                                if pending[i].event.event_id.is_some() {
                                     delivered.push((stream, i));
                                 }
                             }
@@ -309,11 +388,11 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
                     for &j in batch {
                         report
                             .retry
-                            .insert(messages[pending[fresh[j]].message].id.to_owned());
+                            .insert(messages[pending[sp.fresh[j]].message].id.to_owned());
                     }
                     if !e.retryable {
                         report.set_aside.push(SetAside {
-                            message_id: messages[pending[fresh[batch[0]]].message].id.to_owned(),
+                            message_id: messages[pending[sp.fresh[batch[0]]].message].id.to_owned(),
                             record_index: None,
                             event_id: None,
                             reason: format!("PutLogEvents to {stream} failed: {e}"),
@@ -339,6 +418,135 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger>(
     (report, ledger_report)
 }
 
+/// Where one stream's records stand: what is ours, the plan, which batches are held back.
+struct StreamPlan<'s, 'a> {
+    stream: &'s str,
+    pending: &'s [Pending<'a>],
+    /// Indices into `pending` of the records that are ours to deliver.
+    fresh: Vec<usize>,
+    fresh_events: Vec<LogEvent<'a>>,
+    plan: Plan,
+    /// Batches of `plan` sent back to the queue to wait for a fuller call.
+    held: Vec<usize>,
+}
+
+impl StreamPlan<'_, '_> {
+    /// The batches to put now, and whether each is full.
+    fn put_batches(&self) -> impl Iterator<Item = (&Vec<usize>, bool)> {
+        self.plan
+            .batches
+            .iter()
+            .zip(&self.plan.full)
+            .enumerate()
+            .filter(|(b, _)| !self.held.contains(b))
+            .map(|(_, (batch, full))| (batch, *full))
+    }
+}
+
+/// What holding back did.
+#[derive(Debug, Default)]
+struct Held {
+    records: usize,
+    /// Streams whose records had waited long enough: put in calls that are not full.
+    waited_out: usize,
+    /// Streams whose held-back records came back with nothing to join them: put.
+    came_back_alone: usize,
+    messages: usize,
+    released: usize,
+    /// Owners of held records whose claims could not be released.
+    release_failed: BTreeSet<String>,
+    send_error: Option<String>,
+}
+
+/// Sends the batches that are not full, in streams whose records have not waited too long,
+/// back to the queue (see [`Carrier`]), then releases their claims.
+async fn hold_back<C: Carrier, L: DeliveredLedger>(
+    carrier: &C,
+    ledger: &L,
+    messages: &[Inbound<'_>],
+    held_since: &[Option<i64>],
+    now_ms: i64,
+    planned: &mut [StreamPlan<'_, '_>],
+) -> Held {
+    let mut held = Held::default();
+    let max_wait_ms = carrier.max_wait_ms();
+    if max_wait_ms <= 0 {
+        return held;
+    }
+    let mut bodies = Vec::new();
+    for sp in planned.iter_mut() {
+        let tail: Vec<usize> = (0..sp.plan.batches.len())
+            .filter(|&b| !sp.plan.full[b])
+            .collect();
+        let records = || {
+            tail.iter()
+                .flat_map(|&b| &sp.plan.batches[b])
+                .map(|&j| (sp.fresh_events[j], sp.pending[sp.fresh[j]].message))
+        };
+        if tail.is_empty() {
+            continue;
+        }
+        // Since when the tail's records have been waiting: the earliest hold, or now.
+        let since = records()
+            .filter_map(|(_, m)| held_since[m])
+            .min()
+            .unwrap_or(now_ms);
+        if now_ms - since >= max_wait_ms {
+            held.waited_out += 1;
+            continue;
+        }
+        // Holding again helps only when something can join: records seen for the first time,
+        // or records held back at different times meeting here. A stream's tail that comes
+        // back alone is put, so a quiet stream's records travel through the queue once.
+        let mut holds = sp.fresh.iter().map(|&i| held_since[sp.pending[i].message]);
+        let first = holds.next().flatten();
+        if first.is_some() && holds.all(|h| h == first) {
+            held.came_back_alone += 1;
+            continue;
+        }
+        let mut packer =
+            MessagePacker::waiting_since(sp.stream, DEFAULT_MESSAGE_BYTES, Some(since));
+        if records().any(|(e, _)| e.message.len() > packer.max_record_bytes()) {
+            continue;
+        }
+        for (event, _) in records() {
+            bodies.extend(packer.push(event.message));
+        }
+        bodies.extend(packer.take());
+        held.records += records().count();
+        sp.held = tail;
+    }
+    if bodies.is_empty() {
+        return held;
+    }
+    if let Err(e) = carrier.send(bodies.clone()).await {
+        // Some may have been sent: their copies find the claims held and are dropped.
+        held.send_error = Some(e);
+        held.records = 0;
+        for sp in planned.iter_mut() {
+            sp.held.clear();
+        }
+        return held;
+    }
+    held.messages = bodies.len();
+    let claims: Vec<Claim<'_>> = planned
+        .iter()
+        .flat_map(|sp| {
+            sp.held
+                .iter()
+                .flat_map(|&b| &sp.plan.batches[b])
+                .map(|&j| &sp.pending[sp.fresh[j]])
+                .filter(|p| p.event.event_id.is_some())
+                .map(|p| claim_of(sp.stream, messages, p))
+        })
+        .collect();
+    match ledger.release(&claims).await {
+        Ok(()) => held.released = claims.len(),
+        Err(_) => held.release_failed = claims.iter().map(|c| c.owner.to_owned()).collect(),
+    }
+    held
+}
+
 fn claim_of<'a>(stream: &'a str, messages: &[Inbound<'a>], p: &Pending<'a>) -> Claim<'a> {
     Claim {
         stream,
@@ -350,7 +558,7 @@ fn claim_of<'a>(stream: &'a str, messages: &[Inbound<'a>], p: &Pending<'a>) -> C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deliver::{RejectedRanges, SinkError};
+    use crate::deliver::{NoCarry, RejectedRanges, SinkError};
     use crate::time::format_event_time;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -410,7 +618,7 @@ mod tests {
             .iter()
             .map(|&(id, body)| Inbound { id, body })
             .collect();
-        deliver_messages_once(sink, ledger, &inbound, NOW, None, limits).await
+        deliver_messages_once(sink, ledger, &NoCarry, &inbound, NOW, None, limits).await
     }
 
     /// The futures here never wait on anything, so polling with a no-op waker completes them.
@@ -500,6 +708,9 @@ mod tests {
                 message: "down".into(),
             })
         }
+        async fn release(&self, claims: &[Claim<'_>]) -> Result<(), LedgerError> {
+            self.confirm(claims).await
+        }
     }
 
     #[test]
@@ -541,5 +752,187 @@ mod tests {
         let mut put = sink.put.lock().unwrap().clone();
         put.sort();
         assert_eq!(put, [record("r", 5), record("s", 4)], "r once, s once");
+    }
+
+    /// The delivery queue as the deliver stage sees it: what was sent back, or a failure.
+    #[derive(Default)]
+    struct Queue {
+        sent: Mutex<Vec<String>>,
+        max_wait_ms: i64,
+        down: bool,
+    }
+
+    impl Carrier for Queue {
+        fn max_wait_ms(&self) -> i64 {
+            self.max_wait_ms
+        }
+        async fn send(&self, bodies: Vec<String>) -> Result<(), String> {
+            if self.down {
+                return Err("queue down".into());
+            }
+            self.sent.lock().unwrap().extend(bodies);
+            Ok(())
+        }
+    }
+
+    /// A memory ledger that cannot release.
+    #[derive(Default)]
+    struct Sticky(MemoryLedger);
+
+    impl DeliveredLedger for Sticky {
+        async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
+            self.0.claim(claims).await
+        }
+        async fn confirm(&self, delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
+            self.0.confirm(delivered).await
+        }
+        async fn release(&self, _: &[Claim<'_>]) -> Result<(), LedgerError> {
+            Err(LedgerError {
+                message: "unavailable".into(),
+            })
+        }
+    }
+
+    const THREE_A_CALL: BatchLimits = BatchLimits {
+        max_events: 3,
+        max_bytes: 1_048_576,
+        event_overhead: 26,
+        max_span_ms: 24 * 3_600_000,
+    };
+
+    fn deliver_with<L: DeliveredLedger>(
+        sink: &Sink,
+        ledger: &L,
+        queue: &Queue,
+        messages: &[(&str, &str)],
+    ) -> (DeliveryReport, LedgerReport) {
+        let inbound: Vec<Inbound<'_>> = messages
+            .iter()
+            .map(|&(id, body)| Inbound { id, body })
+            .collect();
+        block_on(deliver_messages_once(
+            sink,
+            ledger,
+            queue,
+            &inbound,
+            NOW,
+            None,
+            &THREE_A_CALL,
+        ))
+    }
+
+    #[test]
+    fn a_call_that_is_not_full_waits_in_the_queue_and_is_put_full_later() {
+        let (sink, ledger) = (Sink::default(), MemoryLedger::default());
+        let queue = Queue {
+            max_wait_ms: 60_000,
+            ..Queue::default()
+        };
+        let first = body(&[
+            record("a", 9),
+            record("b", 8),
+            record("c", 7),
+            record("d", 6),
+        ]);
+        let (r1, l1) = deliver_with(&sink, &ledger, &queue, &[("m1", &first)]);
+        assert_eq!((r1.put_calls, r1.delivered, r1.held_back), (1, 3, 1));
+        assert!(
+            r1.retry.is_empty(),
+            "m1 is done: d travels in a new message"
+        );
+        assert_eq!(l1.released, 1);
+        let held = queue.sent.lock().unwrap().pop().unwrap();
+        let message = DeliveryMessage::parse(&held).unwrap();
+        assert_eq!(message.since, Some(NOW), "held back since now");
+        assert_eq!(message.records[0].get(), record("d", 6));
+
+        // The held record meets two more of its stream: one full call.
+        let second = body(&[record("e", 5), record("f", 4)]);
+        let (r2, _) = deliver_with(&sink, &ledger, &queue, &[("held", &held), ("m2", &second)]);
+        assert_eq!((r2.put_calls, r2.delivered, r2.held_back), (1, 3, 0));
+        let mut put = sink.put.lock().unwrap().clone();
+        put.sort();
+        let want: Vec<String> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| record(id, 9 - i as i64))
+            .collect();
+        assert_eq!(put, want, "each record once");
+    }
+
+    #[test]
+    fn records_that_waited_long_enough_are_put_in_a_call_that_is_not_full() {
+        let (sink, ledger) = (Sink::default(), MemoryLedger::default());
+        let queue = Queue {
+            max_wait_ms: 60_000,
+            ..Queue::default()
+        };
+        // Waiting since a minute ago (a message held back before).
+        let held = MessagePacker::waiting_since("1_CloudTrail_r", 10_000, Some(NOW - 60_000));
+        let mut held = held;
+        assert!(held.push(&record("a", 9)).is_none());
+        let held = held.take().unwrap();
+        let (r, _) = deliver_with(&sink, &ledger, &queue, &[("h", &held)]);
+        assert_eq!((r.put_calls, r.delivered, r.held_back), (1, 1, 0));
+        // Without a carrier nothing is held back.
+        let fresh = body(&[record("b", 8)]);
+        let (r, _) = deliver_with(&sink, &ledger, &Queue::default(), &[("m", &fresh)]);
+        assert_eq!((r.put_calls, r.held_back), (1, 0));
+        assert!(queue.sent.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_held_tail_that_comes_back_alone_is_put() {
+        let (sink, ledger) = (Sink::default(), MemoryLedger::default());
+        let queue = Queue {
+            max_wait_ms: 60_000,
+            ..Queue::default()
+        };
+        let message = body(&[record("a", 9)]);
+        let (r, _) = deliver_with(&sink, &ledger, &queue, &[("m", &message)]);
+        assert_eq!((r.put_calls, r.held_back), (0, 1));
+        // Nothing new of its stream arrives with it: holding it again would only bounce it.
+        let held = queue.sent.lock().unwrap().pop().unwrap();
+        let (r, _) = deliver_with(&sink, &ledger, &queue, &[("h", &held)]);
+        assert_eq!((r.put_calls, r.delivered, r.came_back_alone), (1, 1, 1));
+        assert!(queue.sent.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_that_cannot_be_sent_back_are_put_at_once() {
+        let (sink, ledger) = (Sink::default(), MemoryLedger::default());
+        let queue = Queue {
+            max_wait_ms: 60_000,
+            down: true,
+            ..Queue::default()
+        };
+        let message = body(&[record("a", 9)]);
+        let (r, l) = deliver_with(&sink, &ledger, &queue, &[("m", &message)]);
+        assert_eq!(
+            (r.put_calls, r.delivered, r.held_back, l.released),
+            (1, 1, 0, 0)
+        );
+        assert_eq!(r.hold_back_error.as_deref(), Some("queue down"));
+        assert!(r.retry.is_empty());
+    }
+
+    #[test]
+    fn a_claim_that_cannot_be_released_brings_its_message_back_and_the_copy_defers_to_it() {
+        let (sink, ledger) = (Sink::default(), Sticky::default());
+        let queue = Queue {
+            max_wait_ms: 60_000,
+            ..Queue::default()
+        };
+        let message = body(&[record("a", 9)]);
+        let (r, l) = deliver_with(&sink, &ledger, &queue, &[("m", &message)]);
+        assert_eq!((r.delivered, l.release_failures), (0, 1));
+        assert!(r.retry.contains("m"), "m still holds a's claim");
+        // The copy sent back finds the claim m holds and drops it; m, back, delivers a.
+        let copy = queue.sent.lock().unwrap().pop().unwrap();
+        let (r, l) = deliver_with(&sink, &ledger, &Queue::default(), &[("copy", &copy)]);
+        assert_eq!((r.delivered, l.taken), (0, 1));
+        let (r, _) = deliver_with(&sink, &ledger, &Queue::default(), &[("m", &message)]);
+        assert_eq!(r.delivered, 1);
+        assert_eq!(*sink.put.lock().unwrap(), [record("a", 9)]);
     }
 }

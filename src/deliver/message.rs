@@ -3,6 +3,10 @@
 //!
 //! `{"v":1,"stream":"<name>","records":[<record>,<record>]}`
 //!
+//! A message the deliver stage sends back to the queue with records it holds for a fuller
+//! call (see `deliver::ledger`) also says since when its records have been held back:
+//! `{"v":1,"stream":"<name>","since":<epoch ms>,"records":[...]}`.
+//!
 //! Records are embedded verbatim (never re-serialised), so the deliver stage writes the bytes
 //! CloudTrail wrote. A record too large to deliver is replaced by a marked stub (see [`stub`]).
 
@@ -25,6 +29,9 @@ pub struct DeliveryMessage<'a> {
     pub v: u32,
     #[serde(borrow)]
     pub stream: Cow<'a, str>,
+    /// Since when the records of a held-back message have been held back (the earliest).
+    #[serde(default)]
+    pub since: Option<i64>,
     #[serde(borrow)]
     pub records: Vec<&'a RawValue>,
 }
@@ -47,10 +54,8 @@ impl<'a> DeliveryMessage<'a> {
     }
 }
 
-/// Messages of one stream that together fill one PutLogEvents call: each message carries at
-/// most 1/4 of a call's byte budget (record bytes + 26 per record), so the deliver stage, handed
-/// messages in multiples of 4 (the trigger's BatchSize), puts full calls — the fewest the limits
-/// allow.
+/// Each message carries at most 1/4 of a PutLogEvents call's byte budget (record bytes + 26
+/// per record), so four full messages of a stream fill one call.
 pub const MESSAGES_PER_PUT_LOG_EVENTS: usize = 4;
 const DELIVERY_COST_PER_MESSAGE: usize = PUT_LOG_EVENTS_MAX_BYTES / MESSAGES_PER_PUT_LOG_EVENTS;
 
@@ -70,14 +75,22 @@ const FOOTER: &str = "]}";
 
 impl MessagePacker {
     pub fn new(stream: &str, max_bytes: usize) -> Self {
+        Self::waiting_since(stream, max_bytes, None)
+    }
+
+    /// A packer whose messages say their records have been held back since `since` (epoch ms).
+    pub fn waiting_since(stream: &str, max_bytes: usize, since: Option<i64>) -> Self {
         #[derive(Serialize)]
         struct Header<'a> {
             v: u32,
             stream: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            since: Option<i64>,
         }
         let mut header = serde_json::to_string(&Header {
             v: MESSAGE_VERSION,
             stream,
+            since,
         })
         .expect("a struct of strings serialises");
         header.pop(); // the closing brace: records follow
@@ -207,8 +220,15 @@ mod tests {
         assert_eq!(bodies.len(), 1);
         let message = DeliveryMessage::parse(&bodies[0]).unwrap();
         assert_eq!(message.stream, "1_CloudTrail_us-east-1");
+        assert_eq!(message.since, None);
         let got: Vec<&str> = message.records.iter().map(|r| r.get()).collect();
         assert_eq!(got, records);
+        let mut held = MessagePacker::waiting_since("s", 200, Some(1_700_000_000_123));
+        assert!(held.push(records[0]).is_none());
+        let body = held.take().unwrap();
+        let message = DeliveryMessage::parse(&body).unwrap();
+        assert_eq!(message.since, Some(1_700_000_000_123));
+        assert_eq!(message.records[0].get(), records[0]);
     }
 
     #[test]

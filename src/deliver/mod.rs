@@ -2,9 +2,10 @@
 //! region, within every PutLogEvents limit, with nothing lost.
 //!
 //! [`deliver_messages`] takes the messages of one invocation, plans batches per stream
-//! ([`plan`]), writes them through a [`LogSink`], and reports which messages must come back
-//! (a batch that was not confirmed, an event that may be accepted later) and which records
-//! were set aside for good, with the reason.
+//! ([`plan`]), writes them through a [`LogSink`] (holding calls that are not full back for
+//! more records when given a [`Carrier`]), and reports which messages must come back (a batch
+//! that was not confirmed, an event that may be accepted later) and which records were set
+//! aside for good, with the reason.
 
 pub mod ledger;
 pub mod limits;
@@ -75,6 +76,43 @@ pub struct Inbound<'a> {
     pub body: &'a str,
 }
 
+/// Where the records of a call that is not full go to wait for more of their stream: back to
+/// the delivery queue, in new messages saying since when they have been held back.
+///
+/// An invocation sees a few messages of each stream (Lambda hands it at most 6 MB), so the
+/// last call of every stream would be partly filled. Holding those records back until a later
+/// invocation brings more of the stream fills the calls: PutLogEvents calls near the fewest
+/// the whole input allows. The price is an SQS round trip for the held records (and, with a
+/// ledger, releasing their claims and claiming them again) and their latency: a tail is held
+/// again only while records seen for the first time, or held at different times, join it,
+/// and never beyond `max_wait_ms`.
+///
+/// Nothing is lost: the claims of held records are released only after the new messages are
+/// sent; if sending fails the records are put at once; if releasing fails their messages come
+/// back (the held copies find the claims taken and drop them).
+pub trait Carrier {
+    /// How long a record may be held back for a fuller call, counted from when it was first
+    /// held back; 0 holds nothing back.
+    fn max_wait_ms(&self) -> i64;
+
+    /// Sends the bodies to the delivery queue; an error when any of them may not have been sent.
+    fn send(&self, bodies: Vec<String>) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Holds nothing back: every call is put in the invocation that planned it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCarry;
+
+impl Carrier for NoCarry {
+    fn max_wait_ms(&self) -> i64 {
+        0
+    }
+
+    async fn send(&self, _bodies: Vec<String>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// A record or message set aside for good, with why and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetAside {
@@ -95,7 +133,20 @@ pub struct DeliveryReport {
     pub delivered: usize,
     pub delivered_per_stream: BTreeMap<String, usize>,
     pub duplicates: usize,
+    /// Records sent back to the queue to wait for a fuller call, and the messages that carry them.
+    pub held_back: usize,
+    pub held_back_messages: usize,
+    /// Why records could not be held back (they were put at once instead).
+    pub hold_back_error: Option<String>,
+    /// Streams whose held-back records had waited long enough to be put in a call that is not
+    /// full.
+    pub waited_out: usize,
+    /// Streams whose held-back records came back with nothing new to join them: put in calls
+    /// that are not full.
+    pub came_back_alone: usize,
     pub put_calls: usize,
+    /// Calls put that are not full (the last of a stream, or closed by the 24-hour span).
+    pub partial_calls: usize,
     pub failed_calls: usize,
     /// Rejections by reason (before the call and as reported by CloudWatch Logs).
     pub rejected: BTreeMap<&'static str, usize>,
@@ -120,6 +171,7 @@ pub async fn deliver_messages<S: LogSink>(
     let once = ledger::deliver_messages_once(
         sink,
         &ledger::InvocationOnly,
+        &NoCarry,
         messages,
         now_ms,
         retention_days,

@@ -51,6 +51,10 @@ impl Rejection {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub batches: Vec<Vec<usize>>,
+    /// For each batch, whether it is full: no further event could join it under the count or
+    /// byte limit (a batch closed by the 24-hour span or by the end of the input is not,
+    /// unless it is at the count or byte limit).
+    pub full: Vec<bool>,
     pub rejected: Vec<(usize, Rejection)>,
     /// Later copies of an eventID already planned.
     pub duplicates: Vec<usize>,
@@ -96,19 +100,23 @@ pub fn plan_batches(
     for i in accepted {
         let event = &events[i];
         let cost = event.message.len() + limits.event_overhead;
-        let full = batch.len() == limits.max_events
-            || bytes + cost > limits.max_bytes
-            || batch
-                .first()
-                .is_some_and(|&f| event.timestamp_ms - events[f].timestamp_ms > limits.max_span_ms);
-        if full {
+        let full = batch.len() == limits.max_events || bytes + cost > limits.max_bytes;
+        let spanned = batch
+            .first()
+            .is_some_and(|&f| event.timestamp_ms - events[f].timestamp_ms > limits.max_span_ms);
+        if full || spanned {
             plan.batches.push(std::mem::take(&mut batch));
+            plan.full.push(full);
             bytes = 0;
         }
         batch.push(i);
         bytes += cost;
     }
     if !batch.is_empty() {
+        // The last batch is full only when no event at all could join it.
+        plan.full.push(
+            batch.len() == limits.max_events || bytes + limits.event_overhead >= limits.max_bytes,
+        );
         plan.batches.push(batch);
     }
     plan
@@ -206,6 +214,11 @@ mod tests {
         ];
         let plan = plan_batches(&events, NOW, None, &BatchLimits::default());
         assert_eq!(plan.batches, vec![vec![0, 1], vec![2]]);
+        assert_eq!(
+            plan.full,
+            vec![false, false],
+            "closed by the span, then the end"
+        );
     }
 
     #[test]
@@ -236,6 +249,13 @@ mod tests {
         let events: Vec<_> = (0..7).map(|i| event(NOW + i, "abcd")).collect();
         let plan = plan_batches(&events, NOW, None, &limits);
         assert_eq!(plan.batches, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+        assert_eq!(plan.full, vec![true, true, false]);
+        let six = plan_batches(&events[..6], NOW, None, &limits);
+        assert_eq!(
+            six.full,
+            vec![true, true],
+            "at the count limit at the end of the input"
+        );
         let limits = BatchLimits {
             max_bytes: 2 * (4 + 26),
             ..limits
