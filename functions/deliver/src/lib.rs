@@ -8,13 +8,14 @@ use lambda_runtime::Error;
 use trailwatch::deliver::ledger::LedgerError;
 use trailwatch::deliver::limits::is_valid_retention;
 use trailwatch::deliver::{
-    deliver_messages_once, BatchLimits, Claim, ClaimOutcome, DeliveredLedger, DeliveryReport,
-    Inbound, InvocationOnly, LedgerReport,
+    deliver_messages_once, BatchLimits, Carrier, Claim, ClaimOutcome, DeliveredLedger,
+    DeliveryReport, Inbound, InvocationOnly, LedgerReport, NoCarry,
 };
 use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
 use trailwatch_aws::dedup::DynamoDbLedger;
 use trailwatch_aws::metrics::{self, CountAttempts, Emf, SdkCounts};
 use trailwatch_aws::required_env;
+use trailwatch_aws::sqs::SqsSender;
 
 pub const LOG_GROUP_ENV: &str = "TRAILWATCH_LOG_GROUP";
 pub const RETENTION_ENV: &str = "TRAILWATCH_RETENTION_DAYS";
@@ -23,10 +24,45 @@ pub const RETENTION_ENV: &str = "TRAILWATCH_RETENTION_DAYS";
 pub const DEDUP_TABLE_ENV: &str = "TRAILWATCH_DEDUP_TABLE";
 /// CloudTrail's log groups are created with 90 days unless told otherwise.
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+/// The delivery queue (its URL): where records of a call that is not full wait for more of
+/// their stream. Unset: every call is put at once.
+pub const DELIVERY_QUEUE_ENV: &str = "TRAILWATCH_DELIVERY_QUEUE_URL";
+/// How long a record may wait for a fuller call, in seconds (0: never held back).
+pub const MAX_WAIT_ENV: &str = "TRAILWATCH_MAX_WAIT_SECONDS";
+/// CloudTrail itself takes about 5 minutes to deliver a record to CloudWatch Logs; holding
+/// one back for at most two more fills the calls of every busy stream, even behind a backlog
+/// of half a minute in the queue (the fault-injection test).
+pub const DEFAULT_MAX_WAIT_SECONDS: u32 = 120;
+/// How long a held-back message stays invisible in the queue, so that the messages of one
+/// stream held back by concurrent invocations meet in one later batch instead of each
+/// bouncing back at once.
+pub const HOLD_DELAY_SECONDS: u32 = 10;
 
 pub struct DeliverContext {
     pub sink: CloudWatchLogs,
     pub retention_days: u32,
+    pub hold: Option<HoldBack>,
+}
+
+/// The delivery queue as the place where records wait for a fuller call.
+pub struct HoldBack {
+    pub sqs: SqsSender,
+    pub queue_url: String,
+    pub max_wait_ms: i64,
+}
+
+impl Carrier for HoldBack {
+    fn max_wait_ms(&self) -> i64 {
+        self.max_wait_ms
+    }
+
+    async fn send(&self, bodies: Vec<String>) -> Result<(), String> {
+        self.sqs
+            .send_all(&self.queue_url, &bodies)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl DeliverContext {
@@ -42,7 +78,32 @@ impl DeliverContext {
                 })?,
             _ => DEFAULT_RETENTION_DAYS,
         };
+        let max_wait_seconds = match std::env::var(MAX_WAIT_ENV) {
+            Ok(text) if !text.is_empty() => text
+                .parse::<u32>()
+                .map_err(|_| format!("{MAX_WAIT_ENV}={text} is not a whole number of seconds"))?,
+            _ => DEFAULT_MAX_WAIT_SECONDS,
+        };
+        let hold = match std::env::var(DELIVERY_QUEUE_ENV) {
+            Ok(queue_url) if !queue_url.is_empty() && max_wait_seconds > 0 => Some(HoldBack {
+                sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(
+                    aws_sdk_sqs::config::Builder::from(sdk)
+                        .interceptor(CountAttempts)
+                        .build(),
+                ))
+                .delayed(HOLD_DELAY_SECONDS.min(max_wait_seconds)),
+                queue_url,
+                max_wait_ms: i64::from(max_wait_seconds) * 1000,
+            }),
+            _ => {
+                tracing::warn!(
+                    "{DELIVERY_QUEUE_ENV} is not set or {MAX_WAIT_ENV} is 0: calls that are not full are put at once"
+                );
+                None
+            }
+        };
         Ok(DeliverContext {
+            hold,
             sink: CloudWatchLogs::new(
                 aws_sdk_cloudwatchlogs::Client::from_conf(
                     aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
@@ -93,15 +154,10 @@ pub async fn deliver<L: DeliveredLedger>(
         .collect();
     let now_ms = metrics::now_ms();
     let sdk_before = SdkCounts::now();
-    let (report, ledger_report) = deliver_messages_once(
-        &context.sink,
-        ledger,
-        &inbound,
-        now_ms,
-        Some(context.retention_days),
-        &BatchLimits::default(),
-    )
-    .await;
+    let (report, ledger_report) = match &context.hold {
+        Some(hold) => deliver_now(context, ledger, hold, &inbound, now_ms).await,
+        None => deliver_now(context, ledger, &NoCarry, &inbound, now_ms).await,
+    };
     let sdk_retries = SdkCounts::now().retries_since(&sdk_before);
     log_report(&report, &ledger_report);
     println!(
@@ -127,6 +183,27 @@ pub async fn deliver<L: DeliveredLedger>(
     }
 }
 
+async fn deliver_now<L: DeliveredLedger, C: Carrier>(
+    context: &DeliverContext,
+    ledger: &L,
+    carrier: &C,
+    inbound: &[Inbound<'_>],
+    now_ms: i64,
+) -> (DeliveryReport, LedgerReport) {
+    let retention = Some(context.retention_days);
+    let limits = BatchLimits::default();
+    deliver_messages_once(
+        &context.sink,
+        ledger,
+        carrier,
+        inbound,
+        now_ms,
+        retention,
+        &limits,
+    )
+    .await
+}
+
 /// The invocation's metrics in embedded metric format.
 pub fn emf(report: &DeliveryReport, ledger: &LedgerReport) -> Emf {
     Emf::new("deliver")
@@ -134,16 +211,24 @@ pub fn emf(report: &DeliveryReport, ledger: &LedgerReport) -> Emf {
         .count("Delivered", report.delivered)
         .count("DuplicatesDropped", report.duplicates)
         .count("DuplicatesAcrossInvocations", ledger.taken)
+        .count("HeldBack", report.held_back)
+        .count("HeldBackMessages", report.held_back_messages)
         .counts_by("Rejected", report.rejected.iter().map(|(k, v)| (*k, *v)))
         .count("SetAside", report.set_aside.len())
         .count("PutLogEventsCalls", report.put_calls)
+        .count("PutLogEventsNotFull", report.partial_calls)
+        .count("HeldBackWaitedOut", report.waited_out)
         .count("PutLogEventsFailed", report.failed_calls)
         .count("MessagesRetried", report.retry.len())
         .count("LedgerUnavailable", ledger.unavailable)
         .count("LedgerConfirmFailures", ledger.confirm_failures)
+        .count("LedgerReleaseFailures", ledger.release_failures)
 }
 
 fn log_report(report: &DeliveryReport, ledger: &LedgerReport) {
+    if let Some(reason) = &report.hold_back_error {
+        tracing::warn!(reason = %reason, "records not held back (sending them to the queue failed): put at once");
+    }
     for aside in &report.set_aside {
         tracing::error!(
             message_id = %aside.message_id,
@@ -157,6 +242,7 @@ fn log_report(report: &DeliveryReport, ledger: &LedgerReport) {
         records_received = report.records_received,
         delivered = report.delivered,
         duplicates = report.duplicates,
+        held_back = report.held_back,
         put_calls = report.put_calls,
         failed_calls = report.failed_calls,
         rejected = ?report.rejected,
@@ -212,6 +298,13 @@ impl DeliveredLedger for Ledger {
     async fn confirm(&self, delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
         match self {
             Ledger::DynamoDb(ledger) => ledger.confirm(delivered).await,
+            Ledger::InvocationOnly => Ok(()),
+        }
+    }
+
+    async fn release(&self, claims: &[Claim<'_>]) -> Result<(), LedgerError> {
+        match self {
+            Ledger::DynamoDb(ledger) => ledger.release(claims).await,
             Ledger::InvocationOnly => Ok(()),
         }
     }
