@@ -1,13 +1,17 @@
 //! Nothing lost, nothing doubled, with 30% of AWS calls failing.
 //!
 //! The real invictus-ir trail plus a generated stream (≥ 200,000 records resampled from it,
-//! new eventIDs, ~1% repeated across files, times spread over < 24 h for most files and over
-//! 3 days for the rest, four streams) go S3 → select → SQS → deliver → CloudWatch Logs, with
-//! the functions' clients behind a fault-injecting proxy that fails 30% of S3, SQS,
-//! CloudWatch Logs and DynamoDB calls (throttling, 500, 503, slow responses past the attempt
-//! timeout, dropped connections). Messages reported as batch-item failures are handed back as
-//! SQS would, at most as often as the queues' redrive policy allows (`maxReceiveCount` 5).
-//! Then the log group is read back from moto directly and compared record for record.
+//! new eventIDs, ~1% repeated across files, four streams; each file holds 5 minutes of one
+//! stream, whose files follow each other over 20 hours, or over 3 days for one stream) go
+//! S3 → select → SQS → deliver → CloudWatch Logs, with the functions' clients behind a
+//! fault-injecting proxy that fails 30% of S3, SQS, CloudWatch Logs and DynamoDB calls
+//! (throttling, 500, 503, slow responses past the attempt timeout, dropped connections). The
+//! deliver trigger polls the delivery queue while select fills it, as Lambda does (batches up
+//! to the 6 MB payload, a batching window), and deliver holds calls that are not full back in
+//! that queue, as deployed. Messages reported as batch-item failures are handed back as SQS
+//! would, at most as often as the queues' redrive policy allows (`maxReceiveCount` 5). Then
+//! the log group is read back from moto directly and compared record for record, and the
+//! PutLogEvents calls that landed are compared with the fewest the whole input allows.
 //!
 //! `TRAILWATCH_FAULT_RECORDS` overrides the generated count (default 200,000);
 //! `TRAILWATCH_FAULT_SEED` the seed of the data and of the faults;
@@ -32,7 +36,9 @@ use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use fault_proxy::{Fault, FaultPlan, FaultProxy, Service};
 use tokio::task::JoinSet;
 use trailwatch::deliver::plan::minimum_batches;
-use trailwatch::deliver::{stream_name, BatchLimits, DeliveredLedger, LogEvent, MemoryLedger};
+use trailwatch::deliver::{
+    stream_name, BatchLimits, DeliveredLedger, DeliveryMessage, LogEvent, MemoryLedger,
+};
 use trailwatch::record::Record;
 use trailwatch::select::{Matcher, TrailConfig, Verdict};
 use trailwatch::time::{format_event_time, MS_PER_HOUR, MS_PER_MINUTE};
@@ -41,14 +47,18 @@ use trailwatch_aws::dedup::{DynamoDbLedger, LedgerStats};
 use trailwatch_aws::metrics::{CountAttempts, SdkCounts};
 use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
-use trailwatch_deliver_fn::DeliverContext;
+use trailwatch_deliver_fn::{
+    DeliverContext, HoldBack, DEFAULT_MAX_WAIT_SECONDS, HOLD_DELAY_SECONDS,
+};
 use trailwatch_e2e::*;
 use trailwatch_select_fn::SelectContext;
 
 const FAIL_RATE: f64 = 0.30;
-/// The SQS triggers' batch sizes in the template (select, deliver).
+/// PutLogEvents calls that landed, at most, against the fewest the whole input allows (or
+/// 4 more, for the small DynamoDB-ledger run).
+const MAX_PUT_RATIO: f64 = 1.25;
+/// The select trigger's batch size in the template.
 const SELECT_BATCH: usize = 10;
-const DELIVER_BATCH: usize = 8;
 /// The queues' redrive policy: after this many receives a message goes to the DLQ.
 const MAX_RECEIVES: usize = 5;
 /// Invocations running at once (Lambda would run more; moto is the bottleneck here).
@@ -56,6 +66,8 @@ const CONCURRENCY: usize = 4;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 const SLOW_FOR: Duration = Duration::from_millis(2_300);
 const RECORDS_PER_FILE: usize = 1_000;
+/// The minutes of calls one generated log file holds.
+const FILE_MINUTES: i64 = 5;
 const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"];
 const ACCOUNT: &str = "123837392027";
 
@@ -162,16 +174,21 @@ fn corpus(generated: usize, seed: u64) -> Corpus {
     let mut rng = Rng(seed);
     let file_count = generated.div_ceil(RECORDS_PER_FILE);
     let first_generated = files.len();
+    let per_stream = file_count.div_ceil(REGIONS.len()) as i64;
     for f in 0..file_count {
         let region = REGIONS[f % REGIONS.len()];
-        // Three files in four cover the last 20 hours; the rest the last 3 days, so some
-        // streams span more than the 24 hours one PutLogEvents call may.
-        let window = if f % 4 == 3 { 72 } else { 20 } * MS_PER_HOUR;
+        // As CloudTrail writes them: each file holds a few minutes of one account and Region,
+        // and a stream's files follow each other in time — over the last 20 hours for three
+        // streams, over the last 3 days for the fourth, whose calls the 24-hour span rule cuts.
+        let history = if f % REGIONS.len() == 3 { 72 } else { 20 } * MS_PER_HOUR;
+        let ordinal = (f / REGIONS.len()) as i64;
+        let file_age = 10 * MS_PER_MINUTE + history * (per_stream - 1 - ordinal) / per_stream;
         let count = RECORDS_PER_FILE.min(generated - f * RECORDS_PER_FILE);
         let records = (0..count)
             .map(|_| {
                 let template = &shifted[rng.below(shifted.len())];
-                let age = 10 * MS_PER_MINUTE + rng.below(window as usize) as i64;
+                let age =
+                    file_age + rng.below(FILE_MINUTES as usize * MS_PER_MINUTE as usize) as i64;
                 let at = (now - age) / 1000 * 1000;
                 let record = replace_field(template, "eventID", &rng.uuid());
                 let record = replace_field(&record, "eventTime", &format_event_time(at));
@@ -221,7 +238,10 @@ fn expected(corpus: &Corpus, matcher: &Matcher) -> BTreeMap<String, HashMap<Stri
 struct Drive {
     invocations: usize,
     rounds: usize,
+    received: usize,
     redelivered: usize,
+    /// How long messages waited in the queue before their first receive, ms (sorted).
+    queue_waits: Vec<i64>,
 }
 
 /// Hands `pending` to `invoke` in batches of `batch_size`, `CONCURRENCY` at a time, and hands
@@ -267,12 +287,136 @@ where
     drive
 }
 
+/// What the deliver trigger hands the function at most: Lambda's 6 MB invocation payload
+/// (the event's JSON, bodies escaped inside it), and the trigger's BatchSize and batching
+/// window in the template.
+const LAMBDA_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+const DELIVER_BATCH_SIZE: usize = 100;
+const DELIVER_BATCHING_WINDOW: Duration = Duration::from_secs(5);
+
+/// The deliver trigger as Lambda runs it: polls the delivery queue (moto) while select fills
+/// it, hands batches to `invoke` — up to the payload limit or `DELIVER_BATCH_SIZE`, or what
+/// has gathered when the batching window has passed — `CONCURRENCY` at a time, and makes the
+/// messages each invocation reports as failed visible again, as SQS would, until select is
+/// done and the queue is empty, held-back (delayed) messages included.
+async fn poll_deliveries<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    select_done: &std::sync::atomic::AtomicBool,
+    invoke: F,
+) -> Drive
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: Future<Output = HashSet<String>> + Send + 'static,
+{
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let mut drive = Drive::default();
+    let mut visible: std::collections::VecDeque<(Instant, usize, SqsMessage)> = Default::default();
+    let mut receives: HashMap<String, usize> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    let size = |m: &SqsMessage| serde_json::to_string(m).unwrap().len() + 1;
+    loop {
+        let pulled = drain_queue(sqs, queue_url).await.records;
+        let pulled_any = !pulled.is_empty();
+        visible.extend(pulled.into_iter().map(|m| (Instant::now(), size(&m), m)));
+        while tasks.len() < CONCURRENCY {
+            let (mut take, mut bytes) = (0, 0);
+            while take < visible.len().min(DELIVER_BATCH_SIZE)
+                && bytes + visible[take].1 <= LAMBDA_PAYLOAD_BYTES
+            {
+                bytes += visible[take].1;
+                take += 1;
+            }
+            let ready = take > 0
+                && (take < visible.len()
+                    || take == DELIVER_BATCH_SIZE
+                    || visible[0].0.elapsed() >= DELIVER_BATCHING_WINDOW);
+            if !ready {
+                break;
+            }
+            let batch: Vec<SqsMessage> = visible.drain(..take).map(|(_, _, m)| m).collect();
+            drive.received += batch.len();
+            for m in &batch {
+                let n = receives
+                    .entry(m.message_id.clone().unwrap_or_default())
+                    .or_default();
+                *n += 1;
+                assert!(
+                    *n <= MAX_RECEIVES,
+                    "a message failed {MAX_RECEIVES} receives: it would be in the DLQ"
+                );
+                if *n > 1 {
+                    drive.redelivered += 1;
+                } else if let Some(sent) = m
+                    .attributes
+                    .get("SentTimestamp")
+                    .and_then(|t| t.parse::<i64>().ok())
+                {
+                    drive
+                        .queue_waits
+                        .push(trailwatch_aws::metrics::now_ms() - sent);
+                }
+            }
+            let mut event = SqsEvent::default();
+            event.records = batch.clone();
+            let run = invoke(event);
+            tasks.spawn(async move { (batch, run.await) });
+        }
+        if tasks.is_empty()
+            && visible.is_empty()
+            && !pulled_any
+            && select_done.load(Ordering::Relaxed)
+        {
+            let attributes = sqs
+                .get_queue_attributes()
+                .queue_url(queue_url)
+                .attribute_names(A::All)
+                .send()
+                .await
+                .unwrap();
+            let waiting: usize = [
+                A::ApproximateNumberOfMessages,
+                A::ApproximateNumberOfMessagesDelayed,
+                A::ApproximateNumberOfMessagesNotVisible,
+            ]
+            .iter()
+            .filter_map(|a| attributes.attributes()?.get(a)?.parse::<usize>().ok())
+            .sum();
+            if waiting == 0 {
+                drive.queue_waits.sort_unstable();
+                return drive;
+            }
+        }
+        let done = tokio::select! {
+            done = tasks.join_next(), if !tasks.is_empty() => done,
+            () = tokio::time::sleep(Duration::from_millis(200)) => None,
+        };
+        if let Some(done) = done {
+            let (batch, failures) = done.unwrap();
+            drive.invocations += 1;
+            visible.extend(
+                batch
+                    .into_iter()
+                    .filter(|m| failures.contains(m.message_id.as_deref().unwrap_or("")))
+                    .map(|m| (Instant::now(), size(&m), m)),
+            );
+        }
+    }
+}
+
 /// Sums of the deliver reports.
 #[derive(Debug, Default)]
 struct DeliverTotals {
     received: usize,
     delivered: usize,
     duplicates: usize,
+    held_back: usize,
+    held_back_messages: usize,
+    hold_back_errors: usize,
+    partial_calls: usize,
+    waited_out: usize,
+    released: usize,
+    release_failures: usize,
     ledger_taken: usize,
     ledger_unavailable: usize,
     claimed: usize,
@@ -443,7 +587,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
         .build();
     let select = Arc::new(SelectContext {
         s3: S3Objects::new(aws_sdk_s3::Client::from_conf(s3_config)),
-        sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(sqs_config)),
+        sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(sqs_config.clone())),
         delivery_queue: delivery.clone(),
         insights_queue: insights.clone(),
         matcher: TrailConfig::default().compile(),
@@ -455,6 +599,13 @@ async fn scenario<L: TestLedger>(generated: usize) {
             Some(90),
         ),
         retention_days: 90,
+        // As deployed: calls that are not full wait in the delivery queue, behind the proxy.
+        hold: Some(HoldBack {
+            sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(sqs_config))
+                .delayed(HOLD_DELAY_SECONDS),
+            queue_url: delivery.clone(),
+            max_wait_ms: i64::from(DEFAULT_MAX_WAIT_SECONDS) * 1000,
+        }),
     });
     let ledger = Arc::new(L::build(&faulty, &table));
 
@@ -465,74 +616,81 @@ async fn scenario<L: TestLedger>(generated: usize) {
         "one notification per file"
     );
     let sdk_before = SdkCounts::now();
-    let select_started = Instant::now();
-    // The delivery queue is drained while select runs, as the deliver trigger would poll it
-    // (moto's ReceiveMessage slows down with the length of the queue).
-    let draining = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let drainer = {
-        let (sqs, delivery, draining) = (sqs.clone(), delivery.clone(), draining.clone());
-        tokio::spawn(async move {
-            let mut messages = Vec::new();
-            loop {
-                let more = !draining.load(Ordering::Relaxed);
-                let batch = drain_queue(&sqs, &delivery).await.records;
-                let empty = batch.is_empty();
-                messages.extend(batch);
-                if more && empty {
-                    return messages;
-                }
-                if empty {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started_pipeline = Instant::now();
+    let select_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let selecting = async {
+        let selecting = drive(notifications, SELECT_BATCH, |event| {
+            let select = select.clone();
+            async move {
+                let payload = serde_json::to_value(&event).unwrap();
+                match trailwatch_select_fn::handle(&select, payload).await {
+                    Ok(response) => response["batchItemFailures"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+                        .collect(),
+                    // A function error fails the whole batch.
+                    Err(_) => event
+                        .records
+                        .iter()
+                        .filter_map(|m| m.message_id.clone())
+                        .collect(),
                 }
             }
         })
+        .await;
+        select_done.store(true, Ordering::Relaxed);
+        (selecting, started_pipeline.elapsed())
     };
-    let selecting = drive(notifications, SELECT_BATCH, |event| {
-        let select = select.clone();
-        async move {
-            let payload = serde_json::to_value(&event).unwrap();
-            match trailwatch_select_fn::handle(&select, payload).await {
-                Ok(response) => response["batchItemFailures"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
-                    .collect(),
-                // A function error fails the whole batch.
-                Err(_) => event
-                    .records
-                    .iter()
-                    .filter_map(|m| m.message_id.clone())
-                    .collect(),
-            }
-        }
-    })
-    .await;
-    let select_time = select_started.elapsed();
-
-    let drain_started = Instant::now();
-    draining.store(false, Ordering::Relaxed);
-    let messages = drainer.await.unwrap();
-    let drain_time = drain_started.elapsed();
-    let message_count = messages.len();
     let totals = Arc::new(Mutex::new(DeliverTotals::default()));
-    let deliver_started = Instant::now();
-    let delivering = drive(messages, DELIVER_BATCH, |event| {
+    // The deliver trigger polls the delivery queue while select fills it, as Lambda would.
+    // Which delivery messages carried each eventID (held-back ones marked), to explain a loss.
+    let carried_in: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+    let delivering = poll_deliveries(&sqs, &delivery, &select_done, |event| {
         let (deliver, ledger, totals) = (deliver.clone(), ledger.clone(), totals.clone());
+        let carried_in = carried_in.clone();
         async move {
+            for m in &event.records {
+                let body = m.body.as_deref().unwrap_or("");
+                let Ok(message) = DeliveryMessage::parse(body) else {
+                    continue;
+                };
+                let label = format!(
+                    "{}{}",
+                    if message.since.is_some() { "held " } else { "" },
+                    m.message_id.as_deref().unwrap_or("")
+                );
+                let mut carried_in = carried_in.lock().unwrap();
+                for r in &message.records {
+                    if let Some(id) = Record::parse(r.get())
+                        .ok()
+                        .and_then(|r| r.event_id().map(str::to_owned))
+                    {
+                        carried_in.entry(id).or_default().push(label.clone());
+                    }
+                }
+            }
             let done = trailwatch_deliver_fn::deliver(&deliver, &*ledger, event).await;
             let mut t = totals.lock().unwrap();
             let r = &done.report;
             t.received += r.records_received;
             t.delivered += r.delivered;
             t.duplicates += r.duplicates;
+            t.held_back += r.held_back;
+            t.held_back_messages += r.held_back_messages;
+            t.hold_back_errors += usize::from(r.hold_back_error.is_some());
             t.put_calls += r.put_calls;
+            t.partial_calls += r.partial_calls;
+            t.waited_out += r.waited_out;
             t.failed_puts += r.failed_calls;
             t.ledger_taken += done.ledger.taken;
             t.ledger_unavailable += done.ledger.unavailable;
             t.claimed += done.ledger.claimed;
             t.confirmed += done.ledger.confirmed;
+            t.released += done.ledger.released;
             t.confirm_failures += done.ledger.confirm_failures;
+            t.release_failures += done.ledger.release_failures;
             t.invocation_minimum += done.ledger.minimum_put_calls;
             for (reason, n) in &r.rejected {
                 *t.rejected.entry(reason).or_default() += n;
@@ -545,9 +703,9 @@ async fn scenario<L: TestLedger>(generated: usize) {
                 .map(|f| f.item_identifier)
                 .collect()
         }
-    })
-    .await;
-    let deliver_time = deliver_started.elapsed();
+    });
+    let ((selecting, select_time), delivering) = tokio::join!(selecting, delivering);
+    let deliver_time = started_pipeline.elapsed();
     let stats = proxy.stats();
     let sdk_after = SdkCounts::now();
     drop(proxy);
@@ -577,10 +735,17 @@ async fn scenario<L: TestLedger>(generated: usize) {
             }
         }
         missing += records.keys().filter(|id| !seen.contains(*id)).count();
+        let carried_in = carried_in.lock().unwrap();
+        for id in records.keys().filter(|id| !seen.contains(*id)).take(10) {
+            println!(
+                "missing in {stream}: {id}, carried in {:?}",
+                carried_in.get(id)
+            );
+        }
         let events: Vec<LogEvent<'_>> = records
             .values()
             .map(|m| LogEvent {
-                timestamp_ms: 0,
+                timestamp_ms: Record::parse(m).unwrap().event_time_ms().unwrap(),
                 message: m,
                 event_id: None,
             })
@@ -609,9 +774,10 @@ async fn scenario<L: TestLedger>(generated: usize) {
             *by_kind.entry(*k).or_default() += n;
         }
     }
-    // One conditional write per claimed record, one per confirm: what the DynamoDB ledger
-    // writes (before retries), whichever ledger ran.
-    let ledger_writes = (t.claimed + t.confirmed) as u64;
+    // One conditional write per claimed record, one per confirm, one per release: what the
+    // DynamoDB ledger writes (before retries), whichever ledger ran.
+    let ledger_writes = (t.claimed + t.confirmed + t.released) as u64;
+    let put_ratio = puts.forwarded as f64 / global_minimum as f64;
     println!(
         "== fault injection: {:.0}% of S3/SQS/CloudWatch Logs/DynamoDB calls failing (seed {seed})",
         FAIL_RATE * 100.0
@@ -628,11 +794,22 @@ async fn scenario<L: TestLedger>(generated: usize) {
     println!("duplicates:   {duplicates} in the log group ({:.3}%); repeated in the input {}; dropped by deliver {} ({} by the ledger)",
         100.0 * duplicates as f64 / selected as f64,
         corpus.records() - selected, t.duplicates, t.ledger_taken);
-    println!("retries:      {} SDK retries of {} calls ({} attempts); {faulted} faulted requests of {requests} {by_kind:?}; select: {} invocations, {} rounds, {} messages redelivered; deliver: {} invocations, {} rounds, {} messages redelivered, {} failed PutLogEvents, {} ledger-unavailable records, {} confirms ({} failed)",
+    println!("retries:      {} SDK retries of {} calls ({} attempts); {faulted} faulted requests of {requests} {by_kind:?}; select: {} invocations, {} rounds, {} messages redelivered; deliver: {} invocations, {} messages redelivered, {} failed PutLogEvents, {} ledger-unavailable records, {} confirms ({} failed), {} releases ({} failed)",
         sdk_after.retries_since(&sdk_before), sdk_after.calls - sdk_before.calls, sdk_after.attempts - sdk_before.attempts,
         selecting.invocations, selecting.rounds, selecting.redelivered,
-        delivering.invocations, delivering.rounds, delivering.redelivered,
-        t.failed_puts, t.ledger_unavailable, t.confirmed, t.confirm_failures);
+        delivering.invocations, delivering.redelivered,
+        t.failed_puts, t.ledger_unavailable, t.confirmed, t.confirm_failures, t.released, t.release_failures);
+    let wait = |q: f64| {
+        delivering
+            .queue_waits
+            .get(((delivering.queue_waits.len().max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!("delivery queue: waits before the first receive, median {} ms, 90th percentile {} ms, max {} ms",
+        wait(0.5), wait(0.9), wait(1.0));
+    println!("held back:    {} records in {} messages sent back to the delivery queue ({} sends failed: put at once); {} calls not full, {} of them records that had waited {DEFAULT_MAX_WAIT_SECONDS} s",
+        t.held_back, t.held_back_messages, t.hold_back_errors, t.partial_calls, t.waited_out);
     println!(
         "set aside:    {} {:?}; rejected {:?}",
         t.set_aside.len(),
@@ -646,15 +823,16 @@ async fn scenario<L: TestLedger>(generated: usize) {
         per_million(get_object.requests)
     );
     println!(
-        "  SQS SendMessageBatch    {:>9.0} / {:>9.0}  ({message_count} delivery messages)",
+        "  SQS SendMessageBatch    {:>9.0} / {:>9.0}  ({} delivery messages received by deliver, {} of them held back)",
         per_million(sends.forwarded),
-        per_million(sends.requests)
+        per_million(sends.requests),
+        delivering.received,
+        t.held_back_messages
     );
-    println!("  PutLogEvents            {:>9.0} / {:>9.0}  (deliver made {} calls; minimum for the whole input {global_minimum} = {:.0}/M, for the records each invocation put {} → {:.3}×)",
-        per_million(puts.forwarded), per_million(puts.requests), t.put_calls, per_million(global_minimum as u64), t.invocation_minimum,
-        t.put_calls as f64 / t.invocation_minimum.max(1) as f64);
-    println!("  ledger writes           {:>9.0} (= DynamoDB PutItem calls and WCU; {} claims + {} confirms)",
-        per_million(ledger_writes), t.claimed, t.confirmed);
+    println!("  PutLogEvents            {:>9.0} / {:>9.0}  ({} landed = {put_ratio:.3}× the minimum for the whole input, {global_minimum} = {:.0}/M; deliver made {} calls)",
+        per_million(puts.forwarded), per_million(puts.requests), puts.forwarded, per_million(global_minimum as u64), t.put_calls);
+    println!("  ledger writes           {:>9.0} (= DynamoDB write calls and WCU; {} claims + {} confirms + {} releases)",
+        per_million(ledger_writes), t.claimed, t.confirmed, t.released);
     if let Some(stats) = ledger.stats() {
         println!("  DynamoDB PutItem        {:>9.0} / {:>9.0}  (ledger: {} answered writes = {:.0} WCU per million records, {} refused as duplicates, {} failed attempts)",
             per_million(ledger_puts.forwarded), per_million(ledger_puts.requests),
@@ -668,12 +846,11 @@ async fn scenario<L: TestLedger>(generated: usize) {
         );
     }
     println!(
-        "wall time:    {:.1}s (setup {:.1}s of which generating {:.1}s, select {:.1}s, draining what is left in the delivery queue {:.1}s, deliver {:.1}s, read-back {:.1}s)",
+        "wall time:    {:.1}s (setup {:.1}s of which generating {:.1}s; select done after {:.1}s, deliver after {:.1}s; read-back {:.1}s)",
         started.elapsed().as_secs_f64(),
         setup.as_secs_f64(),
         generated_in.as_secs_f64(),
         select_time.as_secs_f64(),
-        drain_time.as_secs_f64(),
         deliver_time.as_secs_f64(),
         readback_time.as_secs_f64()
     );
@@ -696,5 +873,13 @@ async fn scenario<L: TestLedger>(generated: usize) {
     assert!(
         duplicates as f64 <= 0.005 * selected as f64,
         "{duplicates} duplicates of {selected} records"
+    );
+    // A regression guard, not the goal: without holding calls back this was 3.5×; the
+    // issue asks for 1.02× (see the README's delivery section for where the rest goes).
+    assert!(
+        puts.forwarded as f64
+            <= (global_minimum as f64 * MAX_PUT_RATIO).max(global_minimum as f64 + 4.0),
+        "{} PutLogEvents landed where the whole input needs {global_minimum}: {put_ratio:.3}×",
+        puts.forwarded
     );
 }

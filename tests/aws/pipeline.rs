@@ -80,6 +80,7 @@ impl Stack {
         DeliverContext {
             sink: CloudWatchLogs::new(self.logs.clone(), self.group.clone(), Some(90)),
             retention_days: 90,
+            hold: None,
         }
     }
 

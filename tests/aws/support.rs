@@ -246,6 +246,9 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
             .queue_url(url)
             .max_number_of_messages(10)
             .wait_time_seconds(0)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+            )
             .send()
             .await
             .unwrap();
@@ -259,7 +262,9 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
                 "messageId": m.message_id(),
                 "receiptHandle": m.receipt_handle(),
                 "body": m.body(),
-                "attributes": {},
+                "attributes": m.attributes().map(|a| a.iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                    .collect::<std::collections::HashMap<_, _>>()).unwrap_or_default(),
                 "messageAttributes": {},
                 "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
