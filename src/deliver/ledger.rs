@@ -519,7 +519,8 @@ async fn hold_back<C: Carrier, L: DeliveredLedger>(
     if bodies.is_empty() {
         return held;
     }
-    if let Err(e) = carrier.send(bodies.clone()).await {
+    let sent = bodies.len();
+    if let Err(e) = carrier.send(bodies).await {
         // Some may have been sent: their copies find the claims held and are dropped.
         held.send_error = Some(e);
         held.records = 0;
@@ -528,7 +529,7 @@ async fn hold_back<C: Carrier, L: DeliveredLedger>(
         }
         return held;
     }
-    held.messages = bodies.len();
+    held.messages = sent;
     let claims: Vec<Claim<'_>> = planned
         .iter()
         .flat_map(|sp| {
