@@ -13,24 +13,21 @@ use trailwatch::deliver::{
     deliver_messages_once, BatchLimits, Carrier, Inbound, LogEvent, LogSink, MemoryLedger,
     MessagePacker, RejectedRanges, SinkError,
 };
+use trailwatch::forward::Jitter;
 use trailwatch::time::format_event_time;
 
 const NOW: i64 = 1_700_000_000_000;
 
-/// splitmix64: the simulation is a function of the seed.
-struct Rng(u64);
+/// The simulation is a function of the seed (the retry jitter's generator).
+struct Rng(Jitter);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Rng(Jitter::new(seed))
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        ((self.0.next_unit() * n as f64) as usize).min(n.saturating_sub(1))
     }
 
     fn chance(&mut self, percent: usize) -> bool {
@@ -170,7 +167,7 @@ struct Outcome {
 
 fn simulate(seed: u64) -> Outcome {
     let mut outcome = Outcome::default();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let streams = 1 + rng.below(4);
     let count = 200 + rng.below(600);
     let limits = BatchLimits {
@@ -179,7 +176,7 @@ fn simulate(seed: u64) -> Outcome {
         ..BatchLimits::default()
     };
     let world = World {
-        rng: Mutex::new(Rng(seed ^ 0xA5A5)),
+        rng: Mutex::new(Rng::new(seed ^ 0xA5A5)),
         put: Mutex::default(),
         queue: Mutex::default(),
         next_id: Mutex::new(0),
