@@ -763,6 +763,16 @@ mod tests {
         down: bool,
     }
 
+    impl Queue {
+        /// A queue records may wait in for a minute.
+        fn holding() -> Self {
+            Queue {
+                max_wait_ms: 60_000,
+                ..Queue::default()
+            }
+        }
+    }
+
     impl Carrier for Queue {
         fn max_wait_ms(&self) -> i64 {
             self.max_wait_ms
@@ -825,10 +835,7 @@ mod tests {
     #[test]
     fn a_call_that_is_not_full_waits_in_the_queue_and_is_put_full_later() {
         let (sink, ledger) = (Sink::default(), MemoryLedger::default());
-        let queue = Queue {
-            max_wait_ms: 60_000,
-            ..Queue::default()
-        };
+        let queue = Queue::holding();
         let first = body(&[
             record("a", 9),
             record("b", 8),
@@ -864,10 +871,7 @@ mod tests {
     #[test]
     fn records_that_waited_long_enough_are_put_in_a_call_that_is_not_full() {
         let (sink, ledger) = (Sink::default(), MemoryLedger::default());
-        let queue = Queue {
-            max_wait_ms: 60_000,
-            ..Queue::default()
-        };
+        let queue = Queue::holding();
         // Waiting since a minute ago (a message held back before).
         let held = MessagePacker::waiting_since("1_CloudTrail_r", 10_000, Some(NOW - 60_000));
         let mut held = held;
@@ -885,10 +889,7 @@ mod tests {
     #[test]
     fn a_held_tail_that_comes_back_alone_is_put() {
         let (sink, ledger) = (Sink::default(), MemoryLedger::default());
-        let queue = Queue {
-            max_wait_ms: 60_000,
-            ..Queue::default()
-        };
+        let queue = Queue::holding();
         let message = body(&[record("a", 9)]);
         let (r, _) = deliver_with(&sink, &ledger, &queue, &[("m", &message)]);
         assert_eq!((r.put_calls, r.held_back), (0, 1));
@@ -903,9 +904,8 @@ mod tests {
     fn records_that_cannot_be_sent_back_are_put_at_once() {
         let (sink, ledger) = (Sink::default(), MemoryLedger::default());
         let queue = Queue {
-            max_wait_ms: 60_000,
             down: true,
-            ..Queue::default()
+            ..Queue::holding()
         };
         let message = body(&[record("a", 9)]);
         let (r, l) = deliver_with(&sink, &ledger, &queue, &[("m", &message)]);
@@ -920,10 +920,7 @@ mod tests {
     #[test]
     fn a_claim_that_cannot_be_released_brings_its_message_back_and_the_copy_defers_to_it() {
         let (sink, ledger) = (Sink::default(), Sticky::default());
-        let queue = Queue {
-            max_wait_ms: 60_000,
-            ..Queue::default()
-        };
+        let queue = Queue::holding();
         let message = body(&[record("a", 9)]);
         let (r, l) = deliver_with(&sink, &ledger, &queue, &[("m", &message)]);
         assert_eq!((r.delivered, l.release_failures), (0, 1));
