@@ -218,6 +218,7 @@ pub fn emf(report: &DeliveryReport, ledger: &LedgerReport) -> Emf {
         .count("PutLogEventsCalls", report.put_calls)
         .count("PutLogEventsNotFull", report.partial_calls)
         .count("HeldBackWaitedOut", report.waited_out)
+        .count("HeldBackCameBackAlone", report.came_back_alone)
         .count("PutLogEventsFailed", report.failed_calls)
         .count("MessagesRetried", report.retry.len())
         .count("LedgerUnavailable", ledger.unavailable)
@@ -307,5 +308,26 @@ impl DeliveredLedger for Ledger {
             Ledger::DynamoDb(ledger) => ledger.release(claims).await,
             Ledger::InvocationOnly => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_say_why_calls_were_put_not_full() {
+        let report = DeliveryReport {
+            put_calls: 5,
+            partial_calls: 3,
+            waited_out: 1,
+            came_back_alone: 2,
+            ..DeliveryReport::default()
+        };
+        let line: serde_json::Value =
+            serde_json::from_str(&emf(&report, &LedgerReport::default()).to_line(0)).unwrap();
+        assert_eq!(line["PutLogEventsNotFull"], 3);
+        assert_eq!(line["HeldBackWaitedOut"], 1);
+        assert_eq!(line["HeldBackCameBackAlone"], 2);
     }
 }
