@@ -29,8 +29,8 @@ use crate::deliver::limits::{
     PUT_LOG_EVENTS_EVENT_OVERHEAD, SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES,
 };
 use crate::deliver::{
-    deliver_messages_once, BatchLimits, Carrier, DeliveryMessage, DeliveryReport, Inbound,
-    InvocationOnly, LedgerReport, LogEvent, LogSink, RejectedRanges, SinkError,
+    deliver_messages_once, BatchLimits, Carrier, DeliveryMessage, DeliveryReport, HeldMessage,
+    Inbound, InvocationOnly, LedgerReport, LogEvent, LogSink, RejectedRanges, SinkError,
 };
 use crate::forward::{forward, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURCE};
 use crate::ingest::{parse_object_key, read_log_file, LogFileLimits, ObjectKind};
@@ -576,7 +576,7 @@ fn drain(
 }
 
 /// The local delivery queue as the deliver stage's [`Carrier`]: calls that are not full wait
-/// for the next drain, up to [`LOCAL_HOLD_BYTES`]; nothing waits when `closing`.
+/// for the next drain, until [`LOCAL_HOLD_BYTES`] wait; nothing waits when `closing`.
 struct LocalHold {
     held: std::sync::Mutex<Vec<String>>,
     closing: bool,
@@ -596,20 +596,17 @@ impl LocalHold {
 
 impl Carrier for LocalHold {
     fn max_wait_ms(&self) -> i64 {
-        if self.closing {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closing || held.iter().map(String::len).sum::<usize>() >= LOCAL_HOLD_BYTES {
             0
         } else {
             i64::MAX
         }
     }
 
-    async fn send(&self, bodies: Vec<String>) -> Result<(), String> {
+    async fn send(&self, messages: Vec<HeldMessage>) -> Result<(), String> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes: usize = held.iter().chain(&bodies).map(String::len).sum();
-        if bytes > LOCAL_HOLD_BYTES {
-            return Err(format!("more than {LOCAL_HOLD_BYTES} bytes held back"));
-        }
-        held.extend(bodies);
+        held.extend(messages.into_iter().map(|m| m.body));
         Ok(())
     }
 }

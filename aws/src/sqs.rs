@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use trailwatch::deliver::limits::{SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES};
@@ -29,7 +30,6 @@ pub struct SendError {
 #[derive(Clone)]
 pub struct SqsSender {
     client: Client,
-    delay_seconds: Option<i32>,
 }
 
 /// What a send did.
@@ -41,27 +41,97 @@ pub struct SendStats {
 
 impl SqsSender {
     pub fn new(client: Client) -> Self {
-        SqsSender {
-            client,
-            delay_seconds: None,
-        }
+        SqsSender { client }
     }
 
-    /// A sender whose messages become visible `seconds` after they are sent (SQS DelaySeconds,
-    /// 0–900).
-    pub fn delayed(self, seconds: u32) -> Self {
-        SqsSender {
-            delay_seconds: Some(seconds.min(900) as i32),
-            ..self
-        }
-    }
-
-    /// Sends every body to `queue_url` with SendMessageBatch (≤ 10 messages and ≤ 256 KiB a
-    /// call), retrying entries SQS reports as failed. Errors only if some body is not sent.
+    /// Sends every body to the standard queue `queue_url` with SendMessageBatch (≤ 10 messages
+    /// and ≤ 256 KiB a call), retrying entries SQS reports as failed. Errors only if some body
+    /// is not sent.
     pub async fn send_all(
         &self,
         queue_url: &str,
         bodies: &[String],
+    ) -> Result<SendStats, SendError> {
+        self.send(queue_url, bodies, |entry, _| entry).await
+    }
+
+    /// Sends each `(group, body)` to the FIFO queue `queue_url`, in message group `group`, as
+    /// [`SqsSender::send_all`] sends. Each message gets a random deduplication id of its own,
+    /// kept when its send is retried: a retry whose first attempt landed (its answer lost)
+    /// is dropped by SQS as a duplicate, while the same body sent again later — a held tail
+    /// that came back alone is held again unchanged — is a new message, as it must be.
+    pub async fn send_grouped(
+        &self,
+        queue_url: &str,
+        messages: &[(String, String)],
+    ) -> Result<SendStats, SendError> {
+        let dedup: Vec<String> = messages
+            .iter()
+            .map(|_| format!("{:032x}", fastrand::u128(..)))
+            .collect();
+        let bodies: Vec<&str> = messages.iter().map(|(_, body)| body.as_str()).collect();
+        self.send(queue_url, &bodies, |entry, i| {
+            entry
+                .message_group_id(&messages[i].0)
+                .message_deduplication_id(&dedup[i])
+        })
+        .await
+    }
+
+    /// Makes received messages invisible for the given seconds each (ChangeMessageVisibility,
+    /// ≤ 10 a call). Returns how many could not be changed (they come back when their
+    /// visibility timeout ends instead) and the first reason.
+    pub async fn hide(&self, queue_url: &str, receipts: &[(&str, i32)]) -> (usize, Option<String>) {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
+        let (mut failed, mut reason) = (0, None);
+        for chunk in receipts.chunks(SQS_MAX_BATCH_MESSAGES) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (receipt, seconds))| {
+                    Entry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*receipt)
+                        .visibility_timeout(*seconds)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            match self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(output) => {
+                    failed += output.failed().len();
+                    if let Some(f) = output.failed().first() {
+                        reason.get_or_insert(format!(
+                            "{}: {}",
+                            f.code(),
+                            f.message().unwrap_or("")
+                        ));
+                    }
+                }
+                Err(e) => {
+                    failed += chunk.len();
+                    reason.get_or_insert(describe(&e));
+                }
+            }
+        }
+        (failed, reason)
+    }
+
+    async fn send<B: AsRef<str>>(
+        &self,
+        queue_url: &str,
+        bodies: &[B],
+        entry: impl Fn(
+            SendMessageBatchRequestEntryBuilder,
+            usize,
+        ) -> SendMessageBatchRequestEntryBuilder,
     ) -> Result<SendStats, SendError> {
         let mut stats = SendStats::default();
         let mut jitter = Jitter::new(bodies.len() as u64);
@@ -73,12 +143,14 @@ impl SqsSender {
                 let entries: Vec<SendMessageBatchRequestEntry> = pending
                     .iter()
                     .map(|&i| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .message_body(&bodies[i])
-                            .set_delay_seconds(self.delay_seconds)
-                            .build()
-                            .expect("id and body are set")
+                        entry(
+                            SendMessageBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .message_body(bodies[i].as_ref()),
+                            i,
+                        )
+                        .build()
+                        .expect("id and body are set")
                     })
                     .collect();
                 stats.calls += 1;
@@ -151,11 +223,12 @@ impl SqsSender {
 }
 
 /// Groups bodies (by index) into SendMessageBatch calls within the count and size limits.
-fn batches(bodies: &[String]) -> Vec<Vec<usize>> {
+fn batches<B: AsRef<str>>(bodies: &[B]) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     let mut bytes = 0;
     for (i, body) in bodies.iter().enumerate() {
+        let body = body.as_ref();
         let full =
             current.len() == SQS_MAX_BATCH_MESSAGES || bytes + body.len() > SQS_MAX_MESSAGE_BYTES;
         if full && !current.is_empty() {

@@ -7,6 +7,11 @@
 //! call (see `deliver::ledger`) also says since when its records have been held back:
 //! `{"v":1,"stream":"<name>","since":<epoch ms>,"records":[...]}`.
 //!
+//! Held-back messages travel compressed: the bodies of one stream's held records, as a JSON
+//! array, gzipped and base64-encoded in one envelope (see [`seal_held`] and [`open_held`]),
+//! `{"gz":"<base64>","v":1,"stream":"<name>"}`, so that one SQS message carries a whole
+//! call's worth of records instead of a quarter of it.
+//!
 //! Records are embedded verbatim (never re-serialised), so the deliver stage writes the bytes
 //! CloudTrail wrote. A record too large to deliver is replaced by a marked stub (see [`stub`]).
 
@@ -156,6 +161,95 @@ impl MessagePacker {
 /// Default packing limit for messages between stages.
 pub const DEFAULT_MESSAGE_BYTES: usize = SQS_MAX_MESSAGE_BYTES;
 
+/// How a held envelope starts (and a plain message never does).
+const HELD_PREFIX: &str = "{\"gz\":\"";
+/// The most an envelope may hold once opened: far above what sealing puts in one (about a
+/// call's worth of records), low enough that a forged envelope cannot exhaust memory.
+pub const MAX_OPENED_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeldError {
+    #[error("held-back envelope is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("held-back envelope is not valid base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("held-back envelope does not decompress: {0}")]
+    Gzip(std::io::Error),
+    #[error("held-back envelope opens to more than {MAX_OPENED_BYTES} bytes")]
+    TooLarge,
+}
+
+/// Seals the message bodies of one stream (from [`MessagePacker`]) into as few envelopes of at
+/// most `max_bytes` as fit. A body whose envelope alone would be larger (records that do not
+/// compress) is sent as it is.
+pub fn seal_held(stream: &str, bodies: &[String], max_bytes: usize) -> Vec<String> {
+    use base64::Engine;
+    use std::io::Write;
+    if bodies.is_empty() {
+        return Vec::new();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut write = || -> std::io::Result<Vec<u8>> {
+        gz.write_all(b"[")?;
+        for (i, body) in bodies.iter().enumerate() {
+            if i > 0 {
+                gz.write_all(b",")?;
+            }
+            gz.write_all(body.as_bytes())?;
+        }
+        gz.write_all(b"]")?;
+        gz.try_finish()?;
+        Ok(std::mem::take(gz.get_mut()))
+    };
+    let compressed = write().expect("writing to memory does not fail");
+    let mut envelope = String::with_capacity(HELD_PREFIX.len() + compressed.len() * 4 / 3 + 64);
+    envelope.push_str(HELD_PREFIX);
+    base64::engine::general_purpose::STANDARD.encode_string(&compressed, &mut envelope);
+    envelope.push_str("\",\"v\":1,\"stream\":");
+    envelope.push_str(&serde_json::to_string(stream).expect("a string serialises"));
+    envelope.push('}');
+    if envelope.len() <= max_bytes {
+        return vec![envelope];
+    }
+    if bodies.len() == 1 {
+        return bodies.to_vec();
+    }
+    let (first, second) = bodies.split_at(bodies.len() / 2);
+    let mut sealed = seal_held(stream, first, max_bytes);
+    sealed.extend(seal_held(stream, second, max_bytes));
+    sealed
+}
+
+/// The message bodies a received body stands for: those sealed in it when it is a held
+/// envelope, else the body itself.
+pub fn open_held(body: &str) -> Result<Vec<Cow<'_, str>>, HeldError> {
+    use base64::Engine;
+    use std::io::Read;
+    if !body.starts_with(HELD_PREFIX) {
+        return Ok(vec![Cow::Borrowed(body)]);
+    }
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        gz: &'a str,
+    }
+    let envelope: Envelope<'_> = serde_json::from_str(body)?;
+    let compressed = base64::engine::general_purpose::STANDARD.decode(envelope.gz)?;
+    let mut opened = String::new();
+    flate2::read::GzDecoder::new(compressed.as_slice())
+        .take(MAX_OPENED_BYTES as u64 + 1)
+        .read_to_string(&mut opened)
+        .map_err(HeldError::Gzip)?;
+    if opened.len() > MAX_OPENED_BYTES {
+        return Err(HeldError::TooLarge);
+    }
+    let bodies: Vec<&RawValue> = serde_json::from_str(&opened)?;
+    Ok(bodies
+        .into_iter()
+        .map(|b| Cow::Owned(b.get().to_owned()))
+        .collect())
+}
+
 /// Where the full copy of a stubbed record lives.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordLocation<'a> {
@@ -300,5 +394,75 @@ mod tests {
             fit_record(&small, location, 1000),
             Cow::Borrowed(_)
         ));
+    }
+
+    fn bodies_of(stream: &str, records: usize, pad: usize) -> Vec<String> {
+        let mut packer = MessagePacker::waiting_since(stream, SQS_MAX_MESSAGE_BYTES, Some(7));
+        let mut bodies = Vec::new();
+        for i in 0..records {
+            let record = format!(
+                r#"{{"eventID":"e{i}","requestParameters":"{}"}}"#,
+                "ab".repeat(pad)
+            );
+            bodies.extend(packer.push(&record));
+        }
+        bodies.extend(packer.take());
+        bodies
+    }
+
+    #[test]
+    fn held_bodies_sealed_in_envelopes_open_to_the_same_bodies() {
+        let bodies = bodies_of("1_CloudTrail_r", 900, 500);
+        assert_eq!(bodies.len(), 4, "about a call's worth of records");
+        let sealed = seal_held("1_CloudTrail_r", &bodies, SQS_MAX_MESSAGE_BYTES);
+        assert_eq!(sealed.len(), 1, "one envelope carries them all");
+        assert!(sealed[0].len() <= SQS_MAX_MESSAGE_BYTES);
+        let opened: Vec<String> = sealed
+            .iter()
+            .flat_map(|e| open_held(e).unwrap())
+            .map(Cow::into_owned)
+            .collect();
+        assert_eq!(opened, bodies);
+        // A plain message opens to itself.
+        assert_eq!(open_held(&bodies[0]).unwrap(), [bodies[0].as_str()]);
+    }
+
+    #[test]
+    fn envelopes_stay_within_the_limit_and_records_that_do_not_compress_go_plain() {
+        let bodies = bodies_of("s", 900, 500);
+        let sealed = seal_held("s", &bodies, 20_000);
+        assert!(sealed.len() > 1 && sealed.iter().all(|e| e.len() <= 20_000));
+        let opened: Vec<String> = sealed
+            .iter()
+            .flat_map(|e| open_held(e).unwrap())
+            .map(Cow::into_owned)
+            .collect();
+        assert_eq!(opened, bodies, "split, none lost, in order");
+        // Too little room for any envelope: the bodies travel as they are.
+        assert_eq!(seal_held("s", &bodies, 100), bodies);
+    }
+
+    #[test]
+    fn a_broken_envelope_is_an_error_naming_what_is_wrong() {
+        let cases = [
+            (r#"{"gz":"not base64!","v":1}"#, "not valid base64"),
+            (r#"{"gz":"aGVsbG8=","v":1}"#, "does not decompress"),
+            (r#"{"gz":"AAAA""#, "is not valid"),
+        ];
+        for (body, want) in cases {
+            let e = open_held(body).unwrap_err().to_string();
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        // A small envelope that would open to more than the guard allows.
+        use base64::Engine;
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![b' '; MAX_OPENED_BYTES + 1]).unwrap();
+        let bomb = format!(
+            r#"{{"gz":"{}","v":1}}"#,
+            base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap())
+        );
+        assert!(bomb.len() < 100_000);
+        assert!(matches!(open_held(&bomb), Err(HeldError::TooLarge)));
     }
 }

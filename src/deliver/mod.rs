@@ -76,27 +76,45 @@ pub struct Inbound<'a> {
     pub body: &'a str,
 }
 
-/// Where the records of a call that is not full go to wait for more of their stream: back to
-/// the delivery queue, in new messages saying since when they have been held back.
+/// Where the records of a call that is not full go to wait for more of their stream: to a
+/// queue of held records, in new messages saying since when they have been held back.
 ///
 /// An invocation sees a few messages of each stream (Lambda hands it at most 6 MB), so the
-/// last call of every stream would be partly filled. Holding those records back until a later
-/// invocation brings more of the stream fills the calls: PutLogEvents calls near the fewest
-/// the whole input allows. The price is an SQS round trip for the held records (and, with a
-/// ledger, releasing their claims and claiming them again) and their latency: a tail is held
-/// again only while records seen for the first time, or held at different times, join it,
-/// and never beyond `max_wait_ms`.
+/// last call of every stream would be partly filled. Holding those records back until they
+/// meet more of the stream fills the calls: PutLogEvents calls near the fewest the whole
+/// input allows. In the stack the hold queue is a FIFO queue with one message group per stream:
+/// a group is handed to one invocation at a time, so every tail of a stream, whichever
+/// concurrent invocation held it back, meets the others there instead of each bouncing in a
+/// different invocation. The price is an SQS round trip for the held records (and, with a
+/// ledger, releasing their claims and claiming them again) and their latency, never beyond
+/// `max_wait_ms`.
 ///
-/// Nothing is lost: the claims of held records are released only after the new messages are
-/// sent; if sending fails the records are put at once; if releasing fails their messages come
-/// back (the held copies find the claims taken and drop them).
+/// Nothing is lost: the claims of held records are released before the new messages are
+/// sent (see `deliver::ledger`); if sending fails their messages come back, if releasing fails
+/// the records are put at once.
 pub trait Carrier {
     /// How long a record may be held back for a fuller call, counted from when it was first
     /// held back; 0 holds nothing back.
     fn max_wait_ms(&self) -> i64;
 
-    /// Sends the bodies to the delivery queue; an error when any of them may not have been sent.
-    fn send(&self, bodies: Vec<String>) -> impl Future<Output = Result<(), String>> + Send;
+    /// Sends the messages to the hold queue; an error when any of them may not have been sent.
+    fn send(&self, held: Vec<HeldMessage>) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Whether a held message that comes back alone — nothing else of its stream in the
+    /// batch — may stay in the queue a while longer instead of being sent again (see
+    /// [`DeliveryReport::kept`]). In a FIFO queue the rest of its message group then gathers
+    /// behind it, and it comes back with all of it.
+    fn keeps(&self) -> bool {
+        false
+    }
+}
+
+/// A message of held-back records, packed by [`MessagePacker::waiting_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldMessage {
+    /// The stream of its records (the message group in a FIFO hold queue).
+    pub stream: String,
+    pub body: String,
 }
 
 /// Holds nothing back: every call is put in the invocation that planned it.
@@ -108,7 +126,7 @@ impl Carrier for NoCarry {
         0
     }
 
-    async fn send(&self, _bodies: Vec<String>) -> Result<(), String> {
+    async fn send(&self, _held: Vec<HeldMessage>) -> Result<(), String> {
         Ok(())
     }
 }
@@ -136,14 +154,16 @@ pub struct DeliveryReport {
     /// Records sent back to the queue to wait for a fuller call, and the messages that carry them.
     pub held_back: usize,
     pub held_back_messages: usize,
-    /// Why records could not be held back (they were put at once instead).
+    /// Why records could not be held back (put at once when their claims could not be
+    /// released; their messages come back when they could not be sent).
     pub hold_back_error: Option<String>,
     /// Streams whose held-back records had waited long enough to be put in a call that is not
     /// full.
     pub waited_out: usize,
-    /// Streams whose held-back records came back with nothing new to join them: put in calls
-    /// that are not full.
-    pub came_back_alone: usize,
+    /// Held messages that came back alone and stay in the queue a while longer (also in
+    /// `retry`), with how long their records may still wait, ms: the caller makes each
+    /// invisible again for at most that long.
+    pub kept: BTreeMap<String, i64>,
     pub put_calls: usize,
     /// Calls put that are not full (the last of a stream, or closed by the 24-hour span).
     pub partial_calls: usize,

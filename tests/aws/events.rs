@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
+use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::DeliveryMessage;
 use trailwatch::ingest::{parse_message, WorkItem};
 use trailwatch_e2e::repo_root;
@@ -67,14 +68,30 @@ fn select_samples_are_invocations_the_select_function_understands() {
 }
 
 #[test]
-fn deliver_samples_carry_delivery_messages() {
+fn deliver_samples_carry_delivery_messages_fresh_and_held() {
+    let mut kinds = Vec::new();
     for (path, payload) in samples("deliver") {
         let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(payload).unwrap();
         for message in &event.records {
-            let parsed = DeliveryMessage::parse(message.body.as_deref().unwrap())
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(!parsed.records.is_empty());
+            let body = message.body.as_deref().unwrap();
+            let opened = open_held(body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for inner in &opened {
+                let parsed = DeliveryMessage::parse(inner)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!parsed.records.is_empty());
+                kinds.push(if parsed.since.is_some() {
+                    "held"
+                } else {
+                    "fresh"
+                });
+            }
         }
+    }
+    for kind in ["fresh", "held"] {
+        assert!(
+            kinds.contains(&kind),
+            "no deliver sample of a {kind} message"
+        );
     }
 }
 

@@ -8,8 +8,10 @@
 //! (throttling, 500, 503, slow responses past the attempt timeout, dropped connections). The
 //! deliver trigger polls the delivery queue while select fills it, as Lambda does (batches up
 //! to the 6 MB payload, a batching window), and deliver holds calls that are not full back in
-//! that queue, as deployed. Messages reported as batch-item failures are handed back as SQS
-//! would, at most as often as the queues' redrive policy allows (`maxReceiveCount` 5). Then
+//! a FIFO hold queue, one message group per stream, received as Lambda receives it, as
+//! deployed. Messages reported as batch-item failures are handed back as SQS would, at most
+//! as often as the queues' redrive policy allows (`maxReceiveCount` 5; 50 for the hold queue,
+//! whose messages come back on purpose). Then
 //! the log group is read back from moto directly and compared record for record, and the
 //! PutLogEvents calls that landed are compared with the fewest the whole input allows.
 //!
@@ -33,8 +35,10 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_sqs::types::QueueAttributeName;
 use fault_proxy::{Fault, FaultPlan, FaultProxy, Service};
 use tokio::task::JoinSet;
+use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::plan::minimum_batches;
 use trailwatch::deliver::{
     stream_name, BatchLimits, DeliveredLedger, DeliveryMessage, LogEvent, MemoryLedger,
@@ -47,16 +51,14 @@ use trailwatch_aws::dedup::{DynamoDbLedger, LedgerStats};
 use trailwatch_aws::metrics::{CountAttempts, SdkCounts};
 use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
-use trailwatch_deliver_fn::{
-    DeliverContext, HoldBack, DEFAULT_MAX_WAIT_SECONDS, HOLD_DELAY_SECONDS,
-};
+use trailwatch_deliver_fn::{DeliverContext, HoldBack, DEFAULT_MAX_WAIT_SECONDS};
 use trailwatch_e2e::*;
 use trailwatch_select_fn::SelectContext;
 
 const FAIL_RATE: f64 = 0.30;
-/// PutLogEvents calls that landed, at most, against the fewest the whole input allows (or
-/// 4 more, for the small DynamoDB-ledger run).
-const MAX_PUT_RATIO: f64 = 1.25;
+/// PutLogEvents calls that landed, at most, against the fewest the whole input allows (the
+/// issue's target; or 1 more, for the small DynamoDB-ledger run).
+const MAX_PUT_RATIO: f64 = 1.02;
 /// The select trigger's batch size in the template.
 const SELECT_BATCH: usize = 10;
 /// The queues' redrive policy: after this many receives a message goes to the DLQ.
@@ -287,39 +289,70 @@ where
     drive
 }
 
-/// What the deliver trigger hands the function at most: Lambda's 6 MB invocation payload
-/// (the event's JSON, bodies escaped inside it), and the trigger's BatchSize and batching
-/// window in the template.
+/// What the deliver triggers hand the function at most: Lambda's 6 MB invocation payload
+/// (the event's JSON, bodies escaped inside it), and the triggers' BatchSize and batching
+/// window in the template (a FIFO queue's trigger takes at most 10 and has no window).
 const LAMBDA_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 const DELIVER_BATCH_SIZE: usize = 100;
 const DELIVER_BATCHING_WINDOW: Duration = Duration::from_secs(5);
+const HOLD_BATCH_SIZE: i32 = 10;
+/// template.yaml's HoldQueue redrive policy: after this many receives a message goes to the
+/// DLQ (a held message that comes back alone is received again after each keep).
+const HOLD_MAX_RECEIVES: usize = 50;
+/// The hold queue's visibility timeout here (360 s in the template): how long a held message
+/// whose keep failed stays away.
+const HOLD_VISIBILITY_SECONDS: i32 = 60;
 
-/// The deliver trigger as Lambda runs it: polls the delivery queue (moto) while select fills
-/// it, hands batches to `invoke` — up to the payload limit or `DELIVER_BATCH_SIZE`, or what
-/// has gathered when the batching window has passed — `CONCURRENCY` at a time, and makes the
-/// messages each invocation reports as failed visible again, as SQS would, until select is
-/// done and the queue is empty, held-back (delayed) messages included.
+/// What an invocation of the deliver function answered: the messages to retry, and which of
+/// them it kept invisible in the hold queue.
+type Answer = (HashSet<String>, HashSet<String>);
+
+/// The deliver function's two triggers as Lambda runs them, `CONCURRENCY` invocations at a
+/// time each, until select is done and both queues are empty, delayed and invisible messages
+/// included:
+/// - the delivery queue (moto) is drained while select fills it and handed over in batches
+///   up to the payload limit or `DELIVER_BATCH_SIZE`, or what has gathered once the batching
+///   window has passed; the messages an invocation reports as failed are visible again at
+///   once;
+/// - the FIFO hold queue is received from as Lambda does, leaving moto to hand a message group
+///   to one invocation at a time; the messages an invocation answered for are deleted, those
+///   it reports as failed are made visible again at once, except those it kept invisible
+///   itself.
 async fn poll_deliveries<F, Fut>(
     sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
+    delivery_url: &str,
+    hold_url: &str,
     select_done: &std::sync::atomic::AtomicBool,
     invoke: F,
 ) -> Drive
 where
     F: Fn(SqsEvent) -> Fut,
-    Fut: Future<Output = HashSet<String>> + Send + 'static,
+    Fut: Future<Output = Answer> + Send + 'static,
 {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
     let mut drive = Drive::default();
     let mut visible: std::collections::VecDeque<(Instant, usize, SqsMessage)> = Default::default();
     let mut receives: HashMap<String, usize> = HashMap::new();
     let mut tasks = JoinSet::new();
+    let mut running = [0, 0];
     let size = |m: &SqsMessage| serde_json::to_string(m).unwrap().len() + 1;
+    let first_receive = |drive: &mut Drive, m: &SqsMessage, receives: usize| {
+        if receives > 1 {
+            drive.redelivered += 1;
+        } else if let Some(sent) = m
+            .attributes
+            .get("SentTimestamp")
+            .and_then(|t| t.parse::<i64>().ok())
+        {
+            drive
+                .queue_waits
+                .push(trailwatch_aws::metrics::now_ms() - sent);
+        }
+    };
     loop {
-        let pulled = drain_queue(sqs, queue_url).await.records;
+        let pulled = drain_queue(sqs, delivery_url).await.records;
         let pulled_any = !pulled.is_empty();
         visible.extend(pulled.into_iter().map(|m| (Instant::now(), size(&m), m)));
-        while tasks.len() < CONCURRENCY {
+        while running[0] < CONCURRENCY {
             let (mut take, mut bytes) = (0, 0);
             while take < visible.len().min(DELIVER_BATCH_SIZE)
                 && bytes + visible[take].1 <= LAMBDA_PAYLOAD_BYTES
@@ -335,7 +368,6 @@ where
                 break;
             }
             let batch: Vec<SqsMessage> = visible.drain(..take).map(|(_, _, m)| m).collect();
-            drive.received += batch.len();
             for m in &batch {
                 let n = receives
                     .entry(m.message_id.clone().unwrap_or_default())
@@ -345,43 +377,61 @@ where
                     *n <= MAX_RECEIVES,
                     "a message failed {MAX_RECEIVES} receives: it would be in the DLQ"
                 );
-                if *n > 1 {
-                    drive.redelivered += 1;
-                } else if let Some(sent) = m
-                    .attributes
-                    .get("SentTimestamp")
-                    .and_then(|t| t.parse::<i64>().ok())
-                {
-                    drive
-                        .queue_waits
-                        .push(trailwatch_aws::metrics::now_ms() - sent);
-                }
+                first_receive(&mut drive, m, *n);
             }
+            drive.received += batch.len();
+            running[0] += 1;
             let mut event = SqsEvent::default();
             event.records = batch.clone();
             let run = invoke(event);
-            tasks.spawn(async move { (batch, run.await) });
+            tasks.spawn(async move { (0, batch, run.await) });
+        }
+        let mut received_held = false;
+        while running[1] < CONCURRENCY {
+            let batch = receive(sqs, hold_url, HOLD_BATCH_SIZE, HOLD_VISIBILITY_SECONDS).await;
+            if batch.is_empty() {
+                break;
+            }
+            received_held = true;
+            for m in &batch {
+                let n: usize = m.attributes["ApproximateReceiveCount"].parse().unwrap();
+                assert!(
+                    n <= HOLD_MAX_RECEIVES,
+                    "a held message was received {n} times: it would be in the DLQ"
+                );
+                first_receive(&mut drive, m, n);
+            }
+            drive.received += batch.len();
+            running[1] += 1;
+            let mut event = SqsEvent::default();
+            event.records = batch.clone();
+            let run = invoke(event);
+            tasks.spawn(async move { (1, batch, run.await) });
         }
         if tasks.is_empty()
             && visible.is_empty()
             && !pulled_any
+            && !received_held
             && select_done.load(Ordering::Relaxed)
         {
-            let attributes = sqs
-                .get_queue_attributes()
-                .queue_url(queue_url)
-                .attribute_names(A::All)
-                .send()
-                .await
-                .unwrap();
-            let waiting: usize = [
-                A::ApproximateNumberOfMessages,
-                A::ApproximateNumberOfMessagesDelayed,
-                A::ApproximateNumberOfMessagesNotVisible,
-            ]
-            .iter()
-            .filter_map(|a| attributes.attributes()?.get(a)?.parse::<usize>().ok())
-            .sum();
+            let mut waiting = 0;
+            for url in [delivery_url, hold_url] {
+                let attributes = sqs
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(QueueAttributeName::All)
+                    .send()
+                    .await
+                    .unwrap();
+                waiting += [
+                    QueueAttributeName::ApproximateNumberOfMessages,
+                    QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                ]
+                .iter()
+                .filter_map(|a| attributes.attributes()?.get(a)?.parse::<usize>().ok())
+                .sum::<usize>();
+            }
             if waiting == 0 {
                 drive.queue_waits.sort_unstable();
                 return drive;
@@ -391,16 +441,27 @@ where
             done = tasks.join_next(), if !tasks.is_empty() => done,
             () = tokio::time::sleep(Duration::from_millis(200)) => None,
         };
-        if let Some(done) = done {
-            let (batch, failures) = done.unwrap();
-            drive.invocations += 1;
+        let Some(done) = done else { continue };
+        let (trigger, batch, (failures, kept)) = done.unwrap();
+        drive.invocations += 1;
+        running[trigger] -= 1;
+        let failed = |m: &&SqsMessage| failures.contains(m.message_id.as_deref().unwrap_or(""));
+        if trigger == 0 {
             visible.extend(
                 batch
-                    .into_iter()
-                    .filter(|m| failures.contains(m.message_id.as_deref().unwrap_or("")))
-                    .map(|m| (Instant::now(), size(&m), m)),
+                    .iter()
+                    .filter(failed)
+                    .map(|m| (Instant::now(), size(m), m.clone())),
             );
+            continue;
         }
+        let answered: Vec<&SqsMessage> = batch.iter().filter(|m| !failed(m)).collect();
+        let again: Vec<&SqsMessage> = batch
+            .iter()
+            .filter(failed)
+            .filter(|m| !kept.contains(m.message_id.as_deref().unwrap_or("")))
+            .collect();
+        settle(sqs, hold_url, &answered, &again).await;
     }
 }
 
@@ -415,6 +476,7 @@ struct DeliverTotals {
     hold_back_errors: usize,
     partial_calls: usize,
     waited_out: usize,
+    kept: usize,
     released: usize,
     release_failures: usize,
     ledger_taken: usize,
@@ -494,6 +556,22 @@ async fn scenario<L: TestLedger>(generated: usize) {
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let ingest = create_queue(&sqs, &unique("ingest")).await;
     let delivery = create_queue(&sqs, &unique("delivery")).await;
+    let hold = sqs
+        .create_queue()
+        .queue_name(format!("{}.fifo", unique("hold")))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::DeduplicationScope, "messageGroup")
+        .attributes(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId")
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            HOLD_VISIBILITY_SECONDS.to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
     let insights = create_queue(&sqs, &unique("insights")).await;
     let group = unique("CloudTrail/trailwatch");
     let table = unique("state");
@@ -599,11 +677,10 @@ async fn scenario<L: TestLedger>(generated: usize) {
             Some(90),
         ),
         retention_days: 90,
-        // As deployed: calls that are not full wait in the delivery queue, behind the proxy.
+        // As deployed: calls that are not full wait in the hold queue, behind the proxy.
         hold: Some(HoldBack {
-            sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(sqs_config))
-                .delayed(HOLD_DELAY_SECONDS),
-            queue_url: delivery.clone(),
+            sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(sqs_config)),
+            queue_url: hold.clone(),
             max_wait_ms: i64::from(DEFAULT_MAX_WAIT_SECONDS) * 1000,
         }),
     });
@@ -647,27 +724,38 @@ async fn scenario<L: TestLedger>(generated: usize) {
     // The deliver trigger polls the delivery queue while select fills it, as Lambda would.
     // Which delivery messages carried each eventID (held-back ones marked), to explain a loss.
     let carried_in: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
-    let delivering = poll_deliveries(&sqs, &delivery, &select_done, |event| {
+    let outcomes: Arc<Mutex<HashMap<String, &'static str>>> = Arc::default();
+    let delivering = poll_deliveries(&sqs, &delivery, &hold, &select_done, |event| {
         let (deliver, ledger, totals) = (deliver.clone(), ledger.clone(), totals.clone());
-        let carried_in = carried_in.clone();
+        let (carried_in, outcomes) = (carried_in.clone(), outcomes.clone());
         async move {
+            let mut labels = Vec::new();
             for m in &event.records {
                 let body = m.body.as_deref().unwrap_or("");
-                let Ok(message) = DeliveryMessage::parse(body) else {
+                let Ok(opened) = open_held(body) else {
                     continue;
                 };
                 let label = format!(
-                    "{}{}",
-                    if message.since.is_some() { "held " } else { "" },
-                    m.message_id.as_deref().unwrap_or("")
+                    "{}{}#{}",
+                    if body != opened[0] { "held " } else { "" },
+                    m.message_id.as_deref().unwrap_or(""),
+                    m.attributes
+                        .get("ApproximateReceiveCount")
+                        .map_or("?", String::as_str)
                 );
+                labels.push((m.message_id.clone().unwrap_or_default(), label.clone()));
                 let mut carried_in = carried_in.lock().unwrap();
-                for r in &message.records {
-                    if let Some(id) = Record::parse(r.get())
-                        .ok()
-                        .and_then(|r| r.event_id().map(str::to_owned))
-                    {
-                        carried_in.entry(id).or_default().push(label.clone());
+                for inner in &opened {
+                    let Ok(message) = DeliveryMessage::parse(inner) else {
+                        continue;
+                    };
+                    for r in &message.records {
+                        if let Some(id) = Record::parse(r.get())
+                            .ok()
+                            .and_then(|r| r.event_id().map(str::to_owned))
+                        {
+                            carried_in.entry(id).or_default().push(label.clone());
+                        }
                     }
                 }
             }
@@ -695,13 +783,29 @@ async fn scenario<L: TestLedger>(generated: usize) {
             for (reason, n) in &r.rejected {
                 *t.rejected.entry(reason).or_default() += n;
             }
+            t.kept += r.kept.len();
+            {
+                let mut outcomes = outcomes.lock().unwrap();
+                for (id, label) in labels {
+                    let outcome = if r.kept.contains_key(&id) {
+                        "kept"
+                    } else if r.retry.contains(&id) {
+                        "retried"
+                    } else {
+                        "answered"
+                    };
+                    outcomes.insert(label, outcome);
+                }
+            }
             t.set_aside
                 .extend(r.set_aside.iter().map(|s| format!("{s:?}")));
-            done.response
+            let failures = done
+                .response
                 .batch_item_failures
                 .into_iter()
                 .map(|f| f.item_identifier)
-                .collect()
+                .collect();
+            (failures, r.kept.keys().cloned().collect())
         }
     });
     let ((selecting, select_time), delivering) = tokio::join!(selecting, delivering);
@@ -737,10 +841,14 @@ async fn scenario<L: TestLedger>(generated: usize) {
         missing += records.keys().filter(|id| !seen.contains(*id)).count();
         let carried_in = carried_in.lock().unwrap();
         for id in records.keys().filter(|id| !seen.contains(*id)).take(10) {
-            println!(
-                "missing in {stream}: {id}, carried in {:?}",
-                carried_in.get(id)
-            );
+            let outcomes = outcomes.lock().unwrap();
+            let chain: Vec<String> = carried_in
+                .get(id)
+                .into_iter()
+                .flatten()
+                .map(|label| format!("{label} {}", outcomes.get(label).copied().unwrap_or("?")))
+                .collect();
+            println!("missing in {stream}: {id}, carried in {chain:?}");
         }
         let events: Vec<LogEvent<'_>> = records
             .values()
@@ -808,8 +916,8 @@ async fn scenario<L: TestLedger>(generated: usize) {
     };
     println!("delivery queue: waits before the first receive, median {} ms, 90th percentile {} ms, max {} ms",
         wait(0.5), wait(0.9), wait(1.0));
-    println!("held back:    {} records in {} messages sent back to the delivery queue ({} sends failed: put at once); {} calls not full, {} of them records that had waited {DEFAULT_MAX_WAIT_SECONDS} s",
-        t.held_back, t.held_back_messages, t.hold_back_errors, t.partial_calls, t.waited_out);
+    println!("held back:    {} records in {} messages sent to the hold queue ({} holds failed); {} held messages came back alone and were kept; {} calls not full, {} of them records that had waited {DEFAULT_MAX_WAIT_SECONDS} s",
+        t.held_back, t.held_back_messages, t.hold_back_errors, t.kept, t.partial_calls, t.waited_out);
     println!(
         "set aside:    {} {:?}; rejected {:?}",
         t.set_aside.len(),
@@ -874,11 +982,10 @@ async fn scenario<L: TestLedger>(generated: usize) {
         duplicates as f64 <= 0.005 * selected as f64,
         "{duplicates} duplicates of {selected} records"
     );
-    // A regression guard, not the goal: without holding calls back this was 3.5×; the
-    // issue asks for 1.02× (see the README's delivery section for where the rest goes).
+    // Without holding calls back this was 3.5×.
     assert!(
         puts.forwarded as f64
-            <= (global_minimum as f64 * MAX_PUT_RATIO).max(global_minimum as f64 + 4.0),
+            <= (global_minimum as f64 * MAX_PUT_RATIO).max(global_minimum as f64 + 1.0),
         "{} PutLogEvents landed where the whole input needs {global_minimum}: {put_ratio:.3}×",
         puts.forwarded
     );

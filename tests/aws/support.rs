@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_lambda_events::sqs::SqsEvent;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use serde_json::value::RawValue;
 use trailwatch::time::{format_event_time, parse_event_time, MS_PER_MINUTE};
 
@@ -238,27 +238,43 @@ pub async fn create_state_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str)
 /// Receives (and deletes, with DeleteMessageBatch) every message waiting in the queue, as the
 /// SQS event Lambda's trigger would build from them.
 pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
-    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
     let mut records = Vec::new();
     loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .message_system_attribute_names(
-                aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
-            )
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages();
+        let messages = receive(sqs, url, 10, 30).await;
         if messages.is_empty() {
             break;
         }
-        let mut entries = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
-            records.push(serde_json::json!({
+        let refs: Vec<&SqsMessage> = messages.iter().collect();
+        settle(sqs, url, &refs, &[]).await;
+        records.extend(messages);
+    }
+    let mut event = SqsEvent::default();
+    event.records = records;
+    event
+}
+
+/// Receives up to `max` messages, as Lambda's SQS poller does (with their system attributes),
+/// invisible for `visibility` seconds; an empty batch when none is visible.
+pub async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    max: i32,
+    visibility: i32,
+) -> Vec<SqsMessage> {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(max)
+        .visibility_timeout(visibility)
+        .wait_time_seconds(0)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    out.messages()
+        .iter()
+        .map(|m| {
+            serde_json::from_value(serde_json::json!({
                 "messageId": m.message_id(),
                 "receiptHandle": m.receipt_handle(),
                 "body": m.body(),
@@ -269,25 +285,67 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
                 "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
                 "awsRegion": REGION,
-            }));
-            entries.push(
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Ends received messages as Lambda's poller does: deletes those answered for, and makes
+/// `again` visible at once (here, where SQS would wait for the visibility timeout).
+pub async fn settle(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    answered: &[&SqsMessage],
+    again: &[&SqsMessage],
+) {
+    use aws_sdk_sqs::types::{
+        ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    };
+    let receipt = |m: &SqsMessage| m.receipt_handle.clone().unwrap();
+    for chunk in answered.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
                 DeleteMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .receipt_handle(m.receipt_handle().unwrap())
+                    .receipt_handle(receipt(m))
                     .build()
-                    .unwrap(),
-            );
-        }
-        let deleted = sqs
+                    .unwrap()
+            })
+            .collect();
+        let out = sqs
             .delete_message_batch()
             .queue_url(url)
             .set_entries(Some(entries))
             .send()
             .await
             .unwrap();
-        assert!(deleted.failed().is_empty(), "{:?}", deleted.failed());
+        assert!(out.failed().is_empty(), "{:?}", out.failed());
     }
-    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    for chunk in again.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt(m))
+                    .visibility_timeout(0)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = sqs
+            .change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.failed().is_empty(), "{:?}", out.failed());
+    }
 }
 
 /// The invictus-ir trail: each file's name and its records as exact JSON texts, in name order.

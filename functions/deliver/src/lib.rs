@@ -2,6 +2,8 @@
 //! writes each record to the trail log group, in the stream CloudTrail would use, reporting
 //! every message not confirmed delivered as a batch-item failure so SQS brings it back.
 
+use std::collections::BTreeMap;
+
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::Error;
@@ -9,7 +11,7 @@ use trailwatch::deliver::ledger::LedgerError;
 use trailwatch::deliver::limits::is_valid_retention;
 use trailwatch::deliver::{
     deliver_messages_once, BatchLimits, Carrier, Claim, ClaimOutcome, DeliveredLedger,
-    DeliveryReport, Inbound, InvocationOnly, LedgerReport, NoCarry,
+    DeliveryReport, HeldMessage, Inbound, InvocationOnly, LedgerReport, NoCarry,
 };
 use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
 use trailwatch_aws::dedup::DynamoDbLedger;
@@ -24,19 +26,14 @@ pub const RETENTION_ENV: &str = "TRAILWATCH_RETENTION_DAYS";
 pub const DEDUP_TABLE_ENV: &str = "TRAILWATCH_DEDUP_TABLE";
 /// CloudTrail's log groups are created with 90 days unless told otherwise.
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
-/// The delivery queue (its URL): where records of a call that is not full wait for more of
-/// their stream. Unset: every call is put at once.
-pub const DELIVERY_QUEUE_ENV: &str = "TRAILWATCH_DELIVERY_QUEUE_URL";
+/// The hold queue (its URL; a FIFO queue, one message group per stream): where records of a
+/// call that is not full wait for more of their stream. Unset: every call is put at once.
+pub const HOLD_QUEUE_ENV: &str = "TRAILWATCH_HOLD_QUEUE_URL";
 /// How long a record may wait for a fuller call, in seconds (0: never held back).
 pub const MAX_WAIT_ENV: &str = "TRAILWATCH_MAX_WAIT_SECONDS";
 /// CloudTrail itself takes about 5 minutes to deliver a record to CloudWatch Logs; holding
-/// one back for at most two more fills the calls of every busy stream, even behind a backlog
-/// of half a minute in the queue (the fault-injection test).
+/// one back for at most two more fills the calls of every busy stream.
 pub const DEFAULT_MAX_WAIT_SECONDS: u32 = 120;
-/// How long a held-back message stays invisible in the queue, so that the messages of one
-/// stream held back by concurrent invocations meet in one later batch instead of each
-/// bouncing back at once.
-pub const HOLD_DELAY_SECONDS: u32 = 10;
 
 pub struct DeliverContext {
     pub sink: CloudWatchLogs,
@@ -44,7 +41,8 @@ pub struct DeliverContext {
     pub hold: Option<HoldBack>,
 }
 
-/// The delivery queue as the place where records wait for a fuller call.
+/// The hold queue as the place where records wait for a fuller call: each message goes to
+/// its stream's message group, so the tails of a stream meet one invocation at a time.
 pub struct HoldBack {
     pub sqs: SqsSender,
     pub queue_url: String,
@@ -56,14 +54,25 @@ impl Carrier for HoldBack {
         self.max_wait_ms
     }
 
-    async fn send(&self, bodies: Vec<String>) -> Result<(), String> {
+    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), String> {
+        let messages: Vec<(String, String)> =
+            held.into_iter().map(|m| (m.stream, m.body)).collect();
         self.sqs
-            .send_all(&self.queue_url, &bodies)
+            .send_grouped(&self.queue_url, &messages)
             .await
             .map(drop)
             .map_err(|e| e.to_string())
     }
+
+    fn keeps(&self) -> bool {
+        true
+    }
 }
+
+/// How long a held message that came back alone stays invisible at most before it comes back
+/// (its stream's group waits behind it meanwhile). Shorter keeps latency and each record's
+/// last wait closer to the limit; longer means fewer receives.
+pub const KEEP_SECONDS: i64 = 20;
 
 impl DeliverContext {
     pub fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
@@ -84,20 +93,19 @@ impl DeliverContext {
                 .map_err(|_| format!("{MAX_WAIT_ENV}={text} is not a whole number of seconds"))?,
             _ => DEFAULT_MAX_WAIT_SECONDS,
         };
-        let hold = match std::env::var(DELIVERY_QUEUE_ENV) {
+        let hold = match std::env::var(HOLD_QUEUE_ENV) {
             Ok(queue_url) if !queue_url.is_empty() && max_wait_seconds > 0 => Some(HoldBack {
                 sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(
                     aws_sdk_sqs::config::Builder::from(sdk)
                         .interceptor(CountAttempts)
                         .build(),
-                ))
-                .delayed(HOLD_DELAY_SECONDS.min(max_wait_seconds)),
+                )),
                 queue_url,
                 max_wait_ms: i64::from(max_wait_seconds) * 1000,
             }),
             _ => {
                 tracing::warn!(
-                    "{DELIVERY_QUEUE_ENV} is not set or {MAX_WAIT_ENV} is 0: calls that are not full are put at once"
+                    "{HOLD_QUEUE_ENV} is not set or {MAX_WAIT_ENV} is 0: calls that are not full are put at once"
                 );
                 None
             }
@@ -155,7 +163,11 @@ pub async fn deliver<L: DeliveredLedger>(
     let now_ms = metrics::now_ms();
     let sdk_before = SdkCounts::now();
     let (report, ledger_report) = match &context.hold {
-        Some(hold) => deliver_now(context, ledger, hold, &inbound, now_ms).await,
+        Some(hold) => {
+            let done = deliver_now(context, ledger, hold, &inbound, now_ms).await;
+            keep_in_queue(hold, &event, &done.0.kept).await;
+            done
+        }
         None => deliver_now(context, ledger, &NoCarry, &inbound, now_ms).await,
     };
     let sdk_retries = SdkCounts::now().retries_since(&sdk_before);
@@ -180,6 +192,32 @@ pub async fn deliver<L: DeliveredLedger>(
         response,
         report,
         ledger: ledger_report,
+    }
+}
+
+/// Held messages that came back alone stay invisible in the hold queue until their records
+/// may wait no longer, or [`KEEP_SECONDS`]; meanwhile the rest of their stream's group gathers
+/// behind them. A change that fails only means the message comes back when the queue's
+/// visibility timeout ends, and is put then if its records waited long enough.
+async fn keep_in_queue(hold: &HoldBack, event: &SqsEvent, kept: &BTreeMap<String, i64>) {
+    let receipts: Vec<(&str, i32)> = event
+        .records
+        .iter()
+        .filter_map(|m| {
+            let left_ms = kept.get(m.message_id.as_deref()?)?;
+            let seconds = (left_ms + 999) / 1000;
+            Some((
+                m.receipt_handle.as_deref()?,
+                seconds.clamp(1, KEEP_SECONDS) as i32,
+            ))
+        })
+        .collect();
+    if receipts.is_empty() {
+        return;
+    }
+    let (failed, reason) = hold.sqs.hide(&hold.queue_url, &receipts).await;
+    if failed > 0 {
+        tracing::warn!(failed, reason = ?reason, "held messages not kept invisible: they come back at the end of the visibility timeout");
     }
 }
 
@@ -218,7 +256,7 @@ pub fn emf(report: &DeliveryReport, ledger: &LedgerReport) -> Emf {
         .count("PutLogEventsCalls", report.put_calls)
         .count("PutLogEventsNotFull", report.partial_calls)
         .count("HeldBackWaitedOut", report.waited_out)
-        .count("HeldBackCameBackAlone", report.came_back_alone)
+        .count("HeldBackKept", report.kept.len())
         .count("PutLogEventsFailed", report.failed_calls)
         .count("MessagesRetried", report.retry.len())
         .count("LedgerUnavailable", ledger.unavailable)
@@ -316,18 +354,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_metrics_say_why_calls_were_put_not_full() {
+    fn the_metrics_say_what_was_held_and_why_calls_were_put_not_full() {
         let report = DeliveryReport {
             put_calls: 5,
             partial_calls: 3,
             waited_out: 1,
-            came_back_alone: 2,
+            kept: [("m".to_owned(), 5_000), ("n".to_owned(), 1)].into(),
             ..DeliveryReport::default()
         };
         let line: serde_json::Value =
             serde_json::from_str(&emf(&report, &LedgerReport::default()).to_line(0)).unwrap();
         assert_eq!(line["PutLogEventsNotFull"], 3);
         assert_eq!(line["HeldBackWaitedOut"], 1);
-        assert_eq!(line["HeldBackCameBackAlone"], 2);
+        assert_eq!(line["HeldBackKept"], 2);
     }
 }
