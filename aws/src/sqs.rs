@@ -58,8 +58,8 @@ impl SqsSender {
     /// Sends each `(group, body)` to the FIFO queue `queue_url`, in message group `group`, as
     /// [`SqsSender::send_all`] sends. Each message gets a random deduplication id of its own,
     /// kept when its send is retried: a retry whose first attempt landed (its answer lost)
-    /// is dropped by SQS as a duplicate, while the same body sent again later — a held tail
-    /// that came back alone is held again unchanged — is a new message, as it must be.
+    /// is dropped by SQS as a duplicate, while the same body sent again later (records held
+    /// again unchanged) is a new message, as it must be.
     pub async fn send_grouped(
         &self,
         queue_url: &str,

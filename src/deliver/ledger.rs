@@ -207,7 +207,7 @@ pub struct LedgerReport {
     pub confirmed: usize,
     /// Confirm writes that failed: at worst, duplicates when the message comes back.
     pub confirm_failures: usize,
-    /// Claims given up for records held back (sent to the queue again).
+    /// Claims given up for records held back (sent to the hold queue).
     pub released: usize,
     /// Records not held back, but put at once, because their claims could not be released.
     pub release_failures: usize,
@@ -523,8 +523,8 @@ struct Held {
     error: Option<String>,
 }
 
-/// Sends the batches that are not full, in streams whose records have not waited too long,
-/// back to the queue (see [`Carrier`]), then releases their claims.
+/// Holds back the batches that are not full, in streams whose records have not waited too
+/// long: releases their claims, then sends them to the hold queue (see [`Carrier`]).
 async fn hold_back<C: Carrier, L: DeliveredLedger>(
     carrier: &C,
     ledger: &L,

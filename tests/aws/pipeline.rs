@@ -409,3 +409,88 @@ async fn digest_files_are_skipped_and_counted_in_the_metrics() {
     let line: serde_json::Value = serde_json::from_str(&totals.emf().to_line(0)).unwrap();
     assert_eq!(line["DigestsSkipped"], 1, "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_is_not_full_waits_in_its_streams_group_of_the_hold_queue() {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    use trailwatch::deliver::message::open_held;
+    use trailwatch::deliver::MemoryLedger;
+    use trailwatch_deliver_fn::HoldBack;
+    let stack = Stack::new().await;
+    let hold = stack
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}.fifo", unique("hold")))
+        .attributes(A::FifoQueue, "true")
+        .attributes(A::DeduplicationScope, "messageGroup")
+        .attributes(A::FifoThroughputLimit, "perMessageGroupId")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let deliver = DeliverContext {
+        hold: Some(HoldBack {
+            sqs: SqsSender::new(stack.sqs.clone()),
+            queue_url: hold.clone(),
+            max_wait_ms: 120_000,
+        }),
+        ..stack.deliver()
+    };
+    let ledger = MemoryLedger::default();
+    // A few records of one stream: far from a full call, so they are held back.
+    let all: Vec<String> = invictus_files().into_iter().flat_map(|(_, r)| r).collect();
+    let records = recent(&all, 30);
+    let stream = stream_of(&records[0]);
+    let mine: Vec<&String> = records
+        .iter()
+        .filter(|r| stream_of(r) == stream)
+        .take(5)
+        .collect();
+    let body = format!(
+        r#"{{"v":1,"stream":"{stream}","records":[{}]}}"#,
+        mine.iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut fresh = aws_lambda_events::sqs::SqsMessage::default();
+    fresh.message_id = Some("fresh-1".into());
+    fresh.body = Some(body);
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = vec![fresh];
+    let done = trailwatch_deliver_fn::deliver(&deliver, &ledger, event).await;
+    assert_eq!((done.report.put_calls, done.report.held_back), (0, 5));
+    assert!(done.response.batch_item_failures.is_empty());
+    assert!(ledger.is_empty(), "claims released before the send");
+
+    // In the stream's group, one sealed message carrying the five records.
+    let held = receive(&stack.sqs, &hold, 10, 30).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].attributes["MessageGroupId"], stream);
+    let opened = open_held(held[0].body.as_deref().unwrap()).unwrap();
+    let message = trailwatch::deliver::DeliveryMessage::parse(&opened[0]).unwrap();
+    assert_eq!(message.records.len(), 5);
+
+    // Back alone, it is kept: nothing put or claimed, invisible a while longer, not deleted.
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = held.clone();
+    let done = trailwatch_deliver_fn::deliver(&deliver, &ledger, event).await;
+    assert_eq!(done.report.put_calls, 0);
+    assert_eq!(done.report.kept.len(), 1);
+    assert_eq!(done.response.batch_item_failures.len(), 1);
+    assert!(receive(&stack.sqs, &hold, 10, 30).await.is_empty());
+    let attributes = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&hold)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attributes.attributes().unwrap()[&A::ApproximateNumberOfMessagesNotVisible],
+        "1"
+    );
+}

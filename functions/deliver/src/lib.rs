@@ -282,6 +282,7 @@ fn log_report(report: &DeliveryReport, ledger: &LedgerReport) {
         delivered = report.delivered,
         duplicates = report.duplicates,
         held_back = report.held_back,
+        kept = report.kept.len(),
         put_calls = report.put_calls,
         failed_calls = report.failed_calls,
         rejected = ?report.rejected,
