@@ -556,22 +556,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let ingest = create_queue(&sqs, &unique("ingest")).await;
     let delivery = create_queue(&sqs, &unique("delivery")).await;
-    let hold = sqs
-        .create_queue()
-        .queue_name(format!("{}.fifo", unique("hold")))
-        .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(QueueAttributeName::DeduplicationScope, "messageGroup")
-        .attributes(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId")
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            HOLD_VISIBILITY_SECONDS.to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let hold = create_hold_queue(&sqs, HOLD_VISIBILITY_SECONDS).await;
     let insights = create_queue(&sqs, &unique("insights")).await;
     let group = unique("CloudTrail/trailwatch");
     let table = unique("state");

@@ -417,19 +417,7 @@ async fn a_call_that_is_not_full_waits_in_its_streams_group_of_the_hold_queue() 
     use trailwatch::deliver::MemoryLedger;
     use trailwatch_deliver_fn::HoldBack;
     let stack = Stack::new().await;
-    let hold = stack
-        .sqs
-        .create_queue()
-        .queue_name(format!("{}.fifo", unique("hold")))
-        .attributes(A::FifoQueue, "true")
-        .attributes(A::DeduplicationScope, "messageGroup")
-        .attributes(A::FifoThroughputLimit, "perMessageGroupId")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let hold = create_hold_queue(&stack.sqs, 30).await;
     let deliver = DeliverContext {
         hold: Some(HoldBack {
             sqs: SqsSender::new(stack.sqs.clone()),
