@@ -56,8 +56,8 @@ use trailwatch_e2e::*;
 use trailwatch_select_fn::SelectContext;
 
 const FAIL_RATE: f64 = 0.30;
-/// PutLogEvents calls that landed, at most, against the fewest the whole input allows (the
-/// issue's target; or 1 more, for the small DynamoDB-ledger run).
+/// PutLogEvents calls that landed, at most, against the fewest the whole input allows: the
+/// issue's target, for the 200,000-record run (see the assertion for the small one).
 const MAX_PUT_RATIO: f64 = 1.02;
 /// The select trigger's batch size in the template.
 const SELECT_BATCH: usize = 10;
@@ -967,11 +967,20 @@ async fn scenario<L: TestLedger>(generated: usize) {
         duplicates as f64 <= 0.005 * selected as f64,
         "{duplicates} duplicates of {selected} records"
     );
-    // Without holding calls back this was 3.5×.
+    // Without holding calls back this was 3.5×. The small DynamoDB-ledger run's deliver stage
+    // outlasts the wait (every record claimed and released through the failing proxy): each
+    // time the wait runs out, each stream may have a call put that is not full.
+    let allowed = if generated >= 100_000 {
+        (global_minimum as f64 * MAX_PUT_RATIO) as u64
+    } else {
+        let waits = deliver_time
+            .as_secs()
+            .div_ceil(u64::from(DEFAULT_MAX_WAIT_SECONDS));
+        global_minimum as u64 + want.len() as u64 * waits
+    };
     assert!(
-        puts.forwarded as f64
-            <= (global_minimum as f64 * MAX_PUT_RATIO).max(global_minimum as f64 + 1.0),
-        "{} PutLogEvents landed where the whole input needs {global_minimum}: {put_ratio:.3}×",
+        puts.forwarded <= allowed,
+        "{} PutLogEvents landed where the whole input needs {global_minimum} ({allowed} allowed): {put_ratio:.3}×",
         puts.forwarded
     );
 }
