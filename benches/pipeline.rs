@@ -17,8 +17,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
-use trailwatch::deliver::{plan_batches, BatchLimits, LogEvent};
+use trailwatch::deliver::message::{open_held, seal_held, DEFAULT_MESSAGE_BYTES};
+use trailwatch::deliver::{plan_batches, BatchLimits, LogEvent, MessagePacker};
 use trailwatch::ingest::{parse_object_key, read_log_file, LogFileLimits};
 use trailwatch::pipeline::{Origin, SelectRun, SEND_EVERY_MESSAGES};
 use trailwatch::record::Record;
@@ -585,6 +585,48 @@ fn bench_deliver(corpus: &Corpus, matcher: &Matcher, rounds: usize, table: &mut 
             (bytes * repeat) as f64 / 1e6 / memcpy_t.cpu.max(0.01)
         ),
         ratio: memcpy_t.cpu.max(0.01) / plan_t.cpu,
+        target: None,
+    });
+
+    // Holding back: the same records as held tails, packed, sealed (gzip + base64) and opened
+    // again, as deliver does for the records of every call that is not full.
+    let (hold_t, sealed_bytes) = measure(rounds, || {
+        let mut total = 0usize;
+        for _ in 0..repeat {
+            for (stream, events) in &events {
+                let mut packer =
+                    MessagePacker::waiting_since(stream, DEFAULT_MESSAGE_BYTES, Some(1));
+                let mut plain = Vec::new();
+                for e in events {
+                    plain.extend(packer.push(e.message));
+                }
+                plain.extend(packer.take());
+                for envelope in seal_held(stream, &plain, DEFAULT_MESSAGE_BYTES) {
+                    total += envelope.len();
+                    let opened = open_held(&envelope).unwrap();
+                    std::hint::black_box(&opened);
+                }
+            }
+        }
+        total
+    });
+    table.row(Row {
+        section: "2. hold back (seal+open)",
+        what: format!(
+            "the same records as held tails: {:.0} MB sealed in {:.0} MB of envelopes",
+            bytes as f64 / 1e6,
+            sealed_bytes as f64 / 1e6 / repeat as f64
+        ),
+        figure: format!(
+            "{} rec/s/core, {:.0} MB/s",
+            si(n / hold_t.cpu),
+            (bytes * repeat) as f64 / 1e6 / hold_t.cpu
+        ),
+        baseline: format!(
+            "plan+serialise of the same records: {} rec/s",
+            si(n / plan_t.cpu)
+        ),
+        ratio: plan_t.cpu / hold_t.cpu,
         target: None,
     });
 }
