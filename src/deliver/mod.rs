@@ -109,7 +109,8 @@ pub trait Carrier {
     }
 }
 
-/// A message of held-back records, packed by [`MessagePacker::waiting_since`].
+/// A message of one stream's held-back records: an envelope sealed by
+/// [`message::seal_held`] (or, when its records do not compress, a plain message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldMessage {
     /// The stream of its records (the message group in a FIFO hold queue).
@@ -151,7 +152,8 @@ pub struct DeliveryReport {
     pub delivered: usize,
     pub delivered_per_stream: BTreeMap<String, usize>,
     pub duplicates: usize,
-    /// Records sent back to the queue to wait for a fuller call, and the messages that carry them.
+    /// Records sent to the hold queue to wait for a fuller call, and the messages that carry
+    /// them.
     pub held_back: usize,
     pub held_back_messages: usize,
     /// Why records could not be held back (put at once when their claims could not be
