@@ -348,6 +348,17 @@ where
                 .push(trailwatch_aws::metrics::now_ms() - sent);
         }
     };
+    // Invokes the function with a batch of `trigger`'s queue (0: delivery, 1: hold).
+    let start = |drive: &mut Drive,
+                 tasks: &mut JoinSet<(usize, Vec<SqsMessage>, Answer)>,
+                 trigger: usize,
+                 batch: Vec<SqsMessage>| {
+        drive.received += batch.len();
+        let mut event = SqsEvent::default();
+        event.records = batch.clone();
+        let run = invoke(event);
+        tasks.spawn(async move { (trigger, batch, run.await) });
+    };
     loop {
         let pulled = drain_queue(sqs, delivery_url).await.records;
         let pulled_any = !pulled.is_empty();
@@ -379,12 +390,8 @@ where
                 );
                 first_receive(&mut drive, m, *n);
             }
-            drive.received += batch.len();
             running[0] += 1;
-            let mut event = SqsEvent::default();
-            event.records = batch.clone();
-            let run = invoke(event);
-            tasks.spawn(async move { (0, batch, run.await) });
+            start(&mut drive, &mut tasks, 0, batch);
         }
         let mut received_held = false;
         while running[1] < CONCURRENCY {
@@ -401,12 +408,8 @@ where
                 );
                 first_receive(&mut drive, m, n);
             }
-            drive.received += batch.len();
             running[1] += 1;
-            let mut event = SqsEvent::default();
-            event.records = batch.clone();
-            let run = invoke(event);
-            tasks.spawn(async move { (1, batch, run.await) });
+            start(&mut drive, &mut tasks, 1, batch);
         }
         if tasks.is_empty()
             && visible.is_empty()

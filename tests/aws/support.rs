@@ -317,10 +317,7 @@ pub async fn settle(
     answered: &[&SqsMessage],
     again: &[&SqsMessage],
 ) {
-    use aws_sdk_sqs::types::{
-        ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    };
-    let receipt = |m: &SqsMessage| m.receipt_handle.clone().unwrap();
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
     for chunk in answered.chunks(10) {
         let entries = chunk
             .iter()
@@ -328,7 +325,7 @@ pub async fn settle(
             .map(|(i, m)| {
                 DeleteMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .receipt_handle(receipt(m))
+                    .receipt_handle(m.receipt_handle.clone().unwrap())
                     .build()
                     .unwrap()
             })
@@ -342,28 +339,14 @@ pub async fn settle(
             .unwrap();
         assert!(out.failed().is_empty(), "{:?}", out.failed());
     }
-    for chunk in again.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt(m))
-                    .visibility_timeout(0)
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = sqs
-            .change_message_visibility_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.failed().is_empty(), "{:?}", out.failed());
-    }
+    let receipts: Vec<(&str, i32)> = again
+        .iter()
+        .map(|m| (m.receipt_handle.as_deref().unwrap(), 0))
+        .collect();
+    let (failed, reason) = trailwatch_aws::sqs::SqsSender::new(sqs.clone())
+        .hide(url, &receipts)
+        .await;
+    assert_eq!(failed, 0, "{reason:?}");
 }
 
 /// The invictus-ir trail: each file's name and its records as exact JSON texts, in name order.
