@@ -92,7 +92,10 @@ start() {
     log "starting moto_server on $endpoint (log: ${LOG_FILE#"$ROOT"/})"
     printf '\n=== %s moto_server -H %s -p %s\n' "$(date -u +%FT%TZ)" "$HOST" "$port" >>"$LOG_FILE"
     # setsid: own process group, so it outlives this script and a Ctrl-C in the caller's shell.
-    setsid "$VENV_BIN/moto_server" -H "$HOST" -p "$port" >>"$LOG_FILE" 2>&1 </dev/null &
+    # scripts/moto_server.py: moto_server with DynamoDB requests isolated as DynamoDB isolates
+    # them (see the file).
+    setsid "$VENV_BIN/python" "$ROOT/scripts/moto_server.py" -H "$HOST" -p "$port" \
+        >>"$LOG_FILE" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$PID_FILE"
 
