@@ -12,6 +12,12 @@ cd "$ROOT"
 started=$SECONDS
 step() { printf '\n== [%4d s] %s\n' "$((SECONDS - started))" "$*"; }
 
+# CI builds once from a clean clone: incremental caches (about 0.9 GB of target/debug here) would
+# only cost disk.
+if [[ -n "${CI:-}" ]]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 step "tools (project-local virtualenvs)"
 scripts/tools.sh
 # shellcheck source=scripts/env.sh
@@ -39,6 +45,15 @@ scripts/lint-template.sh
 
 if [[ "${TRAILWATCH_SKIP_SAM_BUILD:-0}" != 1 ]]; then
     step "sam build (cargo-lambda, release)"
+    # The release builds need about 2 GB more; the debug build (tests, clippy: over 2 GB) is not
+    # used again, so in CI, or when the disk is short, it goes first. A CI run once failed here
+    # with "No space left on device" while both builds were on disk.
+    free_mb=$(($(df -Pk target | awk 'NR == 2 { print $4 }') / 1024))
+    if [[ -d target/debug && ( -n "${CI:-}" || free_mb -lt 8192 ) ]]; then
+        debug_mb=$(du -sm target/debug | cut -f1)
+        rm -rf target/debug
+        echo "removed target/debug (${debug_mb} MB; ${free_mb} MB were free${CI:+, CI is set})"
+    fi
     sam build --template-file template.yaml --build-dir target/sam-build
 fi
 
