@@ -73,6 +73,8 @@ pub struct FaultPlan {
     pub kinds: Vec<Fault>,
     /// How long a slow response is held (longer than the client's attempt timeout).
     pub slow_for: Duration,
+    /// `slow_for` for these services (their clients' attempt timeouts differ).
+    pub slow_for_service: BTreeMap<Service, Duration>,
     /// Slow and dropped calls reach moto first (applied, response lost), for these services.
     pub ambiguous: Vec<Service>,
 }
@@ -85,6 +87,12 @@ pub struct OperationStats {
     /// Requests answered by moto and passed back.
     pub forwarded: u64,
     pub faults: BTreeMap<Fault, u64>,
+    /// Requests passed to moto, not faulted, whose client gave up before moto answered: moto
+    /// may have applied them, and the client's retry applies them again — what a slow
+    /// service does to a client whose attempt timeout is too short.
+    pub unanswered: u64,
+    /// The longest moto took to answer a request passed on.
+    pub slowest: Duration,
 }
 
 impl OperationStats {
@@ -206,7 +214,8 @@ async fn handle(
             if lost_after_applying {
                 let _ = forward(shared.upstream, parts, body).await;
             }
-            tokio::time::sleep(plan.slow_for).await;
+            let slow_for = plan.slow_for_service.get(&service);
+            tokio::time::sleep(*slow_for.unwrap_or(&plan.slow_for)).await;
             return Err(Closed("slow response"));
         }
         Some(Fault::Drop) => {
@@ -217,12 +226,45 @@ async fn handle(
         }
         Some(kind) => return Ok(error_response(service, kind)),
     }
-    match forward(shared.upstream, parts, body).await {
+    // Dropped with this handler when the client closes the connection first.
+    let mut waiting = Unanswered {
+        shared,
+        service,
+        operation: &operation,
+        answered: false,
+    };
+    let sent = std::time::Instant::now();
+    let forwarded = forward(shared.upstream, parts, body).await;
+    waiting.answered = true;
+    let took = sent.elapsed();
+    record(shared, service, &operation, |s| {
+        s.slowest = s.slowest.max(took)
+    });
+    match forwarded {
         Ok(response) => {
             record(shared, service, &operation, |s| s.forwarded += 1);
             Ok(response)
         }
         Err(e) => Ok(plain(StatusCode::BAD_GATEWAY, format!("upstream: {e}"))),
+    }
+}
+
+/// Counts a request passed to moto whose handler is dropped before moto answered (hyper drops
+/// it when the client closes the connection).
+struct Unanswered<'a> {
+    shared: &'a Shared,
+    service: Service,
+    operation: &'a str,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            record(self.shared, self.service, self.operation, |s| {
+                s.unanswered += 1;
+            });
+        }
     }
 }
 
