@@ -46,8 +46,9 @@ scripts/lint-template.sh
 if [[ "${TRAILWATCH_SKIP_SAM_BUILD:-0}" != 1 ]]; then
     step "sam build (cargo-lambda, release)"
     # The release builds need about 1.1 GB more; the debug build (tests, clippy: 2.4 GB without
-    # incremental caches) is not used again, so in CI, or when the disk is short, it goes first. A CI run once failed here
-    # with "No space left on device" while both builds were on disk.
+    # incremental caches) is not used again, so in CI, or when the disk is short, it goes
+    # first. A CI run once failed here with "No space left on device" while both builds were
+    # on disk.
     free_mb=$(($(df -Pk target | awk 'NR == 2 { print $4 }') / 1024))
     if [[ -d target/debug && ( -n "${CI:-}" || free_mb -lt 8192 ) ]]; then
         debug_mb=$(du -sm target/debug | cut -f1)
