@@ -11,10 +11,8 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::aggregate::{MinuteAggregate, MinuteAggregator, MinuteCell, ObserveStats};
-use super::config::{DetectorParams, InsightsConfig};
-use super::detector::{
-    InsightState, KeyState, StateDecodeError, StepContext, Transition, MINUTE_RING,
-};
+use super::config::{DetectorParams, InsightsConfig, MINUTE_RING};
+use super::detector::{InsightState, KeyState, StateDecodeError, StepContext, Transition};
 use super::key::SeriesKey;
 use super::output::{attributions, insight_record};
 use crate::record::Record;
