@@ -313,6 +313,37 @@ pub fn print_human(
         time_or(report.requested_start, "the oldest digest"),
         time_or(report.requested_end, "the newest digest")
     )?;
+    print_counts(report, out)?;
+    if !report.errors.is_empty() {
+        writeln!(
+            out,
+            "{} other problem{} (files or folders not checked)",
+            report.errors.len(),
+            if report.errors.len() == 1 { "" } else { "s" }
+        )?;
+    }
+    if report.keys.is_empty() {
+        writeln!(
+            out,
+            "Signatures NOT verified (no --public-key given): only the hash chain was checked, which whoever can rewrite the bucket can recompute"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Signatures verified with {} public key{}: {}",
+            report.keys.len(),
+            if report.keys.len() == 1 { "" } else { "s" },
+            report.keys.join(", ")
+        )?;
+    }
+    for note in &report.notes {
+        writeln!(out, "Note: {note}")?;
+    }
+    Ok(())
+}
+
+/// Results found, and the counts of digest and log files.
+fn print_counts(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     let digests = report.digest_counts();
     if digests.total == 0 {
         writeln!(out, "No digest files found")?;
@@ -353,31 +384,6 @@ pub fn print_human(
                 if extra == 1 { "" } else { "s" }
             )?;
         }
-    }
-    if !report.errors.is_empty() {
-        writeln!(
-            out,
-            "{} other problem{} (files or folders not checked)",
-            report.errors.len(),
-            if report.errors.len() == 1 { "" } else { "s" }
-        )?;
-    }
-    if report.keys.is_empty() {
-        writeln!(
-            out,
-            "Signatures NOT verified (no --public-key given): only the hash chain was checked, which whoever can rewrite the bucket can recompute"
-        )?;
-    } else {
-        writeln!(
-            out,
-            "Signatures verified with {} public key{}: {}",
-            report.keys.len(),
-            if report.keys.len() == 1 { "" } else { "s" },
-            report.keys.join(", ")
-        )?;
-    }
-    for note in &report.notes {
-        writeln!(out, "Note: {note}")?;
     }
     Ok(())
 }
