@@ -11,8 +11,9 @@ use std::task::{Context, Poll, Waker};
 
 use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::{
-    deliver_messages_once, BatchLimits, Carrier, DeliveryMessage, HeldMessage, Inbound, LogEvent,
-    LogSink, MemoryLedger, MessagePacker, RejectedRanges, SinkError,
+    deliver_messages_once, BatchLimits, Carrier, CarryError, DeliveryMessage, DeliverySettings,
+    HeldMessage, Inbound, LogEvent, LogSink, MemoryLedger, MessagePacker, RejectedRanges,
+    SinkError,
 };
 use trailwatch::forward::Jitter;
 use trailwatch::time::format_event_time;
@@ -102,7 +103,7 @@ impl Carrier for World {
         60_000
     }
 
-    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), String> {
+    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), CarryError> {
         YieldOnce(false).await;
         let failing = self.roll(10);
         for HeldMessage { stream, body } in held {
@@ -120,7 +121,7 @@ impl Carrier for World {
             self.enqueue(body);
         }
         if failing {
-            Err("send failed".into())
+            Err(CarryError::new("send failed"))
         } else {
             Ok(())
         }
@@ -242,11 +243,15 @@ fn simulate(seed: u64) -> Outcome {
             .iter()
             .map(|b| b.iter().map(|(id, body)| Inbound { id, body }).collect())
             .collect();
+        let settings = DeliverySettings {
+            limits,
+            ..DeliverySettings::at(now)
+        };
         let mut runs: Vec<_> = inbound
             .iter()
             .map(|messages| {
                 Box::pin(deliver_messages_once(
-                    &world, &ledger, &world, messages, now, None, &limits,
+                    &world, &ledger, &world, messages, &settings,
                 ))
             })
             .collect();

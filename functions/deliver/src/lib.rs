@@ -10,8 +10,8 @@ use lambda_runtime::Error;
 use trailwatch::deliver::ledger::LedgerError;
 use trailwatch::deliver::limits::is_valid_retention;
 use trailwatch::deliver::{
-    deliver_messages_once, BatchLimits, Carrier, Claim, ClaimOutcome, DeliveredLedger,
-    DeliveryReport, HeldMessage, Inbound, InvocationOnly, LedgerReport, NoCarry,
+    deliver_messages_once, Carrier, CarryError, Claim, ClaimOutcome, DeliveredLedger,
+    DeliveryReport, DeliverySettings, HeldMessage, Inbound, InvocationOnly, LedgerReport, NoCarry,
 };
 use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
 use trailwatch_aws::dedup::DynamoDbLedger;
@@ -54,14 +54,14 @@ impl Carrier for HoldBack {
         self.max_wait_ms
     }
 
-    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), String> {
+    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), CarryError> {
         let messages: Vec<(String, String)> =
             held.into_iter().map(|m| (m.stream, m.body)).collect();
         self.sqs
             .send_grouped(&self.queue_url, &messages)
             .await
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(CarryError::new)
     }
 
     fn keeps(&self) -> bool {
@@ -228,18 +228,11 @@ async fn deliver_now<L: DeliveredLedger, C: Carrier>(
     inbound: &[Inbound<'_>],
     now_ms: i64,
 ) -> (DeliveryReport, LedgerReport) {
-    let retention = Some(context.retention_days);
-    let limits = BatchLimits::default();
-    deliver_messages_once(
-        &context.sink,
-        ledger,
-        carrier,
-        inbound,
-        now_ms,
-        retention,
-        &limits,
-    )
-    .await
+    let settings = DeliverySettings {
+        retention_days: Some(context.retention_days),
+        ..DeliverySettings::at(now_ms)
+    };
+    deliver_messages_once(&context.sink, ledger, carrier, inbound, &settings).await
 }
 
 /// The invocation's metrics in embedded metric format.
