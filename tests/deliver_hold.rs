@@ -15,21 +15,20 @@ use trailwatch::deliver::{
     HeldMessage, Inbound, LogEvent, LogSink, MemoryLedger, MessagePacker, RejectedRanges,
     SinkError,
 };
-use trailwatch::forward::Jitter;
 use trailwatch::time::format_event_time;
 
 const NOW: i64 = 1_700_000_000_000;
 
-/// The simulation is a function of the seed (the retry jitter's generator).
-struct Rng(Jitter);
+/// The simulation is a function of the seed.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Rng(Jitter::new(seed))
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
     fn below(&mut self, n: usize) -> usize {
-        ((self.0.next_unit() * n as f64) as usize).min(n.saturating_sub(1))
+        self.0.usize(..n.max(1))
     }
 
     fn chance(&mut self, percent: usize) -> bool {

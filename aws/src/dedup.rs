@@ -31,13 +31,19 @@ use aws_sdk_dynamodb::Client;
 use tokio::task::JoinSet;
 use trailwatch::deliver::ledger::LedgerError;
 use trailwatch::deliver::{Claim, ClaimOutcome, DeliveredLedger};
+use trailwatch::retry::RetryPolicy;
 
 use crate::describe;
 
 /// Conditional writes in flight at once per invocation.
 pub const PUT_CONCURRENCY: usize = 32;
-/// Rounds of SDK-retried attempts per ledger write before the record counts as unavailable.
-const LEDGER_ATTEMPTS: u32 = 4;
+/// Rounds of SDK-retried attempts per ledger write before the record counts as unavailable,
+/// with full-jitter pauses between them (100, 200, 400 ms at most).
+const LEDGER_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 4,
+    base: Duration::from_millis(50),
+    cap: Duration::from_millis(400),
+};
 /// DynamoDB: a standard write of an item up to 1 KB costs 1 write capacity unit (ledger
 /// items are about 150 bytes).
 pub const WCU_PER_ITEM: u64 = 1;
@@ -236,11 +242,11 @@ async fn put(
             }
             Err((false, reason)) => {
                 stats.failed_calls.fetch_add(1, Ordering::Relaxed);
-                if attempt >= LEDGER_ATTEMPTS {
+                if !LEDGER_RETRY.allows_after(attempt) {
                     tracing::warn!(table = %table, reason = %reason, "ledger write failed");
                     return ClaimOutcome::Unavailable;
                 }
-                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                tokio::time::sleep(LEDGER_RETRY.delay(attempt)).await;
             }
         }
     }

@@ -6,7 +6,7 @@ use aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use trailwatch::deliver::limits::{SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES};
-use trailwatch::forward::{Jitter, RetryPolicy};
+use trailwatch::retry::RetryPolicy;
 
 use crate::{describe, is_transient};
 
@@ -134,7 +134,6 @@ impl SqsSender {
         ) -> SendMessageBatchRequestEntryBuilder,
     ) -> Result<SendStats, SendError> {
         let mut stats = SendStats::default();
-        let mut jitter = Jitter::new(bodies.len() as u64);
         for group in batches(bodies) {
             let mut pending: Vec<usize> = group;
             let mut attempt = 0;
@@ -206,7 +205,7 @@ impl SqsSender {
                 if pending.is_empty() {
                     break;
                 }
-                if attempt >= RETRY.max_attempts {
+                if !RETRY.allows_after(attempt) {
                     return Err(SendError {
                         queue: queue_url.to_owned(),
                         failed: pending.len(),
@@ -215,7 +214,7 @@ impl SqsSender {
                     });
                 }
                 stats.retries += 1;
-                tokio::time::sleep(RETRY.delay(attempt, jitter.next_unit())).await;
+                tokio::time::sleep(RETRY.delay(attempt)).await;
             }
         }
         Ok(stats)

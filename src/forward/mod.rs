@@ -9,6 +9,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+/// The retries [`forward`] makes.
+pub use crate::retry::RetryPolicy;
+
 /// PutEvents: at most 10 entries per call.
 pub const PUT_EVENTS_MAX_ENTRIES: usize = 10;
 /// PutEvents: the entries of one call must total less than 256 KB. Newer API models say 1 MB
@@ -158,35 +161,6 @@ pub trait EventBus {
     ) -> impl Future<Output = Result<Vec<EntryOutcome>, BusError>> + Send;
 }
 
-/// Exponential backoff with full jitter, bounded in attempts.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause before attempt `attempt` (from 1), jittered by `unit` in [0, 1).
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.cap);
-        ceiling.mul_f64(unit.clamp(0.0, 1.0))
-    }
-}
-
 /// What forwarding did, per entry index.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ForwardReport {
@@ -223,7 +197,6 @@ where
             ),
         ));
     }
-    let mut jitter = Jitter::new(entries.len() as u64);
     for call in calls {
         let mut pending = call;
         let mut attempt = 0;
@@ -269,35 +242,19 @@ where
             if again.is_empty() {
                 break;
             }
-            if attempt >= policy.max_attempts {
+            if !policy.allows_after(attempt) {
                 report
                     .failed
                     .extend(again.iter().map(|&i| (i, last_error.clone())));
                 break;
             }
             report.retries += 1;
-            sleep(policy.delay(attempt, jitter.next_unit())).await;
+            sleep(policy.delay(attempt)).await;
             pending = again;
         }
     }
     report.failed.sort_by_key(|(i, _)| *i);
     report
-}
-
-/// A small deterministic generator for backoff jitter (xorshift); no randomness crate needed.
-pub struct Jitter(u64);
-
-impl Jitter {
-    pub fn new(seed: u64) -> Self {
-        Jitter(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
-    }
-
-    pub fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 #[cfg(test)]
@@ -458,13 +415,5 @@ mod tests {
             vec![0]
         );
         assert_eq!(report.calls, 3);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy::default();
-        assert!(p.delay(1, 0.999) < p.delay(3, 0.999));
-        assert!(p.delay(30, 0.999) <= p.cap);
-        assert_eq!(p.delay(2, 0.0), Duration::ZERO);
     }
 }
