@@ -85,10 +85,7 @@ impl LogSink for World {
     ) -> Result<RejectedRanges, SinkError> {
         YieldOnce(false).await;
         if self.roll(20) {
-            return Err(SinkError {
-                retryable: true,
-                message: "throttled".into(),
-            });
+            return Err(SinkError::new(true, "throttled"));
         }
         let mut put = self.put.lock().unwrap();
         let stream = put.entry(stream.to_owned()).or_default();

@@ -22,7 +22,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use trailwatch::deliver::ledger::LedgerError;
 use trailwatch::deliver::{Claim, ClaimOutcome, DeliveredLedger};
 use trailwatch::retry::RetryPolicy;
+use trailwatch::time::now_ms;
 
 use crate::describe;
 
@@ -125,19 +126,16 @@ impl DynamoDbLedger {
             .count()
         {
             0 => Ok(()),
-            n => Err(LedgerError {
-                message: format!("{n} of {} {what} not written", claims.len()),
-            }),
+            n => Err(LedgerError::new(format!(
+                "{n} of {} {what} not written",
+                claims.len()
+            ))),
         }
     }
 
     /// Makes the writes, `PUT_CONCURRENCY` at a time; one outcome per write, in order.
     async fn write_all(&self, writes: Vec<Write>) -> Vec<ClaimOutcome> {
-        let expires_at = SystemTime::now()
-            .checked_add(self.ttl)
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs())
-            .to_string();
+        let expires_at = ((now_ms() + self.ttl.as_millis() as i64) / 1000).to_string();
         let mut outcomes = vec![ClaimOutcome::Unavailable; writes.len()];
         let mut tasks = JoinSet::new();
         let mut writes = writes.into_iter().enumerate();

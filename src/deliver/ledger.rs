@@ -64,10 +64,22 @@ pub enum ClaimOutcome {
     Unavailable,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why the ledger did not write what it was asked to.
+#[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct LedgerError {
     pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl LedgerError {
+    pub fn new(message: impl Into<String>) -> Self {
+        LedgerError {
+            message: message.into(),
+            source: None,
+        }
+    }
 }
 
 /// The memory of what was delivered where, shared by all invocations.

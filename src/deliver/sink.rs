@@ -30,11 +30,34 @@ impl RejectedRanges {
 }
 
 /// A failed write, and whether trying again could succeed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct SinkError {
     pub retryable: bool,
+    /// What failed and why, in one line (with the cause's own details, which the SDK's errors
+    /// do not display).
     pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl SinkError {
+    pub fn new(retryable: bool, message: impl Into<String>) -> Self {
+        SinkError {
+            retryable,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The error that caused this one.
+    pub fn caused_by(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        self.source = Some(source.into());
+        self
+    }
 }
 
 /// Where delivered events go: CloudWatch Logs in Lambda, files in the local CLI.

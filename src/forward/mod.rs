@@ -145,11 +145,14 @@ impl EntryOutcome {
 }
 
 /// A whole call that failed, and whether trying again could succeed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct BusError {
     pub retryable: bool,
+    /// What failed and why, in one line.
     pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 /// Where entries go: an EventBridge bus in Lambda, a file in the local CLI.
@@ -230,7 +233,7 @@ where
                     again = pending.clone();
                 }
                 Err(e) if e.retryable => {
-                    last_error = e.message;
+                    last_error = e.message.clone();
                     again = pending.clone();
                 }
                 Err(e) => {

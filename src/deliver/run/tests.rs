@@ -33,10 +33,7 @@ impl LogSink for Sink {
             *calls
         };
         if self.fail.contains(&call) {
-            return Err(SinkError {
-                retryable: true,
-                message: "injected".into(),
-            });
+            return Err(SinkError::new(true, "injected"));
         }
         let mut put = self.put.lock().unwrap();
         put.extend(events.iter().map(|e| e.message.to_owned()));
@@ -124,9 +121,7 @@ impl DeliveredLedger for Down {
         vec![ClaimOutcome::Unavailable; claims.len()]
     }
     async fn confirm(&self, _: &[Claim<'_>]) -> Result<(), LedgerError> {
-        Err(LedgerError {
-            message: "down".into(),
-        })
+        Err(LedgerError::new("down"))
     }
     async fn release(&self, claims: &[Claim<'_>]) -> Result<(), LedgerError> {
         self.confirm(claims).await
@@ -225,9 +220,7 @@ impl DeliveredLedger for Sticky {
         self.0.confirm(delivered).await
     }
     async fn release(&self, _: &[Claim<'_>]) -> Result<(), LedgerError> {
-        Err(LedgerError {
-            message: "unavailable".into(),
-        })
+        Err(LedgerError::new("unavailable"))
     }
 }
 
