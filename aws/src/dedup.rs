@@ -24,8 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use tokio::task::JoinSet;
@@ -168,8 +166,6 @@ async fn put(
     expires_at: &str,
     stats: &LedgerStats,
 ) -> ClaimOutcome {
-    let key = AttributeValue::S(write.key);
-    let sk = AttributeValue::S("dedup".to_owned());
     // The SDK's standard retries share a quota per client that a sustained error rate
     // drains; a ledger write that still fails is tried a few more times here, because giving
     // up sends the whole message back (and a failed confirm can double records).
@@ -177,60 +173,16 @@ async fn put(
     loop {
         attempt += 1;
         let sent = if write.kind == Kind::Release {
-            client
-                .delete_item()
-                .table_name(table)
-                .key("pk", key.clone())
-                .key("sk", sk.clone())
-                .condition_expression(OWN_CLAIM)
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
-                .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| {
-                    let conditional = e
-                        .as_service_error()
-                        .is_some_and(DeleteItemError::is_conditional_check_failed_exception);
-                    (conditional, describe(&e))
-                })
+            delete_claim(client, table, &write).await
         } else {
-            let state = if write.kind == Kind::Claim {
-                CLAIMED
-            } else {
-                DELIVERED
-            };
-            let mut request = client
-                .put_item()
-                .table_name(table)
-                .item("pk", key.clone())
-                .item("sk", sk.clone())
-                .item("owner", AttributeValue::S(write.owner.clone()))
-                .item("state", AttributeValue::S(state.to_owned()))
-                .item("expiresAt", AttributeValue::N(expires_at.to_owned()));
-            if write.kind == Kind::Claim {
-                request = request
-                    .condition_expression(format!("attribute_not_exists(pk) OR ({OWN_CLAIM})"))
-                    .expression_attribute_names("#owner", "owner")
-                    .expression_attribute_names("#state", "state")
-                    .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
-                    .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()));
-            }
-            request.send().await.map(drop).map_err(|e| {
-                let conditional = e
-                    .as_service_error()
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception);
-                (conditional, describe(&e))
-            })
+            put_item(client, table, &write, expires_at).await
         };
         match sent {
             Ok(()) => {
                 stats.calls.fetch_add(1, Ordering::Relaxed);
                 return ClaimOutcome::Ours;
             }
-            Err((true, _)) => {
+            Err(Failed::Condition) => {
                 stats.calls.fetch_add(1, Ordering::Relaxed);
                 if write.kind == Kind::Release {
                     return ClaimOutcome::Ours;
@@ -238,7 +190,7 @@ async fn put(
                 stats.taken.fetch_add(1, Ordering::Relaxed);
                 return ClaimOutcome::Taken;
             }
-            Err((false, reason)) => {
+            Err(Failed::Call(reason)) => {
                 stats.failed_calls.fetch_add(1, Ordering::Relaxed);
                 if !LEDGER_RETRY.allows_after(attempt) {
                     tracing::warn!(table = %table, reason = %reason, "ledger write failed");
@@ -248,6 +200,82 @@ async fn put(
             }
         }
     }
+}
+
+/// Why a write did not happen.
+enum Failed {
+    /// Its condition did not hold (the answer, not a fault).
+    Condition,
+    /// No answer, even after the SDK's retries.
+    Call(String),
+}
+
+fn key(write: &Write) -> [(&'static str, AttributeValue); 2] {
+    [
+        ("pk", AttributeValue::S(write.key.clone())),
+        ("sk", AttributeValue::S("dedup".to_owned())),
+    ]
+}
+
+/// Deletes the owner's unconfirmed claim.
+async fn delete_claim(client: &Client, table: &str, write: &Write) -> Result<(), Failed> {
+    let [(pk, pk_value), (sk, sk_value)] = key(write);
+    client
+        .delete_item()
+        .table_name(table)
+        .key(pk, pk_value)
+        .key(sk, sk_value)
+        .condition_expression(OWN_CLAIM)
+        .expression_attribute_names("#owner", "owner")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
+        .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()))
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| match e.as_service_error() {
+            Some(s) if s.is_conditional_check_failed_exception() => Failed::Condition,
+            _ => Failed::Call(describe(&e)),
+        })
+}
+
+/// Puts a claim (conditioned on nobody else's) or a confirm.
+async fn put_item(
+    client: &Client,
+    table: &str,
+    write: &Write,
+    expires_at: &str,
+) -> Result<(), Failed> {
+    let state = if write.kind == Kind::Claim {
+        CLAIMED
+    } else {
+        DELIVERED
+    };
+    let [(pk, pk_value), (sk, sk_value)] = key(write);
+    let mut request = client
+        .put_item()
+        .table_name(table)
+        .item(pk, pk_value)
+        .item(sk, sk_value)
+        .item("owner", AttributeValue::S(write.owner.clone()))
+        .item("state", AttributeValue::S(state.to_owned()))
+        .item("expiresAt", AttributeValue::N(expires_at.to_owned()));
+    if write.kind == Kind::Claim {
+        request = request
+            .condition_expression(format!("attribute_not_exists(pk) OR ({OWN_CLAIM})"))
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
+            .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()));
+    }
+    request
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| match e.as_service_error() {
+            Some(s) if s.is_conditional_check_failed_exception() => Failed::Condition,
+            _ => Failed::Call(describe(&e)),
+        })
 }
 
 /// The ledger key of a record in a stream.

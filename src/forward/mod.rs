@@ -205,43 +205,8 @@ where
         let mut attempt = 0;
         while !pending.is_empty() {
             attempt += 1;
-            let batch: Vec<Entry> = pending.iter().map(|&i| entries[i].clone()).collect();
             report.calls += 1;
-            let mut again = Vec::new();
-            let mut last_error = String::new();
-            match bus.put_events(&batch).await {
-                Ok(outcomes) if outcomes.len() == pending.len() => {
-                    for (&i, outcome) in pending.iter().zip(&outcomes) {
-                        match outcome {
-                            EntryOutcome::Accepted { .. } => report.accepted.push(i),
-                            EntryOutcome::Failed { code, message } if outcome.is_retryable() => {
-                                last_error = format!("{code}: {message}");
-                                again.push(i);
-                            }
-                            EntryOutcome::Failed { code, message } => {
-                                report.failed.push((i, format!("{code}: {message}")))
-                            }
-                        }
-                    }
-                }
-                Ok(outcomes) => {
-                    last_error = format!(
-                        "PutEvents answered {} outcomes for {} entries",
-                        outcomes.len(),
-                        pending.len()
-                    );
-                    again = pending.clone();
-                }
-                Err(e) if e.retryable => {
-                    last_error = e.message.clone();
-                    again = pending.clone();
-                }
-                Err(e) => {
-                    report
-                        .failed
-                        .extend(pending.iter().map(|&i| (i, e.message.clone())));
-                }
-            }
+            let (again, last_error) = put_once(bus, entries, &pending, &mut report).await;
             if again.is_empty() {
                 break;
             }
@@ -258,6 +223,50 @@ where
     }
     report.failed.sort_by_key(|(i, _)| *i);
     report
+}
+
+/// One PutEvents call of the `pending` entries: the accepted and the refused for good go to
+/// `report`; returns the entries worth sending again and the last reason.
+async fn put_once<B: EventBus>(
+    bus: &B,
+    entries: &[Entry],
+    pending: &[usize],
+    report: &mut ForwardReport,
+) -> (Vec<usize>, String) {
+    let batch: Vec<Entry> = pending.iter().map(|&i| entries[i].clone()).collect();
+    match bus.put_events(&batch).await {
+        Ok(outcomes) if outcomes.len() == pending.len() => {
+            let (mut again, mut last_error) = (Vec::new(), String::new());
+            for (&i, outcome) in pending.iter().zip(&outcomes) {
+                match outcome {
+                    EntryOutcome::Accepted { .. } => report.accepted.push(i),
+                    EntryOutcome::Failed { code, message } if outcome.is_retryable() => {
+                        last_error = format!("{code}: {message}");
+                        again.push(i);
+                    }
+                    EntryOutcome::Failed { code, message } => {
+                        report.failed.push((i, format!("{code}: {message}")))
+                    }
+                }
+            }
+            (again, last_error)
+        }
+        Ok(outcomes) => (
+            pending.to_vec(),
+            format!(
+                "PutEvents answered {} outcomes for {} entries",
+                outcomes.len(),
+                pending.len()
+            ),
+        ),
+        Err(e) if e.retryable => (pending.to_vec(), e.message),
+        Err(e) => {
+            report
+                .failed
+                .extend(pending.iter().map(|&i| (i, e.message.clone())));
+            (Vec::new(), String::new())
+        }
+    }
 }
 
 #[cfg(test)]
