@@ -44,10 +44,7 @@ impl InsightsContext {
         let source = std::env::var(EVENT_SOURCE_ENV).unwrap_or_else(|_| DEFAULT_SOURCE.into());
         validate_source(&source)?;
         Ok(InsightsContext {
-            bus: EventBridgeBus::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                required_env(EVENT_BUS_ENV)?,
-            ),
+            bus: EventBridgeBus::new(trailwatch_aws::client(sdk), required_env(EVENT_BUS_ENV)?),
             source,
         })
     }
@@ -72,7 +69,7 @@ impl StateContext {
             .map_err(|e| format!("Insights configuration: {e}"))?;
         Ok(StateContext {
             store: DynamoDbInsightsStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
+                trailwatch_aws::client(sdk),
                 required_env(STATE_TABLE_ENV)?,
             ),
             config,
