@@ -18,6 +18,7 @@ mod dry_run;
 pub mod fields;
 mod interpret;
 pub mod model;
+mod problem;
 pub mod reference;
 pub mod validate;
 
@@ -29,7 +30,7 @@ pub use model::{
     AdvancedSelector, BasicSelector, DataResource, FieldSelector, InsightEventCategory,
     InsightSelector, InsightType, ReadWriteType, Selectors,
 };
-pub use validate::ConfigProblem;
+pub use problem::ConfigProblem;
 
 use compiled::Compiled;
 

@@ -3,10 +3,9 @@
 //! follow CloudTrail's `Value <v> for <field> is invalid.` form where CloudTrail's own text is
 //! known; the other texts are ours (CloudTrail's are not published).
 
-use std::fmt;
-
 use super::fields::{Field, Operator, SelectorCategory};
 use super::model::{AdvancedSelector, BasicSelector, FieldSelector, InsightSelector, Selectors};
+use super::problem::ConfigProblem;
 use super::reference::{
     arn_templates_for, is_known_resource_type, is_valid_arn_for, BASIC_RESOURCE_TYPES,
 };
@@ -30,29 +29,6 @@ const LAKE_ONLY_CATEGORIES: [&str; 4] = [
     "Evidence",
     "ActivityAuditLog",
 ];
-
-/// One thing wrong with a trail configuration, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Path into the configuration, e.g. `AdvancedEventSelectors[0].FieldSelectors[2]`.
-    pub location: String,
-    pub message: String,
-}
-
-impl ConfigProblem {
-    pub fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigProblem {
-            location: location.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
-    }
-}
 
 /// The trail properties that validation looks at.
 pub(crate) struct TrailScope<'c> {
