@@ -22,13 +22,14 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 
 use aws_sdk_dynamodb::config::Region;
+use trailwatch::ingest::ObjectKind;
 use trailwatch::ingest::{read_log_file, LogFileLimits};
 use trailwatch::insights::store::{
     load_snapshot, snapshot, Clock, EvaluationStore, Snapshot, SnapshotError,
 };
 use trailwatch::insights::{InsightsConfig, InsightsEngine};
+use trailwatch::local::{in_delivery_order, log_files};
 use trailwatch::record::Record;
-use trailwatch::replay::{collect_files_where, in_delivery_order};
 use trailwatch::time::{format_event_time, MS_PER_MINUTE};
 use trailwatch_aws::insights_state::{DynamoDbInsightsStore, CELL_TTL};
 
@@ -188,16 +189,17 @@ struct LogFile {
     delivered_ms: Option<i64>,
 }
 
-/// Log files under the given paths. Folders contribute CloudTrail-looking files only (`.json`
-/// or `.json.gz`, not digests or Insights); files named explicitly are always read.
+/// Log files under the given paths (`trailwatch::local::files`' rule), in delivery order;
+/// digests and CloudTrail's own Insights files are left out.
 fn collect(paths: &[PathBuf]) -> Result<Vec<LogFile>, BacktestError> {
-    let looks_like_log = |name: &str| {
-        (name.ends_with(".json.gz") || name.ends_with(".json")) && name.contains("_CloudTrail_")
-    };
-    let files = collect_files_where(paths, &looks_like_log).map_err(BacktestError::Input)?;
+    let files = log_files(paths).map_err(|e| BacktestError::Input(e.into()))?;
     Ok(in_delivery_order(files)
         .into_iter()
-        .map(|(delivered_ms, path)| LogFile { delivered_ms, path })
+        .filter(|f| f.kind == ObjectKind::LogFile)
+        .map(|f| LogFile {
+            delivered_ms: f.delivered_ms,
+            path: f.path,
+        })
         .collect())
 }
 
@@ -705,7 +707,7 @@ mod tests {
     use super::*;
     use trailwatch::insights::store::{MemoryStore, SnapshotKey};
     use trailwatch::insights::{InsightType, KeyAttributions, SeriesKey};
-    use trailwatch::replay::delivery_time_ms;
+    use trailwatch::local::delivery_time_ms;
 
     #[test]
     fn delivery_time_comes_from_the_cloudtrail_file_name() {

@@ -1,4 +1,5 @@
-//! `trailwatch replay`: the whole pipeline over CloudTrail log files, on one machine.
+//! `trailwatch replay` as the user sees it: arguments, progress bar, summary table and JSON.
+//! The replay itself is `trailwatch::local::replay`.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -9,9 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use trailwatch::insights::InsightsConfig;
-use trailwatch::replay::{
-    replay_with_progress, Progress, ReplayError, ReplayOptions, ReplaySummary,
-};
+use trailwatch::local::{replay_with_progress, Progress, ReplayOptions, ReplaySummary};
 use trailwatch::select::TrailConfig;
 use trailwatch::time::parse_event_time;
 use trailwatch_aws::dedup::WCU_PER_ITEM;
@@ -101,9 +100,10 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     let summary = match result {
         Ok(summary) => summary,
         Err(e) => {
-            let hint = match e {
-                ReplayError::Input(_) => "",
-                ReplayError::Output { .. } => " (is --out a writable folder?)",
+            let hint = if e.is_output() {
+                " (is --out a writable folder?)"
+            } else {
+                ""
             };
             say(&format!("trailwatch replay: {e}{hint}"));
             return ExitCode::from(exit::USAGE);
@@ -128,7 +128,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
 pub fn exit_code(s: &ReplaySummary) -> u8 {
     if !s.output_errors.is_empty() {
         exit::USAGE
-    } else if s.files_failed > 0 || s.select.rejected > 0 || !s.problems.is_empty() {
+    } else if s.files_failed() > 0 || s.select.rejected > 0 || !s.problems.is_empty() {
         exit::PROBLEMS
     } else {
         exit::OK
@@ -340,10 +340,10 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
         item("read", s.files_read() as u64, ""),
         item(
             "failed",
-            s.files_failed as u64,
+            s.files_failed() as u64,
             "unreadable or damaged; named on stderr",
         ),
-        item("digests skipped", s.digests_skipped as u64, ""),
+        item("digests skipped", s.digests_skipped() as u64, ""),
         Row::Section("records".into()),
         item("read", c.records_read as u64, ""),
         item("kept", c.kept as u64, "selected for the log group"),
@@ -516,8 +516,8 @@ pub fn summary_json(options: &ReplayOptions, s: &ReplaySummary, exit_code: u8) -
     json!({
         "files": {
             "read": s.files_read(),
-            "failed": s.files_failed,
-            "digestsSkipped": s.digests_skipped,
+            "failed": s.files_failed(),
+            "digestsSkipped": s.digests_skipped(),
         },
         "records": {
             "read": c.records_read,
@@ -615,7 +615,7 @@ mod tests {
     fn exit_codes_rank_output_errors_over_input_problems() {
         let mut s = ReplaySummary::default();
         assert_eq!(exit_code(&s), exit::OK);
-        s.files_failed = 1;
+        s.select.files_failed = 1;
         assert_eq!(exit_code(&s), exit::PROBLEMS);
         s.output_errors.push("disk full".into());
         assert_eq!(exit_code(&s), exit::USAGE);
