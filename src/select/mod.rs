@@ -64,7 +64,7 @@ pub enum ConfigError {
     #[error("InvalidEventSelectorsException: {}", list_problems(.0))]
     Invalid(Vec<ConfigProblem>),
     #[error("dry-run request is malformed: {0}")]
-    Request(String),
+    Request(&'static str),
 }
 
 fn list_problems(problems: &[ConfigProblem]) -> String {
