@@ -332,9 +332,20 @@ fn priced(label: &str, value: u64, cost: Option<f64>, note: impl Into<String>) -
 
 /// The summary as an aligned table: label, count, list price in USD, note.
 pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices) -> String {
+    let mut rows = record_rows(s);
+    rows.extend(stream_rows(s));
+    rows.extend(insights_rows(options, s));
+    rows.extend(call_rows(s, prices));
+    let mut out = render(&rows);
+    out.push_str(&format!("prices: {}\n", prices.source));
+    out.push_str(&format!("not counted: {NOT_COUNTED}\n"));
+    out.push_str(&format!("output: {}\n", options.out.display()));
+    out
+}
+
+/// Files and records: what was read and what became of it.
+fn record_rows(s: &ReplaySummary) -> Vec<Row> {
     let c = &s.select;
-    let a = &s.aws;
-    let costs = CallCosts::of(s, prices);
     let mut rows = vec![
         Row::Section("files".into()),
         item("read", s.files_read() as u64, ""),
@@ -375,6 +386,12 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
         c.insights as u64,
         "CloudTrail's own Insights records",
     ));
+    rows
+}
+
+/// The streams written and what CloudWatch Logs would not accept.
+fn stream_rows(s: &ReplaySummary) -> Vec<Row> {
+    let mut rows = Vec::new();
     rows.push(Row::Section(format!(
         "streams ({}, records delivered)",
         s.delivery.per_stream.len()
@@ -389,6 +406,11 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
             "by CloudWatch Logs at the delivery time",
         ));
     }
+    rows
+}
+
+fn insights_rows(options: &ReplayOptions, s: &ReplaySummary) -> Vec<Row> {
+    let mut rows = Vec::new();
     rows.push(Row::Section("insights".into()));
     rows.push(item(
         "forwarded native",
@@ -404,6 +426,14 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
             "off: the configuration has no InsightSelectors"
         },
     ));
+    rows
+}
+
+/// The AWS calls the deployment would have made, with their list price.
+fn call_rows(s: &ReplaySummary, prices: &Prices) -> Vec<Row> {
+    let a = &s.aws;
+    let costs = CallCosts::of(s, prices);
+    let mut rows = Vec::new();
     rows.push(Row::Columns {
         title: "AWS calls it would have made".into(),
         value: "count".into(),
@@ -466,8 +496,13 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
         note: String::new(),
     });
 
+    rows
+}
+
+/// The rows aligned in columns.
+fn render(rows: &[Row]) -> String {
     let (mut label_w, mut value_w, mut usd_w) = (0, 0, 0);
-    for row in &rows {
+    for row in rows {
         if let Row::Item {
             label, value, usd, ..
         } = row
@@ -478,7 +513,7 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let line = match row {
             Row::Section(title) => title.clone(),
             Row::Columns { title, value, usd } => {
@@ -502,9 +537,6 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out.push_str(&format!("prices: {}\n", prices.source));
-    out.push_str(&format!("not counted: {NOT_COUNTED}\n"));
-    out.push_str(&format!("output: {}\n", options.out.display()));
     out
 }
 

@@ -3,6 +3,7 @@
 pub mod log_file;
 pub mod notification;
 pub mod object_key;
+mod splitter;
 
 pub use log_file::{
     read_log_file, FileError, LogFileDecoder, LogFileLimits, RawItem, RecordProblem,
