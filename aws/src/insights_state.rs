@@ -36,6 +36,7 @@ use trailwatch::insights::store::{
     StoreError, StoredCell, StoredKey,
 };
 use trailwatch::insights::{KeyAttributions, MinuteCell, SeriesKey};
+use trailwatch::retry::RetryPolicy;
 
 use crate::describe;
 
@@ -53,6 +54,12 @@ pub const PUT_CONCURRENCY: usize = 16;
 pub const PART_ATTEMPTS: u32 = 5;
 /// Attempts at reading keys DynamoDB left unprocessed.
 pub const BATCH_GET_ATTEMPTS: u32 = 6;
+/// Pauses between BatchGetItem calls for keys left unprocessed: full jitter, 100 ms doubling.
+const UNPROCESSED_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: BATCH_GET_ATTEMPTS,
+    base: Duration::from_millis(50),
+    cap: Duration::from_secs(2),
+};
 
 const CLOCK_PK: &str = "insights#clock";
 const CLOCK_SK: &str = "clock";
@@ -615,7 +622,7 @@ impl EvaluationStore for DynamoDbInsightsStore {
                             attempts: attempt,
                         });
                     }
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                    tokio::time::sleep(UNPROCESSED_RETRY.delay(attempt)).await;
                 }
             }
         }

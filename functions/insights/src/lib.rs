@@ -45,10 +45,7 @@ impl InsightsContext {
         let source = std::env::var(EVENT_SOURCE_ENV).unwrap_or_else(|_| DEFAULT_SOURCE.into());
         validate_source(&source)?;
         Ok(InsightsContext {
-            bus: EventBridgeBus::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                required_env(EVENT_BUS_ENV)?,
-            ),
+            bus: EventBridgeBus::new(trailwatch_aws::client(sdk), required_env(EVENT_BUS_ENV)?),
             source,
         })
     }
@@ -73,7 +70,7 @@ impl StateContext {
             .map_err(|e| format!("Insights configuration: {e}"))?;
         Ok(StateContext {
             store: DynamoDbInsightsStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
+                trailwatch_aws::client(sdk),
                 required_env(STATE_TABLE_ENV)?,
             ),
             config,
