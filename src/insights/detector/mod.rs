@@ -303,7 +303,7 @@ impl KeyState {
         };
         // Not before the warm-up: without a baseline every minute looks like a rise.
         if self.insight.is_none() && p.cusum_ratio > 1.0 && warmed {
-            self.cusum_step(t, x, level * w.start_mus[0], p);
+            self.cusum_step(t, x, level * w.cusum_mu, p);
         }
         if can_start {
             if let Some(c) = self.start_candidate(t, day, &w, level, ctx) {
@@ -326,6 +326,7 @@ impl KeyState {
             xs: [0f64; MINUTE_RING],
             mus: [0f64; MINUTE_RING],
             start_mus: [0f64; MINUTE_RING],
+            cusum_mu: 0.0,
             longest: max_window(p),
         };
         for i in 0..w.longest {
@@ -340,6 +341,13 @@ impl KeyState {
             } else {
                 w.mus[i]
             };
+            if i == 0 {
+                w.cusum_mu = if p.shifted_hours {
+                    next_door.max(w.mus[0])
+                } else {
+                    w.mus[0]
+                };
+            }
         }
         w
     }
@@ -381,6 +389,10 @@ struct Windows {
     /// schedule moved by an hour (a daylight-saving change, a drifting job) or a ramp an hour
     /// ahead of itself is not news.
     start_mus: [f64; MINUTE_RING],
+    /// The CUSUM's expectation for the current minute: with `shifted_hours`, the largest of its
+    /// hour and the two neighbours (a sustained rise is only news beyond all three, so the
+    /// days after a schedule moved, while its new hour is learnt, do not accumulate).
+    cusum_mu: f64,
     /// The longest window in use (at least the End's cold window).
     longest: usize,
 }
