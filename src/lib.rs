@@ -1,10 +1,12 @@
 //! trailwatch: a self-hosted CloudTrail pipeline. The stages, each pure and side by side:
 //! [`ingest`] (notifications and log files to records), [`select`] (trail configuration and
 //! event selectors), [`deliver`] (CloudWatch Logs batch planning), [`insights`] (unusual
-//! activity detection), and [`forward`] (EventBridge entries). [`pipeline`] strings them
-//! together over small port traits, so the same code runs in Lambda and in the local CLI.
+//! activity detection), [`detect`] (Sigma rules on every record), and [`forward`] (EventBridge
+//! entries). [`pipeline`] strings them together over small port traits, so the same code runs
+//! in Lambda and in the local CLI.
 
 pub mod deliver;
+pub mod detect;
 pub mod forward;
 pub mod ingest;
 pub mod insights;
