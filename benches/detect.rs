@@ -26,6 +26,10 @@ use trailwatch::pipeline::{Origin, SelectRun};
 use trailwatch::record::Record;
 use trailwatch::select::{Matcher, TrailConfig};
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::cpu_seconds;
+
 const TRAIL_CONFIG: &str = "events/trail-config.json";
 
 fn main() {
@@ -59,9 +63,9 @@ fn main() {
             &|| evaluate(&every, &records, false),
         ];
         for (i, run) in runs.iter().enumerate() {
-            let cpu = cpu_seconds();
+            let (cpu, _) = cpu_seconds();
             found[i] = black_box(run());
-            best[i] = best[i].min(cpu_seconds() - cpu);
+            best[i] = best[i].min(cpu_seconds().0 - cpu);
         }
     }
     let n = records.len() as f64;
@@ -256,18 +260,6 @@ fn evaluate(detector: &Detector, records: &[Record<'_>], prefilter: bool) -> usi
         }
     }
     matches
-}
-
-/// User + system CPU seconds of this process, from /proc.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<f64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    // utime and stime are fields 14 and 15 (from 1), in USER_HZ ticks.
-    (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
 fn si(x: f64) -> String {
