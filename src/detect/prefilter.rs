@@ -65,6 +65,8 @@ fn of_condition(expr: &ConditionExpr, named: &HashMap<String, Detection>) -> Adm
             let each = chosen.into_iter().map(|name| of_detection(&named[name]));
             match quantifier {
                 Quantifier::All => narrowest(each),
+                // "0 of" holds whatever matches.
+                Quantifier::Count(0) => Admission::Any,
                 // "1 of", and "N of" (which needs at least one of them too).
                 Quantifier::Any | Quantifier::Count(_) => union(each),
             }
