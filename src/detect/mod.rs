@@ -59,8 +59,7 @@ impl Detector {
         scratch: &mut Scratch,
         mut on_match: impl FnMut(&Rule, &RecordEvent<'r, 'a>),
     ) {
-        self.prefilter
-            .candidates(record.event_name(), &mut scratch.candidates);
+        self.prefilter.candidates(record, &mut scratch.candidates);
         if scratch.candidates.is_empty() {
             return;
         }

@@ -1,56 +1,122 @@
 //! Which records a rule can match at all, read from its detection: most CloudTrail rules name
 //! the `eventName`s they are about, so a record is tested only against the few rules that name
-//! its API (or that name none). The admission is a superset of what the rule matches — it
+//! its API. Rules that name none are indexed by another field the record model holds
+//! (`eventSource`, `userIdentity.type`, `userAgent`) when they pin one, and tested on every
+//! record only when they pin none. The admission is a superset of what the rule matches — it
 //! never decides a match, it only spares evaluations that could not match.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use rsigma_parser::{
     ConditionExpr, Detection, Quantifier, SigmaRule, SigmaString, SigmaValue, StringPart,
 };
+use rustc_hash::FxHashMap;
 
-/// The `eventName`s a rule can match, compared without case as Sigma compares plain values.
+use crate::record::Record;
+
+/// A field of the record model a rule can be indexed by, in order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    EventName,
+    EventSource,
+    IdentityType,
+    UserAgent,
+}
+
+impl Key {
+    pub const ALL: [Key; 4] = [
+        Key::EventName,
+        Key::EventSource,
+        Key::IdentityType,
+        Key::UserAgent,
+    ];
+
+    /// The field's name in Sigma rules.
+    pub fn field(self) -> &'static str {
+        match self {
+            Key::EventName => "eventName",
+            Key::EventSource => "eventSource",
+            Key::IdentityType => "userIdentity.type",
+            Key::UserAgent => "userAgent",
+        }
+    }
+
+    fn of<'r>(self, record: &'r Record<'_>) -> Option<&'r str> {
+        let f = &record.fields;
+        match self {
+            Key::EventName => f.event_name.as_deref(),
+            Key::EventSource => f.event_source.as_deref(),
+            Key::IdentityType => f.user_identity.as_ref()?.identity_type.as_deref(),
+            Key::UserAgent => f.user_agent.as_deref(),
+        }
+    }
+}
+
+/// The records a rule can match, by one field compared without case as Sigma compares plain
+/// values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// Any record (the rule does not pin `eventName` on every path to a match).
+    /// Any record (no indexed field is pinned on every path to a match).
     Any,
-    /// Records whose `eventName`, lower-cased, is one of `names` or starts with one of
+    /// Records whose `key` field, lower-cased, is one of `values` or starts with one of
     /// `prefixes`.
-    Names {
-        names: BTreeSet<String>,
+    Values {
+        key: Key,
+        values: BTreeSet<String>,
         prefixes: BTreeSet<String>,
     },
 }
 
 impl Admission {
-    /// The admission of a rule: a match needs any one of its conditions.
+    /// The admission of a rule on the first field of [`Key::ALL`] it pins.
     pub fn of_rule(rule: &SigmaRule) -> Admission {
+        Key::ALL
+            .into_iter()
+            .map(|key| Admission::of_rule_on(rule, key))
+            .find(|a| *a != Admission::Any)
+            .unwrap_or(Admission::Any)
+    }
+
+    /// The admission of a rule on `key`: a match needs any one of its conditions.
+    fn of_rule_on(rule: &SigmaRule, key: Key) -> Admission {
         let named = &rule.detection.named;
         union(
             rule.detection
                 .conditions
                 .iter()
-                .map(|c| of_condition(c, named)),
+                .map(|c| of_condition(c, named, key)),
         )
     }
 
-    fn names(names: BTreeSet<String>, prefixes: BTreeSet<String>) -> Admission {
-        Admission::Names { names, prefixes }
+    fn values(key: Key, values: BTreeSet<String>, prefixes: BTreeSet<String>) -> Admission {
+        Admission::Values {
+            key,
+            values,
+            prefixes,
+        }
     }
 
     fn width(&self) -> usize {
         match self {
             Admission::Any => usize::MAX,
-            Admission::Names { names, prefixes } => names.len() + 1000 * prefixes.len(),
+            Admission::Values {
+                values, prefixes, ..
+            } => values.len() + 1000 * prefixes.len(),
         }
     }
 }
 
-fn of_condition(expr: &ConditionExpr, named: &HashMap<String, Detection>) -> Admission {
+fn of_condition(
+    expr: &ConditionExpr,
+    named: &std::collections::HashMap<String, Detection>,
+    key: Key,
+) -> Admission {
     match expr {
-        ConditionExpr::Identifier(name) => named.get(name).map_or(Admission::Any, of_detection),
-        ConditionExpr::And(parts) => narrowest(parts.iter().map(|p| of_condition(p, named))),
-        ConditionExpr::Or(parts) => union(parts.iter().map(|p| of_condition(p, named))),
+        ConditionExpr::Identifier(name) => named
+            .get(name)
+            .map_or(Admission::Any, |d| of_detection(d, key)),
+        ConditionExpr::And(parts) => narrowest(parts.iter().map(|p| of_condition(p, named, key))),
+        ConditionExpr::Or(parts) => union(parts.iter().map(|p| of_condition(p, named, key))),
         // A negation admits what its operand excludes: anything.
         ConditionExpr::Not(_) => Admission::Any,
         ConditionExpr::Selector {
@@ -62,7 +128,9 @@ fn of_condition(expr: &ConditionExpr, named: &HashMap<String, Detection>) -> Adm
                 .filter(|name| pattern.matches_detection_name(name))
                 .collect();
             chosen.sort();
-            let each = chosen.into_iter().map(|name| of_detection(&named[name]));
+            let each = chosen
+                .into_iter()
+                .map(|name| of_detection(&named[name], key));
             match quantifier {
                 Quantifier::All => narrowest(each),
                 // "0 of" holds whatever matches.
@@ -74,41 +142,41 @@ fn of_condition(expr: &ConditionExpr, named: &HashMap<String, Detection>) -> Adm
     }
 }
 
-fn of_detection(detection: &Detection) -> Admission {
+fn of_detection(detection: &Detection, key: Key) -> Admission {
     match detection {
         Detection::AllOf(items) => narrowest(
             items
                 .iter()
-                .filter(|item| item.field.name.as_deref() == Some("eventName"))
-                .map(|item| of_event_name_values(&item.field.modifiers, &item.values)),
+                .filter(|item| item.field.name.as_deref() == Some(key.field()))
+                .map(|item| of_item(key, &item.field.modifiers, &item.values)),
         ),
-        Detection::AnyOf(parts) => union(parts.iter().map(of_detection)),
+        Detection::AnyOf(parts) => union(parts.iter().map(|p| of_detection(p, key))),
         _ => Admission::Any,
     }
 }
 
-/// What an `eventName` item admits: plain values and `startswith`, compared without case; any
-/// other modifier (`contains`, `re`, `cased`, `all`, …) admits everything.
-fn of_event_name_values(modifiers: &[rsigma_parser::Modifier], values: &[SigmaValue]) -> Admission {
+/// What an item on the key's field admits: plain values and `startswith`, compared without
+/// case; any other modifier (`contains`, `re`, `cased`, `all`, …) admits everything.
+fn of_item(key: Key, modifiers: &[rsigma_parser::Modifier], values: &[SigmaValue]) -> Admission {
     use rsigma_parser::Modifier;
     let starts = match modifiers {
         [] => false,
         [Modifier::StartsWith] => true,
         _ => return Admission::Any,
     };
-    let mut names = BTreeSet::new();
+    let mut exact = BTreeSet::new();
     let mut prefixes = BTreeSet::new();
     for value in values {
         let SigmaValue::String(text) = value else {
             return Admission::Any;
         };
         match (plain_prefix(text), starts) {
-            (Some((prefix, false)), false) => names.insert(prefix),
+            (Some((prefix, false)), false) => exact.insert(prefix),
             (Some((prefix, _)), _) => prefixes.insert(prefix),
             (None, _) => return Admission::Any,
         };
     }
-    Admission::names(names, prefixes)
+    Admission::values(key, exact, prefixes)
 }
 
 /// The lower-cased literal start of a Sigma string and whether a `*` ends it; `None` for any
@@ -135,42 +203,53 @@ fn narrowest(parts: impl Iterator<Item = Admission>) -> Admission {
     parts.min_by_key(Admission::width).unwrap_or(Admission::Any)
 }
 
-/// What any one of `parts` admits: the union, or anything if one admits anything.
+/// What any one of `parts` admits: the union, or anything if one admits anything (all parts
+/// are on the same key).
 fn union(parts: impl Iterator<Item = Admission>) -> Admission {
-    let mut names = BTreeSet::new();
-    let mut prefixes = BTreeSet::new();
-    let mut any_part = false;
+    let mut merged: Option<Admission> = None;
     for part in parts {
-        any_part = true;
-        match part {
-            Admission::Any => return Admission::Any,
-            Admission::Names {
-                names: n,
-                prefixes: p,
-            } => {
-                names.extend(n);
+        merged = Some(match (merged, part) {
+            (_, Admission::Any) => return Admission::Any,
+            (None, part) => part,
+            (Some(Admission::Any), _) => return Admission::Any,
+            (
+                Some(Admission::Values {
+                    key,
+                    mut values,
+                    mut prefixes,
+                }),
+                Admission::Values {
+                    values: v,
+                    prefixes: p,
+                    ..
+                },
+            ) => {
+                values.extend(v);
                 prefixes.extend(p);
+                Admission::values(key, values, prefixes)
             }
-        }
+        });
     }
-    if any_part {
-        Admission::names(names, prefixes)
-    } else {
-        Admission::Any
-    }
+    merged.unwrap_or(Admission::Any)
 }
 
-/// Rules indexed by admission, for one lookup per record.
+/// Rules indexed by admission, for a few lookups per record.
 #[derive(Debug, Default)]
 pub struct Prefilter {
-    by_name: HashMap<String, Vec<usize>>,
-    by_prefix: Vec<(String, usize)>,
+    /// Per key (in [`Key::ALL`] order): rules by lower-cased value.
+    by_value: [FxHashMap<String, Vec<usize>>; 4],
+    by_prefix: Vec<(Key, String, usize)>,
+    /// Per key: which byte lengths its values have (`true` at the length), so that a value no
+    /// rule can have is not even lower-cased. `None` when the key has prefixes.
+    lengths: [Option<Vec<bool>>; 4],
+    /// The keys any rule is indexed by.
+    keys: Vec<Key>,
     always: Vec<usize>,
 }
 
-/// Longest `eventName` lower-cased on the stack (no AWS API name comes near it; a longer or
-/// non-ASCII one is lower-cased on the heap).
-const MAX_NAME: usize = 128;
+/// Longest value lower-cased on the stack (no API or identity name comes near it; a longer or
+/// non-ASCII one, such as a long user agent, is lower-cased on the heap).
+const STACK_VALUE: usize = 160;
 
 impl Prefilter {
     pub fn new<'a>(admissions: impl IntoIterator<Item = &'a Admission>) -> Prefilter {
@@ -178,47 +257,70 @@ impl Prefilter {
         for (rule, admission) in admissions.into_iter().enumerate() {
             match admission {
                 Admission::Any => index.always.push(rule),
-                Admission::Names { names, prefixes } => {
-                    for name in names {
-                        index.by_name.entry(name.clone()).or_default().push(rule);
+                Admission::Values {
+                    key,
+                    values,
+                    prefixes,
+                } => {
+                    for value in values {
+                        index.by_value[*key as usize]
+                            .entry(value.clone())
+                            .or_default()
+                            .push(rule);
                     }
                     for prefix in prefixes {
-                        index.by_prefix.push((prefix.clone(), rule));
+                        index.by_prefix.push((*key, prefix.clone(), rule));
+                    }
+                    if !index.keys.contains(key) {
+                        index.keys.push(*key);
                     }
                 }
             }
         }
+        index.keys.sort();
+        for key in Key::ALL {
+            let has_prefixes = index.by_prefix.iter().any(|(k, ..)| *k == key);
+            let values = &index.by_value[key as usize];
+            index.lengths[key as usize] = (!has_prefixes && values.keys().all(|v| v.is_ascii()))
+                .then(|| {
+                    let longest = values.keys().map(String::len).max().unwrap_or(0);
+                    let mut lengths = vec![false; longest + 1];
+                    for value in values.keys() {
+                        lengths[value.len()] = true;
+                    }
+                    lengths
+                });
+        }
         index
     }
 
-    /// The rules a record with this `eventName` may match, in rule order, each once.
-    pub fn candidates(&self, event_name: Option<&str>, out: &mut Vec<usize>) {
+    /// Whether some rule may have this value of `key`: its length is one of theirs (lower-casing
+    /// ASCII keeps the length; other text is always looked up).
+    fn may_have(&self, key: Key, value: &str) -> bool {
+        match &self.lengths[key as usize] {
+            Some(lengths) if value.is_ascii() => lengths.get(value.len()).copied().unwrap_or(false),
+            _ => true,
+        }
+    }
+
+    /// The rules `record` may match, in rule order, each once.
+    pub fn candidates(&self, record: &Record<'_>, out: &mut Vec<usize>) {
         out.clear();
         out.extend_from_slice(&self.always);
-        let Some(name) = event_name else {
-            return;
-        };
-        let mut buffer = [0u8; MAX_NAME];
-        let long;
-        let lower: &str = match buffer.get_mut(..name.len()).filter(|_| name.is_ascii()) {
-            Some(slot) => {
-                slot.copy_from_slice(name.as_bytes());
-                slot.make_ascii_lowercase();
-                std::str::from_utf8(slot).unwrap_or_default()
-            }
-            None => {
-                // As the evaluator folds case (Unicode), so that no match is ever missed.
-                long = name.to_lowercase();
-                &long
-            }
-        };
-        if let Some(rules) = self.by_name.get(lower) {
-            out.extend_from_slice(rules);
-        }
-        for (prefix, rule) in &self.by_prefix {
-            if lower.starts_with(prefix.as_str()) {
-                out.push(*rule);
-            }
+        for &key in &self.keys {
+            let Some(value) = key.of(record).filter(|v| self.may_have(key, v)) else {
+                continue;
+            };
+            with_lowercase(value, |lower| {
+                if let Some(rules) = self.by_value[key as usize].get(lower) {
+                    out.extend_from_slice(rules);
+                }
+                for (_, prefix, rule) in self.by_prefix.iter().filter(|(k, ..)| *k == key) {
+                    if lower.starts_with(prefix.as_str()) {
+                        out.push(*rule);
+                    }
+                }
+            });
         }
         if out.len() > self.always.len() {
             out.sort_unstable();
@@ -229,6 +331,20 @@ impl Prefilter {
     /// How many rules are tested on every record.
     pub fn always_len(&self) -> usize {
         self.always.len()
+    }
+}
+
+/// Calls `f` with `value` lower-cased as the evaluator folds case (Unicode), on the stack when
+/// it is short ASCII.
+fn with_lowercase(value: &str, f: impl FnOnce(&str)) {
+    let mut buffer = [0u8; STACK_VALUE];
+    match buffer.get_mut(..value.len()).filter(|_| value.is_ascii()) {
+        Some(slot) => {
+            slot.copy_from_slice(value.as_bytes());
+            slot.make_ascii_lowercase();
+            f(std::str::from_utf8(slot).unwrap_or_default())
+        }
+        None => f(&value.to_lowercase()),
     }
 }
 
@@ -244,11 +360,16 @@ mod tests {
         Admission::of_rule(&collection.rules[0])
     }
 
-    fn names(list: &[&str]) -> Admission {
-        Admission::names(
+    fn on(key: Key, list: &[&str]) -> Admission {
+        Admission::values(
+            key,
             list.iter().map(|s| s.to_lowercase()).collect(),
             BTreeSet::new(),
         )
+    }
+
+    fn names(list: &[&str]) -> Admission {
+        on(Key::EventName, list)
     }
 
     #[test]
@@ -272,17 +393,33 @@ mod tests {
     }
 
     #[test]
-    fn a_selection_without_event_name_or_a_negation_admits_everything() {
+    fn without_event_name_another_modelled_field_indexes_the_rule() {
         let a = admission(
-            "    selection:\n        userIdentity.type: Root\n    filter:\n        eventName: ConsoleLogin\n    condition: selection and not filter\n",
+            "    selection_usertype:\n        userIdentity.type: Root\n    selection_eventtype:\n        eventType: AwsServiceEvent\n    condition: selection_usertype and not selection_eventtype\n",
+        );
+        assert_eq!(a, on(Key::IdentityType, &["Root"]));
+        let a = admission(
+            "    selection:\n        userAgent: 'TruffleHog'\n    condition: selection\n",
+        );
+        assert_eq!(a, on(Key::UserAgent, &["TruffleHog"]));
+    }
+
+    #[test]
+    fn a_selection_pinning_no_indexed_field_or_a_negation_admits_everything() {
+        let a = admission(
+            "    selection:\n        userIdentity.arn|re: '.+:assumed-role/aws:.+'\n    filter:\n        eventName: ConsoleLogin\n    condition: selection and not filter\n",
         );
         assert_eq!(a, Admission::Any);
         let a = admission(
-            "    selection:\n        eventName: A\n    other:\n        userAgent: x\n    condition: selection or other\n",
+            "    selection:\n        eventName: A\n    other:\n        sourceIPAddress: x\n    condition: selection or other\n",
         );
         assert_eq!(a, Admission::Any);
         let a = admission(
             "    selection:\n        eventName|contains: Delete\n    condition: selection\n",
+        );
+        assert_eq!(a, Admission::Any);
+        let a = admission(
+            "    a:\n        eventName: A\n    b:\n        eventName: B\n    condition: 0 of them\n",
         );
         assert_eq!(a, Admission::Any);
     }
@@ -294,37 +431,46 @@ mod tests {
         );
         assert_eq!(
             a,
-            Admission::names(
+            Admission::values(
+                Key::EventName,
                 BTreeSet::new(),
                 ["updatefunctionconfiguration".to_owned()].into()
             )
         );
         let a = admission("    selection:\n        eventName: 'Put*'\n    condition: selection\n");
-        assert!(matches!(a, Admission::Names { ref prefixes, .. } if prefixes.contains("put")));
+        assert!(matches!(a, Admission::Values { ref prefixes, .. } if prefixes.contains("put")));
         let a = admission("    selection:\n        eventName: 'P?t'\n    condition: selection\n");
         assert_eq!(a, Admission::Any);
     }
 
     #[test]
-    fn candidates_are_the_rules_of_the_name_its_prefixes_and_the_unpinned_ones() {
+    fn candidates_are_the_rules_of_the_record_values_and_the_unpinned_ones() {
         let admissions = [
             names(&["StopLogging"]),
             Admission::Any,
-            Admission::names(BTreeSet::new(), ["update".to_owned()].into()),
+            Admission::values(
+                Key::EventName,
+                BTreeSet::new(),
+                ["update".to_owned()].into(),
+            ),
             names(&["stoplogging", "DeleteTrail"]),
+            on(Key::IdentityType, &["Root"]),
         ];
         let index = Prefilter::new(&admissions);
         let mut out = Vec::new();
-        index.candidates(Some("StopLogging"), &mut out);
-        assert_eq!(out, vec![0, 1, 3]);
-        index.candidates(Some("UpdateTrail"), &mut out);
-        assert_eq!(out, vec![1, 2]);
-        index.candidates(Some("GetObject"), &mut out);
-        assert_eq!(out, vec![1]);
-        index.candidates(None, &mut out);
-        assert_eq!(out, vec![1]);
-        let long = format!("Update{}", "x".repeat(200));
-        index.candidates(Some(&long), &mut out);
-        assert_eq!(out, vec![1, 2]);
+        let mut candidates = |raw: &str| {
+            index.candidates(&Record::parse(raw).unwrap(), &mut out);
+            out.clone()
+        };
+        assert_eq!(candidates(r#"{"eventName":"StopLogging"}"#), [0, 1, 3]);
+        assert_eq!(candidates(r#"{"eventName":"UpdateTrail"}"#), [1, 2]);
+        assert_eq!(candidates(r#"{"eventName":"GetObject"}"#), [1]);
+        assert_eq!(candidates("{}"), [1]);
+        assert_eq!(
+            candidates(r#"{"eventName":"StopLogging","userIdentity":{"type":"Root"}}"#),
+            [0, 1, 3, 4]
+        );
+        let long = format!(r#"{{"eventName":"Update{}"}}"#, "x".repeat(200));
+        assert_eq!(candidates(&long), [1, 2]);
     }
 }
