@@ -17,7 +17,7 @@ use trailwatch::detect::{
 use trailwatch::ingest::log_file::{read_log_file, LogFileLimits};
 use trailwatch::ingest::{parse_object_key, ObjectKind};
 use trailwatch::record::Record;
-use trailwatch::replay::{collect_sources, Source};
+use trailwatch::local::{collect_inputs, Input};
 use trailwatch::time::parse_event_time;
 
 use crate::exit;
@@ -156,7 +156,7 @@ fn detect(args: &DetectArgs) -> Result<u8, String> {
     }
     report_rules(&set);
     problems += set.not_loaded.len();
-    let sources = collect_sources(&args.inputs).map_err(|e| e.to_string())?;
+    let sources = collect_inputs(&args.inputs).map_err(|e| e.to_string())?;
     let detector = Detector::new(set.rules);
     let mut run = Backtest::new(&detector, Suppressor::new(noise), args.json);
     for source in &sources {
@@ -184,10 +184,20 @@ fn print(text: &str) {
 /// The rule files under `folders` (`.yml`, `.yaml`, recursively) and how many could not be read
 /// (each named on stderr).
 fn read_rule_folders(folders: &[PathBuf]) -> Result<(Vec<RuleText>, usize), String> {
-    let files = trailwatch::replay::collect_files_where(folders, &|name| {
-        name.ends_with(".yml") || name.ends_with(".yaml")
-    })
-    .map_err(|e| format!("--rules: {e}"))?;
+    let mut files = Vec::new();
+    for folder in folders {
+        let walk = walkdir::WalkDir::new(folder)
+            .follow_links(true)
+            .sort_by_file_name();
+        for entry in walk {
+            let entry = entry.map_err(|e| format!("--rules: {e}"))?;
+            let name = entry.file_name().to_string_lossy();
+            let rule_file = name.ends_with(".yml") || name.ends_with(".yaml");
+            if entry.file_type().is_file() && rule_file && !name.starts_with('.') {
+                files.push(entry.into_path());
+            }
+        }
+    }
     let mut texts = Vec::new();
     let mut unreadable = 0;
     for path in files {
@@ -295,18 +305,18 @@ impl<'d> Backtest<'d> {
         }
     }
 
-    fn read(&mut self, source: &Source) {
+    fn read(&mut self, source: &Input) {
         let name = source.name();
         if parse_object_key(&name).kind == ObjectKind::Digest {
             return;
         }
         self.files += 1;
         let reader: Box<dyn Read> = match source {
-            Source::File(path) => match File::open(path) {
+            Input::File(path) => match File::open(path) {
                 Ok(file) => Box::new(BufReader::new(file)),
                 Err(e) => return self.problems.push(format!("{name}: cannot open: {e}")),
             },
-            Source::Stdin => Box::new(io::stdin().lock()),
+            Input::Stdin => Box::new(io::stdin().lock()),
         };
         let result = read_log_file(reader, LogFileLimits::default(), |item| match item.bytes {
             Ok(raw) => self.record(&name, item.index, raw),

@@ -5,7 +5,7 @@
 pub mod detect;
 pub mod insights;
 pub mod lookup;
-pub mod replay;
+pub mod replay_view;
 pub mod selectors;
 pub mod validate_logs;
 
@@ -40,7 +40,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    Replay(replay::ReplayArgs),
+    Replay(replay_view::ReplayArgs),
     Detect(detect::DetectArgs),
     #[command(subcommand)]
     Selectors(selectors::SelectorsCommand),
@@ -69,7 +69,7 @@ where
         }
     };
     match cli.command {
-        Command::Replay(args) => replay::run(args),
+        Command::Replay(args) => replay_view::run(args),
         Command::Detect(args) => detect::run(args),
         Command::Selectors(command) => selectors::run(command),
         Command::Insights(command) => insights::run(command),
