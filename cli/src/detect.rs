@@ -16,8 +16,8 @@ use trailwatch::detect::{
 };
 use trailwatch::ingest::log_file::{read_log_file, LogFileLimits};
 use trailwatch::ingest::{parse_object_key, ObjectKind};
-use trailwatch::record::Record;
 use trailwatch::local::{collect_inputs, Input};
+use trailwatch::record::Record;
 use trailwatch::time::parse_event_time;
 
 use crate::exit;
