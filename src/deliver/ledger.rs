@@ -53,6 +53,7 @@ use std::sync::Mutex;
 
 use super::message::{open_held, seal_held, DEFAULT_MESSAGE_BYTES};
 use super::plan::minimum_batches;
+use super::stream;
 use super::{
     plan_batches, reject, set_aside, BatchLimits, Carrier, DeliveryMessage, DeliveryReport,
     HeldMessage, Inbound, LogEvent, LogSink, MessagePacker, Pending, Plan, SetAside,
@@ -270,10 +271,16 @@ pub async fn deliver_messages_once<S: LogSink, L: DeliveredLedger, C: Carrier>(
         let Some(message) = message else { continue };
         for (record_index, raw) in message.records.iter().enumerate() {
             report.records_received += 1;
-            let record = Record::parse(raw.get())
-                .and_then(|record| Ok((record.event_time_ms()?, record.event_id_ref())));
+            let record = Record::parse(raw.get()).and_then(|record| {
+                let checked = stream::check_stream(&message.stream, &record);
+                Ok((record.event_time_ms()?, record.event_id_ref(), checked))
+            });
             match record {
-                Ok((timestamp_ms, event_id)) => streams
+                Ok((_, event_id, Err(why))) => {
+                    *report.rejected.entry("wrong_stream").or_default() += 1;
+                    set_aside(&mut report, messages[m].id, record_index, event_id, why)
+                }
+                Ok((timestamp_ms, event_id, Ok(()))) => streams
                     .entry(message.stream.to_string())
                     .or_default()
                     .push(Pending {

@@ -17,6 +17,11 @@ use trailwatch_aws::{required_env, ssm};
 
 pub const DELIVERY_QUEUE_ENV: &str = "TRAILWATCH_DELIVERY_QUEUE_URL";
 pub const INSIGHTS_QUEUE_ENV: &str = "TRAILWATCH_INSIGHTS_QUEUE_URL";
+/// `true` where the stack routes records to the ingest queue (EventBridge ingest): only then
+/// are records carried in a message (EventBridge envelopes, inline `Records`) taken as the
+/// trail's. Otherwise every record must come from a file in the trail bucket, and a message
+/// carrying records is refused: anyone able to send to the queue could forge them.
+pub const ACCEPT_RECORDS_ENV: &str = "TRAILWATCH_ACCEPT_RECORDS";
 
 /// What the function needs, built once at cold start.
 pub struct SelectContext {
@@ -25,6 +30,17 @@ pub struct SelectContext {
     pub delivery_queue: String,
     pub insights_queue: String,
     pub matcher: Matcher,
+    /// See [`ACCEPT_RECORDS_ENV`].
+    pub accept_records: bool,
+}
+
+/// [`ACCEPT_RECORDS_ENV`]'s value: unset means false; anything but `true`/`false` is refused.
+pub fn accept_records(value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(format!("{ACCEPT_RECORDS_ENV}={other}: expected true or false")),
+    }
 }
 
 impl SelectContext {
@@ -48,6 +64,7 @@ impl SelectContext {
             delivery_queue: required_env(DELIVERY_QUEUE_ENV)?,
             insights_queue: required_env(INSIGHTS_QUEUE_ENV)?,
             matcher: config.compile(),
+            accept_records: accept_records(std::env::var(ACCEPT_RECORDS_ENV).ok().as_deref())?,
         })
     }
 }
@@ -200,6 +217,15 @@ pub async fn process_counted(
             WorkItem::Ignored(why) => {
                 tracing::info!(reason = why, "message acknowledged and ignored")
             }
+            WorkItem::Record(_) if !context.accept_records => {
+                // Not retryable, but not to be dropped silently: after the redrive limit the
+                // message waits in the dead-letter queue, where the DLQ alarm shows it.
+                return Err(Retry(format!(
+                    "the message carries records, which this stack does not ingest \
+                     ({ACCEPT_RECORDS_ENV} is not true: IngestFromEventBridge=false); only \
+                     notifications naming files in the trail bucket are read"
+                )));
+            }
             WorkItem::Record(raw) => {
                 let origin = Origin {
                     bucket: None,
@@ -327,4 +353,19 @@ async fn send(
         totals.send_retries += stats.retries;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_in_messages_are_accepted_only_when_the_stack_says_true() {
+        assert_eq!(accept_records(None), Ok(false));
+        assert_eq!(accept_records(Some("")), Ok(false));
+        assert_eq!(accept_records(Some("false")), Ok(false));
+        assert_eq!(accept_records(Some("true")), Ok(true));
+        let error = accept_records(Some("yes")).unwrap_err();
+        assert!(error.contains(ACCEPT_RECORDS_ENV), "{error}");
+    }
 }
