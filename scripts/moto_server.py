@@ -12,7 +12,11 @@
    without a QueueName gets CloudFormation's generated name with the `.fifo` suffix, as AWS
    names it (moto leaves it off and then refuses the queue); inline role policies are stored as
    JSON text, as IAM stores them (moto keeps the template's dict, which its own IAM API and
-   policy evaluation cannot read).
+   policy evaluation cannot read). And EventBridge rules as the stack's need: a scheduled rule
+   without an event pattern (the every-minute tick) matches no put event, as in AWS (moto
+   matched every event); an SNS target (the Insights alert rule's topic) is published to, and
+   a Lambda target left alone (no function runs here), where moto raised NotImplementedError
+   and answered the whole PutEvents with a 500.
 
 3. IAM enforced per request, for the least-privilege test only: a request signed with
    temporary credentials that moto's STS issued (AssumeRole of a function's role, as Lambda
@@ -37,6 +41,7 @@ import threading
 from moto import settings
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.dynamodb.responses import DynamoHandler
+from moto.events.models import Rule
 from moto.iam import models as iam_models
 from moto.server import main
 from moto.sqs.models import Queue
@@ -80,6 +85,33 @@ def _put_policy_as_json(self, policy_name, policy_json):
 
 
 iam_models.Role.put_policy = _put_policy_as_json
+
+_rule_send_to_targets = Rule.send_to_targets
+
+
+def _send_to_targets_as_aws(self, original_event, transform_input=True):
+    if self.scheduled_expression and not self.event_pattern.get_pattern():
+        return None
+    if not self.event_pattern.matches_event(original_event):
+        return None
+    from moto.sns.models import sns_backends
+
+    targets = self.targets
+    for target in targets:
+        arn = target["Arn"]
+        if arn.startswith("arn:aws:sns:"):
+            _, _, _, region, account, _ = arn.split(":", 5)
+            sns_backends[account][region].publish(
+                message=json.dumps(original_event), arn=arn
+            )
+    self.targets = [t for t in targets if t["Arn"].split(":")[2] not in ("sns", "lambda")]
+    try:
+        return _rule_send_to_targets(self, original_event, transform_input)
+    finally:
+        self.targets = targets
+
+
+Rule.send_to_targets = _send_to_targets_as_aws
 
 
 # --- 3. IAM for the functions' roles --------------------------------------------------------

@@ -2,10 +2,13 @@
 
     python scripts/moto_stack.py translate [--param K=V ...]
         prints the template translated to plain CloudFormation (JSON), as SAM would deploy it
+    python scripts/moto_stack.py publish --endpoint URL --topic-arn ARN --message TEXT
+        publishes to an SNS topic in moto (as CloudTrail does to the trail's topic)
     python scripts/moto_stack.py deploy --endpoint URL --stack NAME [--param K=V ...]
-            [--bucket NAME] [--kms-key] [--ssm-parameter NAME=FILE]
+            [--bucket NAME] [--kms-key] [--sns-topic] [--ssm-parameter NAME=FILE]
         creates what the stack expects to exist (the trail bucket, a KMS key whose ARN becomes
-        CloudTrailKmsKeyArn, the SSM parameter holding the trail configuration), creates the
+        CloudTrailKmsKeyArn, the trail's SNS topic, the SSM parameter holding the trail
+        configuration), creates the
         stack in moto's CloudFormation and prints, as JSON, what it created: outputs, physical
         ids, each function's name, role and environment as deployed, the roles' policies, the
         event source mappings, and the translated template
@@ -80,6 +83,9 @@ def prepare(args, endpoint, parameters):
     if args.kms_key:
         key = client("kms", endpoint).create_key(Description=f"{args.stack} trail files")
         parameters["CloudTrailKmsKeyArn"] = key["KeyMetadata"]["Arn"]
+    if args.sns_topic:
+        topic = client("sns", endpoint).create_topic(Name=f"{args.stack}-trail-topic")
+        parameters["CloudTrailSnsTopicArn"] = topic["TopicArn"]
     for spec in args.ssm_parameter or []:
         name, _, path = spec.partition("=")
         client("ssm", endpoint).put_parameter(
@@ -209,6 +215,33 @@ class Resolver:
         return out
 
 
+def apply_skipped(endpoint, stack, skipped):
+    """Creates, through the services' own APIs, what moto's CloudFormation skipped and moto can
+    hold: queue and topic policies (stored, not evaluated), SNS subscriptions (moto delivers
+    through them), alarms (stored). Left out: the subscription filter (moto would invoke the
+    function in Docker on every PutLogEvents) and EventInvokeConfig."""
+    sqs, sns, cloudwatch = (client(s, endpoint) for s in ("sqs", "sns", "cloudwatch"))
+    for logical, resource in skipped.items():
+        kind, p = resource["type"], resource["properties"]
+        if kind == "AWS::SQS::QueuePolicy":
+            for url in p["Queues"]:
+                sqs.set_queue_attributes(
+                    QueueUrl=url, Attributes={"Policy": json.dumps(p["PolicyDocument"])})
+        elif kind == "AWS::SNS::TopicPolicy":
+            for arn in p["Topics"]:
+                sns.set_topic_attributes(TopicArn=arn, AttributeName="Policy",
+                                         AttributeValue=json.dumps(p["PolicyDocument"]))
+        elif kind == "AWS::SNS::Subscription" and p["Protocol"] == "sqs":
+            sns.subscribe(TopicArn=p["TopicArn"], Protocol="sqs", Endpoint=p["Endpoint"],
+                          Attributes={"RawMessageDelivery": str(p.get("RawMessageDelivery", False)).lower()})
+        elif kind == "AWS::CloudWatch::Alarm":
+            # CloudFormation converts parameters to the property's type; the API does not.
+            numbers = {"Threshold": float, "Period": int, "EvaluationPeriods": int}
+            alarm = {k: numbers.get(k, lambda v: v)(v) for k, v in p.items()}
+            alarm.setdefault("AlarmName", f"{stack}-{logical}")
+            cloudwatch.put_metric_alarm(**alarm)
+
+
 def wait_created(cfn, stack):
     deadline = time.monotonic() + 60
     while True:
@@ -292,7 +325,14 @@ def deploy(args):
         Capabilities=["CAPABILITY_IAM"],
     )
     wait_created(cfn, args.stack)
-    json.dump(describe(endpoint, args.stack, template, parameters), sys.stdout)
+    description = describe(endpoint, args.stack, template, parameters)
+    apply_skipped(endpoint, args.stack, description["skipped"])
+    json.dump(description, sys.stdout)
+
+
+def publish(args):
+    """Publishes MESSAGE to the topic, as the trail does (the tests have no SNS client)."""
+    client("sns", args.endpoint).publish(TopicArn=args.topic_arn, Message=args.message)
 
 
 def main():
@@ -306,8 +346,14 @@ def main():
     d.add_argument("--param", action="append", help="K=V, a template parameter")
     d.add_argument("--bucket", help="create this trail bucket (CloudTrailBucketName)")
     d.add_argument("--kms-key", action="store_true", help="create a key (CloudTrailKmsKeyArn)")
+    d.add_argument("--sns-topic", action="store_true",
+                   help="create the trail's topic (CloudTrailSnsTopicArn)")
     d.add_argument("--ssm-parameter", action="append",
                    help="NAME=FILE: put FILE as the parameter (TrailConfigParameterName)")
+    p = commands.add_parser("publish")
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--topic-arn", required=True)
+    p.add_argument("--message", required=True)
     args = parser.parse_args()
     # Nothing here may reach AWS: dummy credentials, no profile files.
     os.environ.update(AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
@@ -315,6 +361,8 @@ def main():
     if args.command == "translate":
         parameters = dict(p.split("=", 1) for p in args.param or [])
         json.dump(translate(parameters), sys.stdout, indent=1)
+    elif args.command == "publish":
+        publish(args)
     else:
         deploy(args)
 

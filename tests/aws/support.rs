@@ -15,6 +15,9 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use serde_json::value::RawValue;
 use trailwatch::time::{format_event_time, parse_event_time, MS_PER_MINUTE};
 
+pub mod deployed;
+pub use deployed::{DeployedFunction, DeployedStack, StackOptions};
+
 pub const REGION: &str = "us-east-1";
 
 /// The moto endpoint the tests talk to.
