@@ -55,7 +55,9 @@ pub fn check_stream(stream: &str, record: &Record<'_>) -> Result<(), String> {
     match (record.recipient_account_id(), record.aws_region()) {
         (Some(a), _) if a != account => mismatch("recipientAccountId", a),
         (_, Some(r)) if r != region => mismatch("awsRegion", r),
-        _ if !is_name_part(account) => Err(format!("{stream:?} is not a CloudTrail log stream name")),
+        _ if !is_name_part(account) => {
+            Err(format!("{stream:?} is not a CloudTrail log stream name"))
+        }
         _ => Ok(()),
     }
 }
@@ -99,8 +101,14 @@ mod tests {
     fn a_record_belongs_only_to_its_own_accounts_and_regions_stream() {
         let r = Record::parse(r#"{"recipientAccountId":"111122223333","awsRegion":"eu-west-1"}"#)
             .unwrap();
-        assert_eq!(check_stream("111122223333_CloudTrail_eu-west-1", &r), Ok(()));
-        assert_eq!(check_stream("o-abc123_111122223333_CloudTrail_eu-west-1", &r), Ok(()));
+        assert_eq!(
+            check_stream("111122223333_CloudTrail_eu-west-1", &r),
+            Ok(())
+        );
+        assert_eq!(
+            check_stream("o-abc123_111122223333_CloudTrail_eu-west-1", &r),
+            Ok(())
+        );
         for other in [
             "999988887777_CloudTrail_eu-west-1",
             "111122223333_CloudTrail_us-east-1",
@@ -114,7 +122,10 @@ mod tests {
         }
         // Without recipientAccountId, select named the stream from the file's key.
         let keyed = Record::parse(r#"{"awsRegion":"eu-west-1"}"#).unwrap();
-        assert_eq!(check_stream("222233334444_CloudTrail_eu-west-1", &keyed), Ok(()));
+        assert_eq!(
+            check_stream("222233334444_CloudTrail_eu-west-1", &keyed),
+            Ok(())
+        );
         assert!(check_stream("222233334444_CloudTrail_us-east-1", &keyed).is_err());
     }
 

@@ -39,7 +39,9 @@ pub fn accept_records(value: Option<&str>) -> Result<bool, String> {
     match value {
         None | Some("") | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(other) => Err(format!("{ACCEPT_RECORDS_ENV}={other}: expected true or false")),
+        Some(other) => Err(format!(
+            "{ACCEPT_RECORDS_ENV}={other}: expected true or false"
+        )),
     }
 }
 
