@@ -12,7 +12,8 @@
    without a QueueName gets CloudFormation's generated name with the `.fifo` suffix, as AWS
    names it (moto leaves it off and then refuses the queue); inline role policies are stored as
    JSON text, as IAM stores them (moto keeps the template's dict, which its own IAM API and
-   policy evaluation cannot read). And EventBridge rules as the stack's need: a scheduled rule
+   policy evaluation cannot read), without the statements an `AWS::NoValue` removed; a log
+   group's `Arn` attribute ends in `:*`, as CloudFormation's does. And EventBridge rules as the stack's need: a scheduled rule
    without an event pattern (the every-minute tick) matches no put event, as in AWS (moto
    matched every event); an SNS target (the Insights alert rule's topic) is published to, and
    a Lambda target left alone (no function runs here), where moto raised NotImplementedError
@@ -43,6 +44,7 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule
 from moto.iam import models as iam_models
+from moto.logs.models import LogGroup
 from moto.server import main
 from moto.sqs.models import Queue
 
@@ -80,11 +82,25 @@ _role_put_policy = iam_models.Role.put_policy
 
 def _put_policy_as_json(self, policy_name, policy_json):
     if not isinstance(policy_json, str):
+        # moto resolves AWS::NoValue in a list to None; CloudFormation leaves the item out.
+        statements = policy_json.get("Statement")
+        if isinstance(statements, list):
+            policy_json = {**policy_json, "Statement": [s for s in statements if s is not None]}
         policy_json = json.dumps(policy_json)
     return _role_put_policy(self, policy_name, policy_json)
 
 
 iam_models.Role.put_policy = _put_policy_as_json
+
+_log_group_attribute = LogGroup.get_cfn_attribute
+
+
+def _log_group_arn_as_cloudformation(self, attribute_name):
+    value = _log_group_attribute(self, attribute_name)
+    return value + ":*" if attribute_name == "Arn" and not value.endswith(":*") else value
+
+
+LogGroup.get_cfn_attribute = _log_group_arn_as_cloudformation
 
 _rule_send_to_targets = Rule.send_to_targets
 
@@ -142,8 +158,11 @@ def _is_role_session(response):
 
 
 def _body_json(response):
+    """The request's JSON body (DynamoDB's handler has already replaced `body` by it)."""
+    if isinstance(response.body, dict):
+        return response.body
     try:
-        return json.loads(response.body or "{}")
+        return json.loads(response.raw_body or "{}")
     except (TypeError, ValueError):
         return {}
 
@@ -152,8 +171,18 @@ def _arn(response, service, rest):
     return f"arn:aws:{service}:{response.region}:{response.current_account}:{rest}"
 
 
+# Batch actions IAM authorises as their single action
+# (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html).
+_SQS_BATCH = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
 def _checks(response, service, action, resource):
     """(action, resource) pairs IAM evaluates for this request, as AWS evaluates them."""
+    action = _SQS_BATCH.get(action, action)
     if resource != "*" or service not in ("dynamodb", "logs", "events", "ssm"):
         return [(action, resource)]
     body = _body_json(response)
@@ -206,7 +235,7 @@ def _authorize(self, iam_request_cls, resource="*"):
     )
     iam_request.check_signature()
     service, _, _ = iam_request._action.partition(":")
-    access_key = iam_request._access_key.access_key_id
+    access_key = self.headers["Authorization"].split("Credential=", 1)[1].split("/", 1)[0]
     for action, arn in _checks(self, service, iam_request._action, resource):
         iam_request._action = action
         try:

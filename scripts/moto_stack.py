@@ -288,7 +288,13 @@ def describe(endpoint, stack, template, parameters):
             p: iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"]
             for p in iam.list_role_policies(RoleName=name)["PolicyNames"]
         }
-        roles[logical] = {"arn": iam.get_role(RoleName=name)["Role"]["Arn"], "policies": policies}
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+        # Temporary credentials of the role, as Lambda gets them for the function (AssumeRole):
+        # moto_server.py enforces IAM on requests signed with them.
+        session = client("sts", endpoint).assume_role(RoleArn=arn, RoleSessionName=logical)
+        credentials = {k: session["Credentials"][k]
+                       for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+        roles[logical] = {"arn": arn, "policies": policies, "credentials": credentials}
     mappings = []
     for m in lam.list_event_source_mappings()["EventSourceMappings"]:
         if not any(m["FunctionArn"].endswith(":" + f["name"]) for f in functions.values()):

@@ -86,6 +86,9 @@ pub struct DeployedStack {
     pub functions: BTreeMap<String, DeployedFunction>,
     /// Logical id of each role → its ARN and inline policy documents.
     pub roles: BTreeMap<String, (String, Vec<Value>)>,
+    /// Logical id of each role → temporary credentials of a session of it (AssumeRole), as
+    /// Lambda gets them: access key id, secret, session token.
+    pub role_credentials: BTreeMap<String, [String; 3]>,
     pub event_source_mappings: Vec<Value>,
     /// Resources moto's CloudFormation skips, with their properties resolved.
     pub skipped: BTreeMap<String, Value>,
@@ -168,9 +171,21 @@ impl DeployedStack {
                 (logical.clone(), (text(&r["arn"]), policies.collect()))
             })
             .collect();
+        let role_credentials = d["roles"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(logical, r)| {
+                let c = &r["credentials"];
+                let field = |k: &str| c[k].as_str().unwrap().to_owned();
+                let credentials = [field("AccessKeyId"), field("SecretAccessKey"), field("SessionToken")];
+                (logical.clone(), credentials)
+            })
+            .collect();
         DeployedStack {
             name,
             bucket,
+            role_credentials,
             parameters: strings(&d["parameters"]),
             outputs: strings(&d["outputs"]),
             physical: d["resources"]
@@ -203,6 +218,14 @@ impl DeployedStack {
         self.functions
             .get(logical)
             .unwrap_or_else(|| panic!("stack {} has no function {logical}", self.name))
+    }
+
+    /// The SDK configuration of a session of `role` (moto enforces IAM on it), as the function
+    /// runs under its role in Lambda.
+    pub async fn role_sdk(&self, role: &str) -> aws_config::SdkConfig {
+        let [key, secret, token] = self.role_credentials[role].clone();
+        crate::sdk_with(aws_sdk_s3::config::Credentials::new(key, secret, Some(token), None, "role"))
+            .await
     }
 
     /// A resource moto skipped, as the template resolves it for this stack.
