@@ -178,7 +178,11 @@ impl DeployedStack {
             .map(|(logical, r)| {
                 let c = &r["credentials"];
                 let field = |k: &str| c[k].as_str().unwrap().to_owned();
-                let credentials = [field("AccessKeyId"), field("SecretAccessKey"), field("SessionToken")];
+                let credentials = [
+                    field("AccessKeyId"),
+                    field("SecretAccessKey"),
+                    field("SessionToken"),
+                ];
                 (logical.clone(), credentials)
             })
             .collect();
@@ -224,8 +228,14 @@ impl DeployedStack {
     /// runs under its role in Lambda.
     pub async fn role_sdk(&self, role: &str) -> aws_config::SdkConfig {
         let [key, secret, token] = self.role_credentials[role].clone();
-        crate::sdk_with(aws_sdk_s3::config::Credentials::new(key, secret, Some(token), None, "role"))
-            .await
+        crate::sdk_with(aws_sdk_s3::config::Credentials::new(
+            key,
+            secret,
+            Some(token),
+            None,
+            "role",
+        ))
+        .await
     }
 
     /// A resource moto skipped, as the template resolves it for this stack.

@@ -24,8 +24,14 @@ use trailwatch_e2e::*;
 /// Permissions no code of ours and no simulated Lambda call uses: another service uses them
 /// with the role.
 const USED_BY_OTHER_SERVICES: &[(&str, &str)] = &[
-    ("kms:Decrypt", "S3 decrypts an SSE-KMS log file with the caller's permissions"),
-    ("s3:ListBucket", "S3 answers a GetObject of a missing key 404 (not 403) only with it"),
+    (
+        "kms:Decrypt",
+        "S3 decrypts an SSE-KMS log file with the caller's permissions",
+    ),
+    (
+        "s3:ListBucket",
+        "S3 answers a GetObject of a missing key 404 (not 403) only with it",
+    ),
 ];
 
 /// One IAM decision moto made for a role session.
@@ -38,7 +44,10 @@ struct Call {
 
 fn calls_of(access_key: &str) -> Vec<Call> {
     let text = std::fs::read_to_string(calls_log()).unwrap_or_else(|e| {
-        panic!("{}: {e} (is moto running from scripts/moto.sh?)", calls_log().display())
+        panic!(
+            "{}: {e} (is moto running from scripts/moto.sh?)",
+            calls_log().display()
+        )
     });
     text.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -105,11 +114,16 @@ fn assert_least_privilege(stack: &DeployedStack, role: &str) {
     let unused: Vec<(String, String)> = granted(stack, role)
         .into_iter()
         .filter(|(action, pattern)| {
-            !calls.iter().any(|c| &c.action == action && matches(pattern, &c.resource))
+            !calls
+                .iter()
+                .any(|c| &c.action == action && matches(pattern, &c.resource))
                 && !USED_BY_OTHER_SERVICES.iter().any(|(a, _)| a == action)
         })
         .collect();
-    assert!(unused.is_empty(), "{role} grants what nothing uses: {unused:#?}");
+    assert!(
+        unused.is_empty(),
+        "{role} grants what nothing uses: {unused:#?}"
+    );
 }
 
 /// Lambda's SQS poller, with the function's role: reads the queue's attributes, receives a
@@ -182,7 +196,11 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
     let admin = sdk().await;
     let s3 = s3_client(&admin);
     notify_as_the_output_says(&stack, &s3).await;
-    drain_queue(&aws_sdk_sqs::Client::new(&admin), stack.output("IngestQueueUrl")).await;
+    drain_queue(
+        &aws_sdk_sqs::Client::new(&admin),
+        stack.output("IngestQueueUrl"),
+    )
+    .await;
 
     // The trail writes a log file and an Insights file, encrypted with its KMS key.
     let records = recent(&invictus_files()[0].1, 20);
@@ -219,21 +237,33 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
     // Select, under its role: configuration from SSM, files from S3, messages to SQS.
     let select_fn = stack.function("SelectFunction");
     let select_sdk = stack.role_sdk("SelectFunctionRole").await;
-    own_log(&select_sdk, &format!("/aws/lambda/{}-SelectFunction", stack.name)).await;
+    own_log(
+        &select_sdk,
+        &format!("/aws/lambda/{}-SelectFunction", stack.name),
+    )
+    .await;
     let text = trailwatch_aws::ssm::parameter(
         &aws_sdk_ssm::Client::new(&select_sdk),
         &select_fn.required(trailwatch_aws::ssm::TRAIL_CONFIG_PARAMETER_ENV),
     )
     .await
     .unwrap();
-    let select = contexts::select(select_fn, &select_sdk, &TrailConfig::from_json(&text).unwrap());
+    let select = contexts::select(
+        select_fn,
+        &select_sdk,
+        &TrailConfig::from_json(&text).unwrap(),
+    );
     let ingest = stack.output("IngestQueueUrl");
     let batch = poll(&select_sdk, ingest).await;
     assert_eq!(batch.records.len(), 2);
     let response = trailwatch_select_fn::handle(&select, serde_json::to_value(&batch).unwrap())
         .await
         .unwrap();
-    assert_eq!(response["batchItemFailures"], json!([]), "select under its role");
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([]),
+        "select under its role"
+    );
     delete(&select_sdk, ingest, &batch).await;
 
     // Deliver, under its role: a call that is not full is held back (claims released, the
@@ -241,20 +271,32 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
     // group deliver creates.
     let deliver_fn = stack.function("DeliverFunction");
     let deliver_sdk = stack.role_sdk("DeliverFunctionRole").await;
-    own_log(&deliver_sdk, &format!("/aws/lambda/{}-DeliverFunction", stack.name)).await;
+    own_log(
+        &deliver_sdk,
+        &format!("/aws/lambda/{}-DeliverFunction", stack.name),
+    )
+    .await;
     let deliver = contexts::deliver(deliver_fn, &deliver_sdk);
     let ledger = contexts::ledger(deliver_fn, &deliver_sdk);
     let delivery = stack.output("DeliveryQueueUrl");
     let batch = poll(&deliver_sdk, delivery).await;
     assert!(!batch.records.is_empty());
     let done = trailwatch_deliver_fn::deliver(&deliver, &ledger, batch.clone()).await;
-    assert!(done.response.batch_item_failures.is_empty(), "{:?}", done.report.set_aside);
+    assert!(
+        done.response.batch_item_failures.is_empty(),
+        "{:?}",
+        done.report.set_aside
+    );
     assert!(done.report.held_back > 0, "a few records: held back");
     delete(&deliver_sdk, delivery, &batch).await;
     let hold = stack.output("HoldQueueUrl");
     let held = poll(&deliver_sdk, hold).await;
     let done = trailwatch_deliver_fn::deliver(&deliver, &ledger, held.clone()).await;
-    assert_eq!(done.report.kept.len(), held.records.len(), "back alone: kept");
+    assert_eq!(
+        done.report.kept.len(),
+        held.records.len(),
+        "back alone: kept"
+    );
     // Time passes: the kept message comes back when its invisibility ends.
     let admin_sqs = aws_sdk_sqs::Client::new(&admin);
     let kept: Vec<_> = held.records.iter().collect();
@@ -262,11 +304,18 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
     let held = poll(&deliver_sdk, hold).await;
     assert!(!held.records.is_empty());
     let waited_out = trailwatch_deliver_fn::DeliverContext {
-        hold: deliver.hold.map(|h| trailwatch_deliver_fn::HoldBack { max_wait_ms: 0, ..h }),
+        hold: deliver.hold.map(|h| trailwatch_deliver_fn::HoldBack {
+            max_wait_ms: 0,
+            ..h
+        }),
         ..contexts::deliver(deliver_fn, &deliver_sdk)
     };
     let done = trailwatch_deliver_fn::deliver(&waited_out, &ledger, held.clone()).await;
-    assert!(done.response.batch_item_failures.is_empty(), "{:?}", done.report.set_aside);
+    assert!(
+        done.response.batch_item_failures.is_empty(),
+        "{:?}",
+        done.report.set_aside
+    );
     assert_eq!(done.report.delivered, records.len());
     delete(&deliver_sdk, hold, &held).await;
 
@@ -274,7 +323,11 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
     // a subscription batch; the schedule evaluates; a failed invocation kept by Lambda.
     let insights_fn = stack.function("InsightsFunction");
     let insights_sdk = stack.role_sdk("InsightsFunctionRole").await;
-    own_log(&insights_sdk, &format!("/aws/lambda/{}-InsightsFunction", stack.name)).await;
+    own_log(
+        &insights_sdk,
+        &format!("/aws/lambda/{}-InsightsFunction", stack.name),
+    )
+    .await;
     let text = trailwatch_aws::ssm::parameter(
         &aws_sdk_ssm::Client::new(&insights_sdk),
         &insights_fn.required(trailwatch_aws::ssm::TRAIL_CONFIG_PARAMETER_ENV),
@@ -299,7 +352,11 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
     )
     .await
     .unwrap();
-    assert_eq!(response["batchItemFailures"], json!([]), "forwarded under its role");
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([]),
+        "forwarded under its role"
+    );
     delete(&insights_sdk, queue, &batch).await;
     let subscription = subscription_payload(&group, &records, "least");
     trailwatch_insights_fn::handle_with_state(&context, Some(&state), subscription.clone())
@@ -325,7 +382,11 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
         .await
         .unwrap();
 
-    for role in ["SelectFunctionRole", "DeliverFunctionRole", "InsightsFunctionRole"] {
+    for role in [
+        "SelectFunctionRole",
+        "DeliverFunctionRole",
+        "InsightsFunctionRole",
+    ] {
         assert_least_privilege(&stack, role);
     }
 }
@@ -346,7 +407,11 @@ async fn a_call_the_role_does_not_allow_is_refused() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "{denied:?}");
+    assert_eq!(
+        denied.raw_response().map(|r| r.status().as_u16()),
+        Some(403),
+        "{denied:?}"
+    );
     let outside = s3_client(&select_sdk)
         .get_object()
         .bucket(&stack.bucket)
@@ -354,11 +419,18 @@ async fn a_call_the_role_does_not_allow_is_refused() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(outside.raw_response().map(|r| r.status().as_u16()), Some(403), "{outside:?}");
+    assert_eq!(
+        outside.raw_response().map(|r| r.status().as_u16()),
+        Some(403),
+        "{outside:?}"
+    );
     let key = &stack.role_credentials["SelectFunctionRole"][0];
     let refused: Vec<Call> = calls_of(key).into_iter().filter(|c| !c.allowed).collect();
     assert_eq!(
-        refused.iter().map(|c| c.action.as_str()).collect::<Vec<_>>(),
+        refused
+            .iter()
+            .map(|c| c.action.as_str())
+            .collect::<Vec<_>>(),
         ["logs:CreateLogStream", "s3:GetObject"]
     );
 }
