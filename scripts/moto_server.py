@@ -39,7 +39,6 @@ import json
 import os
 import threading
 
-from moto import settings
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule
@@ -247,8 +246,6 @@ def _authorize(self, iam_request_cls, resource="*"):
 
 
 ActionAuthenticatorMixin._authenticate_and_authorize_action = _authorize
-# The count of unauthenticated requests no longer decides anything (see _authorize).
-settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
 
 if __name__ == "__main__":
     main()

@@ -16,13 +16,12 @@ SAM's own code.
 Usage: python scripts/sam_local.py local invoke ... --docker-network host ...
 """
 
+import os
 import socket
 import sys
 
 from docker.models.containers import ContainerCollection
 from samcli.cli.main import cli
-import os
-
 from samcli.local.docker import container as sam_container
 from samcli.local.lambdafn.env_vars import EnvironmentVariables
 
