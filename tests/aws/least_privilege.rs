@@ -12,13 +12,12 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use aws_lambda_events::cloudwatch_logs::{LogEntry, LogsEvent};
 use serde_json::{json, Value};
 use trailwatch::insights::InsightsConfig;
-use trailwatch::record::Record;
 use trailwatch::select::TrailConfig;
-use trailwatch::time::{format_event_time, MS_PER_MINUTE};
+use trailwatch::time::MS_PER_MINUTE;
 use trailwatch_e2e::deployed::{contexts, notify_as_the_output_says};
+use trailwatch_e2e::invocations::{logs_batch, schedule_event, subscription_payload};
 use trailwatch_e2e::*;
 
 /// Permissions no code of ours and no simulated Lambda call uses: another service uses them
@@ -358,7 +357,7 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
         "forwarded under its role"
     );
     delete(&insights_sdk, queue, &batch).await;
-    let subscription = subscription_payload(&group, &records, "least");
+    let subscription = subscription_payload(&logs_batch("least", &records));
     trailwatch_insights_fn::handle_with_state(&context, Some(&state), subscription.clone())
         .await
         .unwrap();
@@ -370,7 +369,7 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
             .unwrap();
     }
     // Records of a minute the evaluator has closed arrive late: the fence is read back.
-    let late = subscription_payload(&group, &records, "late");
+    let late = subscription_payload(&logs_batch("late", &records));
     trailwatch_insights_fn::handle_with_state(&context, Some(&state), late)
         .await
         .unwrap();
@@ -433,35 +432,4 @@ async fn a_call_the_role_does_not_allow_is_refused() {
             .collect::<Vec<_>>(),
         ["logs:CreateLogStream", "s3:GetObject"]
     );
-}
-
-/// A CloudWatch Logs subscription batch of `records`; `tag` makes its log event ids unique.
-fn subscription_payload(group: &str, records: &[String], tag: &str) -> Value {
-    let mut event = LogsEvent::default();
-    event.aws_logs.data.message_type = "DATA_MESSAGE".into();
-    event.aws_logs.data.owner = "218007301253".into();
-    event.aws_logs.data.log_group = group.into();
-    event.aws_logs.data.log_stream = "218007301253_CloudTrail_us-east-1".into();
-    event.aws_logs.data.subscription_filters = vec!["trailwatch-insights".into()];
-    for (i, text) in records.iter().enumerate() {
-        let mut entry = LogEntry::default();
-        entry.id = format!("{tag}{i:06}");
-        entry.timestamp = Record::parse(text).unwrap().event_time_ms().unwrap();
-        entry.message = text.clone();
-        event.aws_logs.data.log_events.push(entry);
-    }
-    let mut payload = serde_json::to_value(&event).unwrap();
-    let data = payload["awslogs"]["data"].as_str().unwrap().to_owned();
-    let padded = format!("{data}{}", "=".repeat((4 - data.len() % 4) % 4));
-    payload["awslogs"]["data"] = Value::String(padded);
-    payload
-}
-
-fn schedule_event(now_ms: i64, n: usize) -> Value {
-    json!({
-        "version": "0", "id": format!("least-{n}"), "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012",
-        "time": format_event_time(now_ms - now_ms % 1000), "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/every-minute"], "detail": {}
-    })
 }

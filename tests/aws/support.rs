@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use trailwatch::time::{format_event_time, parse_event_time, MS_PER_MINUTE};
 
 pub mod deployed;
+pub mod invocations;
 pub use deployed::{DeployedFunction, DeployedStack, StackOptions};
 
 pub const REGION: &str = "us-east-1";
