@@ -66,24 +66,6 @@ fn filter_from(lambda_level: Option<&str>, rust_log: Option<&str>) -> (Targets, 
     }
 }
 
-/// Serves a function that could not start: every invocation fails with `why` (logged here
-/// once), so that an invoker — Lambda, `cargo lambda invoke`, `sam local invoke` — is told
-/// why at once instead of waiting on a process that exited before the runtime API heard of it.
-pub async fn cannot_start(
-    function: &str,
-    why: lambda_runtime::Error,
-) -> Result<(), lambda_runtime::Error> {
-    let why = format!("the {function} function cannot start: {why}");
-    tracing::error!("{why}");
-    lambda_runtime::run(lambda_runtime::service_fn(
-        |_: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let why = why.clone();
-            async move { Err::<serde_json::Value, _>(lambda_runtime::Error::from(why)) }
-        },
-    ))
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -255,9 +255,13 @@ async fn each_function_uses_exactly_the_permissions_its_role_grants() {
     let ingest = stack.output("IngestQueueUrl");
     let batch = poll(&select_sdk, ingest).await;
     assert_eq!(batch.records.len(), 2);
-    let response = trailwatch_select_fn::handle(&select, serde_json::to_value(&batch).unwrap())
-        .await
-        .unwrap();
+    let response = trailwatch_select_fn::handle(
+        &select,
+        trailwatch_select_fn::SelectInvocation::from_payload(serde_json::to_value(&batch).unwrap())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         response["batchItemFailures"],
         json!([]),

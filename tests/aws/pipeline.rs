@@ -94,10 +94,9 @@ impl Stack {
             !notifications.records.is_empty(),
             "nothing reached the ingest queue"
         );
-        let response =
-            trailwatch_select_fn::handle(&select, serde_json::to_value(&notifications).unwrap())
-                .await
-                .unwrap();
+        let response = trailwatch_select_fn::handle(&select, invocation(&notifications))
+            .await
+            .unwrap();
         assert_eq!(
             response["batchItemFailures"],
             serde_json::json!([]),
@@ -265,10 +264,9 @@ async fn native_insights_records_reach_the_insights_bus() {
 
     let select = stack.select();
     let notifications = drain_queue(&stack.sqs, &stack.ingest).await;
-    let response =
-        trailwatch_select_fn::handle(&select, serde_json::to_value(&notifications).unwrap())
-            .await
-            .unwrap();
+    let response = trailwatch_select_fn::handle(&select, invocation(&notifications))
+        .await
+        .unwrap();
     assert_eq!(response["batchItemFailures"], serde_json::json!([]));
     assert!(
         drain_queue(&stack.sqs, &stack.delivery)
@@ -514,10 +512,9 @@ async fn records_carried_in_a_message_are_refused_unless_the_stack_ingests_them(
     }
     let batch = drain_queue(&stack.sqs, &stack.ingest).await;
     assert_eq!(batch.records.len(), 2);
-    let response =
-        trailwatch_select_fn::handle(&stack.select(), serde_json::to_value(&batch).unwrap())
-            .await
-            .unwrap();
+    let response = trailwatch_select_fn::handle(&stack.select(), invocation(&batch))
+        .await
+        .unwrap();
     assert_eq!(
         response["batchItemFailures"].as_array().unwrap().len(),
         2,
@@ -563,4 +560,59 @@ async fn a_delivery_message_cannot_put_a_record_into_another_accounts_stream() {
         streams.log_streams().is_empty(),
         "nothing written to {other} or {own}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_message_invoked_directly_is_delivered_or_refused_with_an_error_type() {
+    use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+    use trailwatch::deliver::InvocationOnly;
+    use trailwatch_deliver_fn::{handle, DeliverPayload};
+    let stack = Stack::new().await;
+    let deliver = stack.deliver();
+    let all: Vec<String> = invictus_files().into_iter().flat_map(|(_, r)| r).collect();
+    let records = recent(&all, 30);
+    let stream = stream_of(&records[0]);
+    let mine: Vec<&str> = records
+        .iter()
+        .filter(|r| stream_of(r) == stream)
+        .take(3)
+        .map(String::as_str)
+        .collect();
+    let body = format!(
+        r#"{{"v":1,"stream":"{stream}","records":[{}]}}"#,
+        mine.join(",")
+    );
+    let invoke = |text: &str| {
+        let mut context = Context::default();
+        context.request_id = "request-1".into();
+        let payload: DeliverPayload = serde_json::from_str(text).unwrap();
+        handle(
+            &deliver,
+            &InvocationOnly,
+            LambdaEvent::new(payload, context),
+        )
+    };
+    let answer = invoke(&body).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(answer).unwrap(),
+        serde_json::json!({"recordsReceived": 3, "delivered": 3, "duplicates": 0, "setAside": 0})
+    );
+    assert_eq!(stack.stream(&stream).await, mine);
+
+    let refused = invoke(r#"{"v":2,"stream":"s","records":[]}"#)
+        .await
+        .unwrap_err();
+    let diagnostic = Diagnostic::from(refused);
+    assert_eq!(diagnostic.error_type, "trailwatch.InvalidPayload");
+    assert!(
+        diagnostic.error_message.contains("version 2"),
+        "{}",
+        diagnostic.error_message
+    );
+}
+
+/// The select function's invocation for a batch from the ingest queue.
+fn invocation(batch: &aws_lambda_events::sqs::SqsEvent) -> trailwatch_select_fn::SelectInvocation {
+    trailwatch_select_fn::SelectInvocation::from_payload(serde_json::to_value(batch).unwrap())
+        .unwrap()
 }
