@@ -15,6 +15,7 @@ use super::pending::{claim_of, Inbound, Pending, StreamPlan};
 use super::plan::{minimum_batches, plan_batches, LogEvent};
 use super::report::{DeliveryReport, LedgerReport};
 use super::sink::LogSink;
+use super::stream::check_stream;
 use crate::record::Record;
 
 /// What a run plans with: the time it delivers at, the log group's retention, the limits of
@@ -156,7 +157,7 @@ fn parse_messages<'a>(
 }
 
 /// Step 3: each record read (its time and eventID) and grouped by stream; a record without a
-/// readable time is set aside.
+/// readable time, or not of the stream its message names (see [`check_stream`]), is set aside.
 fn group_by_stream<'a>(
     messages: &[Inbound<'a>],
     parsed: &[Option<DeliveryMessage<'a>>],
@@ -167,10 +168,16 @@ fn group_by_stream<'a>(
         let Some(message) = message else { continue };
         for (record_index, raw) in message.records.iter().enumerate() {
             report.records_received += 1;
-            let record = Record::parse(raw.get())
-                .and_then(|record| Ok((record.event_time_ms()?, record.event_id_ref())));
+            let record = Record::parse(raw.get()).and_then(|record| {
+                let checked = check_stream(&message.stream, &record);
+                Ok((record.event_time_ms()?, record.event_id_ref(), checked))
+            });
             match record {
-                Ok((timestamp_ms, event_id)) => streams
+                Ok((_, event_id, Err(why))) => {
+                    *report.rejected.entry("wrong_stream").or_default() += 1;
+                    report.set_aside_record(messages[m].id, record_index, event_id, why)
+                }
+                Ok((timestamp_ms, event_id, Ok(()))) => streams
                     .entry(message.stream.to_string())
                     .or_default()
                     .push(Pending {

@@ -680,6 +680,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
         delivery_queue: delivery.clone(),
         insights_queue: insights.clone(),
         matcher: TrailConfig::default().compile(),
+        accept_records: false,
     });
     let deliver = Arc::new(DeliverContext {
         sink: CloudWatchLogs::new(
