@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::deliver::limits::{
-    PUT_LOG_EVENTS_EVENT_OVERHEAD, SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES,
+    PACKED_MESSAGE_BYTES, PUT_LOG_EVENTS_EVENT_OVERHEAD, SQS_MAX_BATCH_MESSAGES,
 };
 use crate::deliver::{
     deliver_messages_once, Carrier, CarryError, DeliveryMessage, DeliveryReport, DeliverySettings,
@@ -478,12 +478,12 @@ fn send(outbox: Vec<Outgoing>, queue: &mut Vec<Outgoing>, summary: &mut ReplaySu
 }
 
 /// The payload bytes of each SendMessageBatch call for messages of these sizes, in order: at
-/// most [`SQS_MAX_BATCH_MESSAGES`] messages and [`SQS_MAX_MESSAGE_BYTES`] per call.
+/// most [`SQS_MAX_BATCH_MESSAGES`] messages and [`PACKED_MESSAGE_BYTES`] per call.
 pub fn send_message_batch_payloads(sizes: &[usize]) -> Vec<usize> {
     let mut calls = Vec::new();
     let (mut count, mut bytes) = (0, 0);
     for &size in sizes {
-        if count > 0 && (count == SQS_MAX_BATCH_MESSAGES || bytes + size > SQS_MAX_MESSAGE_BYTES) {
+        if count > 0 && (count == SQS_MAX_BATCH_MESSAGES || bytes + size > PACKED_MESSAGE_BYTES) {
             calls.push(bytes);
             (count, bytes) = (0, 0);
         }

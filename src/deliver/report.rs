@@ -29,6 +29,9 @@ pub struct DeliveryReport {
     /// them.
     pub held_back: usize,
     pub held_back_messages: usize,
+    /// Records that wait for another delivery holding their claim (sent to wait in a new
+    /// message, or brought back with their message): neither put nor dropped.
+    pub waiting: usize,
     /// Why records could not be held back (put at once when their claims could not be
     /// released; their messages come back when they could not be sent).
     pub hold_back_error: Option<String>,
@@ -103,8 +106,11 @@ impl DeliveryReport {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LedgerReport {
     pub claimed: usize,
-    /// Records another message owns or that were already delivered (also in `duplicates`).
+    /// Records delivered before, or by a delivery that is done (also in `duplicates`).
     pub taken: usize,
+    /// Records of messages that are copies of a delivery done or in flight (also in
+    /// `duplicates`).
+    pub copies: usize,
     /// Records not delivered because the ledger could not answer (their messages retry).
     pub unavailable: usize,
     pub confirmed: usize,
@@ -114,6 +120,10 @@ pub struct LedgerReport {
     pub released: usize,
     /// Records not held back, but put at once, because their claims could not be released.
     pub release_failures: usize,
+    /// Deliveries recorded as done, and those whose record failed (at worst, duplicates if a
+    /// copy comes).
+    pub finished: usize,
+    pub finish_failures: usize,
     /// The fewest PutLogEvents calls the limits allow for the records put (per stream; see
     /// [`super::plan::minimum_batches`]), to compare `put_calls` with.
     pub minimum_put_calls: usize,

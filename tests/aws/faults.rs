@@ -38,6 +38,7 @@ use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use fault_proxy::{Fault, FaultPlan, FaultProxy, Service};
 use tokio::task::JoinSet;
+use trailwatch::deliver::ledger::DEFAULT_CLAIM_LEASE_MS;
 use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::plan::minimum_batches;
 use trailwatch::deliver::{
@@ -694,6 +695,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
             queue_url: hold.clone(),
             max_wait_ms: i64::from(DEFAULT_MAX_WAIT_SECONDS) * 1000,
         }),
+        claim_lease_ms: DEFAULT_CLAIM_LEASE_MS,
     });
     let ledger = Arc::new(L::build(&faulty, &table));
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use serde_json::Value;
+use trailwatch::deliver::ledger::DEFAULT_CLAIM_LEASE_MS;
 use trailwatch::select::TrailConfig;
 use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
 use trailwatch_aws::eventbridge::EventBridgeBus;
@@ -81,6 +82,7 @@ impl Stack {
             sink: CloudWatchLogs::new(self.logs.clone(), self.group.clone(), Some(90)),
             retention_days: 90,
             hold: None,
+            claim_lease_ms: DEFAULT_CLAIM_LEASE_MS,
         }
     }
 
