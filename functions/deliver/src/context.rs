@@ -189,3 +189,48 @@ impl DeliveredLedger for Ledger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use trailwatch::deliver::ledger::{DEFAULT_CLAIM_LEASE_MS, DEFAULT_RUN_LEASE_MS};
+
+    /// The value of `name:` in the block of resource `resource` in the template (or in
+    /// `Globals` for the functions' settings), as a number.
+    fn template_number(template: &str, resource: &str, name: &str) -> i64 {
+        let start = template
+            .lines()
+            .position(|l| l.trim_end() == format!("  {resource}:"))
+            .unwrap_or_else(|| panic!("{resource} not in template.yaml"));
+        template
+            .lines()
+            .skip(start + 1)
+            .take_while(|l| l.is_empty() || l.starts_with("   ") || l.starts_with('#'))
+            .find_map(|l| {
+                let value = l.trim().strip_prefix(name)?.strip_prefix(':')?;
+                value.split('#').next()?.trim().parse().ok()
+            })
+            .unwrap_or_else(|| panic!("{resource}.{name} not in template.yaml"))
+    }
+
+    #[test]
+    fn the_leases_fit_the_stacks_queues_and_timeout() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+        let template = std::fs::read_to_string(path).unwrap();
+        let timeout_ms = template_number(&template, "Function", "Timeout") * 1000;
+        let mut longest_retry_life_ms = 0;
+        for queue in ["DeliveryQueue", "HoldQueue"] {
+            let visibility_ms = template_number(&template, queue, "VisibilityTimeout") * 1000;
+            let receives = template_number(&template, queue, "maxReceiveCount");
+            longest_retry_life_ms = longest_retry_life_ms.max(receives * visibility_ms);
+            // A redrive comes a visibility timeout after the last receive at the earliest: the
+            // attempt that held the delivery has ended by then.
+            assert!(DEFAULT_RUN_LEASE_MS < visibility_ms, "{queue}");
+        }
+        assert!(DEFAULT_RUN_LEASE_MS > timeout_ms);
+        // No owner that may still come back is overtaken.
+        assert!(
+            DEFAULT_CLAIM_LEASE_MS >= longest_retry_life_ms + timeout_ms,
+            "{DEFAULT_CLAIM_LEASE_MS} < {longest_retry_life_ms} + {timeout_ms}"
+        );
+    }
+}
