@@ -153,6 +153,10 @@ impl DeliveredLedger for SharedLedger {
         YieldOnce(false).await;
         self.0.finish(deliveries, leases).await
     }
+    async fn let_go(&self, attempts: &[Attempt<'_>]) -> Result<(), LedgerError> {
+        YieldOnce(false).await;
+        self.0.let_go(attempts).await
+    }
 }
 
 fn record(id: usize, stream: usize, minute: usize, pad: usize) -> String {

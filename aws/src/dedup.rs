@@ -20,7 +20,8 @@
 //! `done`), `attempt` (the SQS message id holding it), `until` (epoch ms), `expiresAt`.
 //! Beginning is a `PutItem` conditioned on
 //! `attribute_not_exists(pk) OR (state = :holding AND (attempt = :me OR until < :now))`;
-//! finishing an unconditional `PutItem` of `done`.
+//! finishing an unconditional `PutItem` of `done`; letting go (the attempt failed, its message
+//! comes back) a `DeleteItem` conditioned on `state = :holding AND attempt = :me`.
 //!
 //! Why single conditional `PutItem`s, [`PUT_CONCURRENCY`] at a time, rather than
 //! `TransactWriteItems` of 100: a transactional write costs 2 write units per item against 1,
@@ -113,6 +114,8 @@ enum Op {
     Begin { key: String, attempt: String },
     /// Mark delivery `key` done.
     Finish { key: String },
+    /// Delete delivery `key` if `attempt` holds it.
+    LetGo { key: String, attempt: String },
     /// Read delivery `key`.
     Read { key: String },
 }
@@ -255,6 +258,7 @@ impl Call {
             Op::Release { key, owner } => self.release(key, owner).await,
             Op::Begin { key, attempt } => self.begin(key, attempt).await,
             Op::Finish { key } => self.put(key, "delivery", self.done()).await,
+            Op::LetGo { key, attempt } => self.let_go(key, attempt).await,
             Op::Read { key } => self.read(key).await,
         }
     }
@@ -341,6 +345,32 @@ impl Call {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":me", s(owner))
             .expression_attribute_values(":claimed", s(CLAIMED))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Answer::Written),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(DeleteItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(Answer::Refused(None))
+            }
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
+    async fn let_go(&self, key: &str, attempt: &str) -> Result<Answer, String> {
+        let sent = self
+            .client
+            .delete_item()
+            .table_name(&*self.table)
+            .key("pk", s(key))
+            .key("sk", s("delivery"))
+            .condition_expression("#state = :holding AND #attempt = :me")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#attempt", "attempt")
+            .expression_attribute_values(":holding", s(HOLDING))
+            .expression_attribute_values(":me", s(attempt))
             .send()
             .await;
         match sent {
@@ -537,8 +567,8 @@ impl DeliveredLedger for DynamoDbLedger {
             })
             .collect();
         // Nothing in a release depends on the time.
-        self.write_every(ops, "releases", &Leases::at(trailwatch::time::now_ms()))
-            .await
+        let now = Leases::at(trailwatch::time::now_ms());
+        self.write_every(ops, "releases", &now).await
     }
 
     async fn finish(&self, deliveries: &[&str], leases: &Leases) -> Result<(), LedgerError> {
@@ -549,5 +579,17 @@ impl DeliveredLedger for DynamoDbLedger {
             })
             .collect();
         self.write_every(ops, "finishes", leases).await
+    }
+
+    async fn let_go(&self, attempts: &[Attempt<'_>]) -> Result<(), LedgerError> {
+        let ops = attempts
+            .iter()
+            .map(|a| Op::LetGo {
+                key: delivery_key(a.delivery),
+                attempt: a.attempt.to_owned(),
+            })
+            .collect();
+        let now = Leases::at(trailwatch::time::now_ms());
+        self.write_every(ops, "lets go", &now).await
     }
 }

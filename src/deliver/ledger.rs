@@ -189,6 +189,14 @@ pub trait DeliveredLedger {
         deliveries: &[&str],
         leases: &Leases,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Lets go of deliveries this attempt held but did not finish (their messages come
+    /// back): any attempt may begin them at once, a redrive too. A delivery no longer held
+    /// by the attempt counts as let go.
+    fn let_go(
+        &self,
+        attempts: &[Attempt<'_>],
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }
 
 /// No memory beyond the invocation (the planner's dedupe): every delivery goes on and every
@@ -214,6 +222,10 @@ impl DeliveredLedger for InvocationOnly {
     }
 
     async fn finish(&self, _: &[&str], _: &Leases) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
+    async fn let_go(&self, _: &[Attempt<'_>]) -> Result<(), LedgerError> {
         Ok(())
     }
 }
@@ -351,6 +363,18 @@ impl DeliveredLedger for MemoryLedger {
         let mut state = self.state();
         for d in deliveries {
             state.runs.insert((*d).to_owned(), Run::Done);
+        }
+        Ok(())
+    }
+
+    async fn let_go(&self, attempts: &[Attempt<'_>]) -> Result<(), LedgerError> {
+        let mut state = self.state();
+        for a in attempts {
+            if matches!(state.runs.get(a.delivery),
+                Some(Run::Holding { attempt, .. }) if attempt == a.attempt)
+            {
+                state.runs.remove(a.delivery);
+            }
         }
         Ok(())
     }

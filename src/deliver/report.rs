@@ -124,6 +124,9 @@ pub struct LedgerReport {
     /// copy comes).
     pub finished: usize,
     pub finish_failures: usize,
+    /// Deliveries coming back that could not be let go (a copy finds them held until this
+    /// attempt's lease ends).
+    pub let_go_failures: usize,
     /// The fewest PutLogEvents calls the limits allow for the records put (per stream; see
     /// [`super::plan::minimum_batches`]), to compare `put_calls` with.
     pub minimum_put_calls: usize,

@@ -548,28 +548,37 @@ async fn confirm_returning<L: DeliveredLedger>(
     }
 }
 
-/// Step 11: every delivery that went on and whose message does not come back is finished:
-/// all it claimed landed (or waits in a new delivery).
+/// Step 11: every delivery that went on and whose message does not come back is finished
+/// (all it claimed landed, or waits in a new delivery); the others are let go, so that their
+/// message, back or redriven, goes on at once.
 async fn finish<L: DeliveredLedger>(
     ledger: &L,
     run: &Returning<'_, '_>,
     going: &[bool],
     ledger_report: &mut LedgerReport,
 ) {
-    let done: BTreeSet<&str> = run
-        .messages
-        .iter()
-        .zip(going)
-        .filter(|(m, &going)| going && !run.report.retry.contains(m.message_id))
-        .map(|(m, _)| m.owner)
-        .collect();
-    if done.is_empty() {
-        return;
+    let (mut done, mut back) = (BTreeSet::new(), BTreeSet::new());
+    for (m, _) in run.messages.iter().zip(going).filter(|(_, &going)| going) {
+        if run.report.retry.contains(m.message_id) {
+            back.insert((m.owner, m.message_id));
+        } else {
+            done.insert(m.owner);
+        }
     }
     let done: Vec<&str> = done.into_iter().collect();
-    match ledger.finish(&done, run.leases).await {
-        Ok(()) => ledger_report.finished += done.len(),
-        Err(_) => ledger_report.finish_failures += done.len(),
+    if !done.is_empty() {
+        match ledger.finish(&done, run.leases).await {
+            Ok(()) => ledger_report.finished += done.len(),
+            Err(_) => ledger_report.finish_failures += done.len(),
+        }
+    }
+    let back: Vec<Attempt<'_>> = back
+        .into_iter()
+        .map(|(delivery, attempt)| Attempt { delivery, attempt })
+        .collect();
+    // A failure only means a copy finds the delivery held until this attempt's lease ends.
+    if !back.is_empty() && ledger.let_go(&back).await.is_err() {
+        ledger_report.let_go_failures += back.len();
     }
 }
 

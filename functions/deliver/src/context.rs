@@ -188,6 +188,13 @@ impl DeliveredLedger for Ledger {
             Ledger::InvocationOnly => Ok(()),
         }
     }
+
+    async fn let_go(&self, attempts: &[Attempt<'_>]) -> Result<(), LedgerError> {
+        match self {
+            Ledger::DynamoDb(ledger) => ledger.let_go(attempts).await,
+            Ledger::InvocationOnly => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

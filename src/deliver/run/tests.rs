@@ -133,6 +133,9 @@ impl DeliveredLedger for Down {
     async fn finish(&self, _: &[&str], _: &Leases) -> Result<(), LedgerError> {
         Err(LedgerError::new("down"))
     }
+    async fn let_go(&self, _: &[Attempt<'_>]) -> Result<(), LedgerError> {
+        Err(LedgerError::new("down"))
+    }
 }
 
 #[test]
@@ -237,6 +240,9 @@ impl DeliveredLedger for Sticky {
     }
     async fn finish(&self, deliveries: &[&str], leases: &Leases) -> Result<(), LedgerError> {
         self.0.finish(deliveries, leases).await
+    }
+    async fn let_go(&self, attempts: &[Attempt<'_>]) -> Result<(), LedgerError> {
+        self.0.let_go(attempts).await
     }
 }
 
