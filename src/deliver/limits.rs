@@ -1,6 +1,6 @@
 //! Every AWS limit delivery obeys, as a named constant with where it comes from.
 
-use crate::time::{MS_PER_DAY, MS_PER_HOUR};
+use crate::time::{MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 
 /// PutLogEvents: at most 10,000 events per call (InputLogEvents max 10000).
 pub const PUT_LOG_EVENTS_MAX_EVENTS: usize = 10_000;
@@ -14,6 +14,11 @@ pub const PUT_LOG_EVENTS_MAX_SPAN_MS: i64 = 24 * MS_PER_HOUR;
 pub const PUT_LOG_EVENTS_MAX_AGE_MS: i64 = 14 * MS_PER_DAY;
 /// PutLogEvents: events more than 2 hours in the future are rejected.
 pub const PUT_LOG_EVENTS_MAX_FUTURE_MS: i64 = 2 * MS_PER_HOUR;
+/// How far beyond those 2 hours a record is still tried again later rather than set aside:
+/// 15 minutes, half a delivery message's retry life in the stack (5 receives, 365 s apart),
+/// so that a record this far ahead is accepted while its message still comes back. One
+/// further ahead would only wait for the dead-letter queue.
+pub const FUTURE_TOLERANCE_MS: i64 = 15 * MS_PER_MINUTE;
 /// CloudWatch Logs: one event is at most 1 MB ("Each log event can be no larger than 1 MB",
 /// PutLogEvents API reference, https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html;
 /// 256 KB until mid-2025). CloudTrail itself sends nothing over 256 KB to CloudWatch Logs;

@@ -68,7 +68,11 @@ impl DeliveryReport {
                 message_id,
                 record_index,
                 event_id,
-                format!("CloudWatch Logs does not accept it: {}", why.as_str()),
+                format!(
+                    "CloudWatch Logs does not accept it: {} ({})",
+                    why.as_str(),
+                    why.reason()
+                ),
             );
         }
     }

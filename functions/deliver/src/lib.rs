@@ -13,7 +13,7 @@ use trailwatch::deliver::ledger::DEFAULT_RUN_LEASE_MS;
 use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::{
     deliver_messages_once, DeliveredLedger, DeliveryMessage, DeliveryReport, DeliverySettings,
-    Inbound, InvocationOnly, LedgerReport, NoCarry,
+    Inbound, InvocationOnly, LedgerReport, NoCarry, Rejection,
 };
 use trailwatch_aws::function::{batch_response, HandlerError, Invocation};
 use trailwatch_aws::metrics::Emf;
@@ -219,17 +219,36 @@ pub fn emf(report: &DeliveryReport, ledger: &LedgerReport) -> Emf {
         .count("LedgerFinishFailures", ledger.finish_failures)
 }
 
+/// Records set aside that are logged one by one in an invocation; the rest are counted in
+/// one line per reason (a backfill of old files can set aside thousands).
+pub const SET_ASIDE_LOGGED: usize = 20;
+
 fn log_report(report: &DeliveryReport, ledger: &LedgerReport) {
     if let Some(reason) = &report.hold_back_error {
         tracing::warn!(reason = %reason, "records not held back (sending them to the queue failed): put at once");
     }
-    for aside in &report.set_aside {
+    for aside in report.set_aside.iter().take(SET_ASIDE_LOGGED) {
         tracing::error!(
             message_id = %aside.message_id,
             record_index = ?aside.record_index,
             event_id = ?aside.event_id,
             reason = %aside.reason,
             "record set aside"
+        );
+    }
+    let mut more: BTreeMap<&str, usize> = BTreeMap::new();
+    for aside in report.set_aside.iter().skip(SET_ASIDE_LOGGED) {
+        *more.entry(aside.reason.as_str()).or_default() += 1;
+    }
+    for (reason, count) in more {
+        tracing::error!(count, reason = %reason, "more records set aside");
+    }
+    if let Some(&too_old) = report.rejected.get(Rejection::TooOld.as_str()) {
+        tracing::warn!(
+            too_old,
+            "records older than 14 days set aside: CloudWatch Logs refuses them. A backfill of \
+             old log files into the trail bucket cannot reach the log group; `trailwatch \
+             replay` writes them to files"
         );
     }
     tracing::info!(
