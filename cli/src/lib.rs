@@ -4,7 +4,7 @@
 
 pub mod insights;
 pub mod lookup;
-pub mod replay;
+pub mod replay_view;
 pub mod selectors;
 pub mod validate_logs;
 
@@ -39,7 +39,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    Replay(replay::ReplayArgs),
+    Replay(replay_view::ReplayArgs),
     #[command(subcommand)]
     Selectors(selectors::SelectorsCommand),
     #[command(subcommand)]
@@ -67,7 +67,7 @@ where
         }
     };
     match cli.command {
-        Command::Replay(args) => replay::run(args),
+        Command::Replay(args) => replay_view::run(args),
         Command::Selectors(command) => selectors::run(command),
         Command::Insights(command) => insights::run(command),
         Command::Lookup(args) => lookup::run(args),

@@ -109,6 +109,8 @@ impl DeliveryReport {
 /// What the ledger did in one delivery run (on top of the [`DeliveryReport`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LedgerReport {
+    /// Deliveries begun (one write each).
+    pub began: usize,
     pub claimed: usize,
     /// Records delivered before, or by a delivery that is done (also in `duplicates`).
     pub taken: usize,
@@ -128,10 +130,26 @@ pub struct LedgerReport {
     /// copy comes).
     pub finished: usize,
     pub finish_failures: usize,
-    /// Deliveries coming back that could not be let go (a copy finds them held until this
-    /// attempt's lease ends).
+    /// Deliveries coming back, let go (one write each), and those that could not be (a copy
+    /// finds them held until this attempt's lease ends).
+    pub let_go: usize,
     pub let_go_failures: usize,
     /// The fewest PutLogEvents calls the limits allow for the records put (per stream; see
     /// [`super::plan::minimum_batches`]), to compare `put_calls` with.
     pub minimum_put_calls: usize,
+}
+
+impl LedgerReport {
+    /// The ledger writes the run made (each a DynamoDB write request): begins, claims,
+    /// confirms, releases, finishes and lets go.
+    pub fn writes(&self) -> usize {
+        self.began
+            + self.claimed
+            + self.confirmed
+            + self.confirm_failures
+            + self.released
+            + self.finished
+            + self.finish_failures
+            + self.let_go
+    }
 }

@@ -258,6 +258,7 @@ async fn begin<L: DeliveredLedger>(
         })
         .collect();
     let outcomes = ledger.begin(&attempts, leases).await;
+    ledger_report.began += attempts.len();
     let mut outcome_of = vec![BeginOutcome::Go; messages.len()];
     for (position, &m) in wanted.iter().enumerate() {
         outcome_of[m] = outcomes
@@ -577,8 +578,12 @@ async fn finish<L: DeliveredLedger>(
         .map(|(delivery, attempt)| Attempt { delivery, attempt })
         .collect();
     // A failure only means a copy finds the delivery held until this attempt's lease ends.
-    if !back.is_empty() && ledger.let_go(&back).await.is_err() {
-        ledger_report.let_go_failures += back.len();
+    if back.is_empty() {
+        return;
+    }
+    match ledger.let_go(&back).await {
+        Ok(()) => ledger_report.let_go += back.len(),
+        Err(_) => ledger_report.let_go_failures += back.len(),
     }
 }
 

@@ -106,10 +106,9 @@ impl Stack {
             !notifications.records.is_empty(),
             "nothing reached the ingest queue"
         );
-        let response =
-            trailwatch_select_fn::handle(&select, serde_json::to_value(&notifications).unwrap())
-                .await
-                .unwrap();
+        let response = trailwatch_select_fn::handle(&select, invocation(&notifications))
+            .await
+            .unwrap();
         assert_eq!(
             response["batchItemFailures"],
             serde_json::json!([]),
@@ -279,10 +278,9 @@ async fn native_insights_records_reach_the_insights_bus() {
 
     let select = stack.select();
     let notifications = drain_queue(&stack.sqs, &stack.ingest).await;
-    let response =
-        trailwatch_select_fn::handle(&select, serde_json::to_value(&notifications).unwrap())
-            .await
-            .unwrap();
+    let response = trailwatch_select_fn::handle(&select, invocation(&notifications))
+        .await
+        .unwrap();
     assert_eq!(response["batchItemFailures"], serde_json::json!([]));
     assert!(
         drain_queue(&stack.sqs, &stack.delivery)
@@ -532,6 +530,12 @@ async fn a_delivery_message_invoked_directly_is_delivered_or_refused_with_an_err
     );
 }
 
+/// The select function's invocation for a batch from the ingest queue.
+fn invocation(batch: &aws_lambda_events::sqs::SqsEvent) -> trailwatch_select_fn::SelectInvocation {
+    trailwatch_select_fn::SelectInvocation::from_payload(serde_json::to_value(batch).unwrap())
+        .unwrap()
+}
+
 /// A backfill: old log files copied into the trail bucket. CloudWatch Logs refuses events
 /// more than 14 days old, so the deliver function sets those records aside — counted in its
 /// metrics (`RejectedTooOld`), each logged with its reason — and delivers the rest.
@@ -625,7 +629,7 @@ async fn a_record_between_256_kb_and_1_mb_is_delivered_whole() {
         .await;
     let select = stack.select();
     let notifications = drain_queue(&stack.sqs, &stack.ingest).await;
-    trailwatch_select_fn::handle(&select, serde_json::to_value(&notifications).unwrap())
+    trailwatch_select_fn::handle(&select, invocation(&notifications))
         .await
         .unwrap();
     let messages = drain_queue(&stack.sqs, &stack.delivery).await;

@@ -26,7 +26,7 @@ use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_deliver_fn::{DeliverContext, HoldBack};
 use trailwatch_e2e::*;
-use trailwatch_select_fn::SelectContext;
+use trailwatch_select_fn::{SelectContext, SelectInvocation};
 
 /// The test queues' redrive policy: after this many receives a message goes to the DLQ.
 const MAX_RECEIVES: i32 = 3;
@@ -464,7 +464,9 @@ async fn drive_select(world: &World, queue: &str, select: &SelectContext) -> usi
         }
         let mut event = SqsEvent::default();
         event.records = batch.clone();
-        let response = trailwatch_select_fn::handle(select, serde_json::to_value(&event).unwrap())
+        let invocation =
+            SelectInvocation::from_payload(serde_json::to_value(&event).unwrap()).unwrap();
+        let response = trailwatch_select_fn::handle(select, invocation)
             .await
             .unwrap();
         let failures: Vec<&str> = response["batchItemFailures"]
