@@ -244,6 +244,23 @@ mod tests {
     }
 
     #[test]
+    fn an_event_as_large_as_a_call_allows_is_put_alone_and_a_byte_more_is_too_large() {
+        // CloudWatch Logs takes events up to 1 MB; a call's 1,048,576 bytes count 26 per event.
+        let limits = BatchLimits::default();
+        let largest = "x".repeat(limits.max_bytes - limits.event_overhead);
+        let too_large = "x".repeat(limits.max_bytes - limits.event_overhead + 1);
+        let events = [
+            event(NOW, "small"),
+            event(NOW + 1, &largest),
+            event(NOW + 2, &too_large),
+        ];
+        let plan = plan_batches(&events, NOW, None, &limits);
+        assert_eq!(plan.batches, vec![vec![0], vec![1]]);
+        assert_eq!(plan.full, vec![true, true]);
+        assert_eq!(plan.rejected, vec![(2, Rejection::TooLarge)]);
+    }
+
+    #[test]
     fn repeated_event_ids_are_planned_once() {
         let mut events = vec![event(NOW, "a"), event(NOW, "a again"), event(NOW, "b")];
         events[0].event_id = Some("id-1");
