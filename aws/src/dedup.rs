@@ -38,10 +38,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use tokio::task::JoinSet;
 use trailwatch::deliver::ledger::{Attempt, BeginOutcome, Leases, LedgerError};
 use trailwatch::deliver::{Claim, ClaimOutcome, DeliveredLedger};
@@ -322,15 +324,7 @@ impl Call {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(Answer::Written),
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(refused)) => {
-                    Ok(Answer::Refused(refused.item().cloned()))
-                }
-                _ => Err(describe(&e)),
-            },
-        }
+        put_answer(sent)
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<Answer, String> {
@@ -347,16 +341,7 @@ impl Call {
             .expression_attribute_values(":claimed", s(CLAIMED))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(Answer::Written),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(DeleteItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(Answer::Refused(None))
-            }
-            Err(e) => Err(describe(&e)),
-        }
+        delete_answer(sent)
     }
 
     async fn let_go(&self, key: &str, attempt: &str) -> Result<Answer, String> {
@@ -373,16 +358,7 @@ impl Call {
             .expression_attribute_values(":me", s(attempt))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(Answer::Written),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(DeleteItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(Answer::Refused(None))
-            }
-            Err(e) => Err(describe(&e)),
-        }
+        delete_answer(sent)
     }
 
     async fn begin(&self, key: &str, attempt: &str) -> Result<Answer, String> {
@@ -409,15 +385,7 @@ impl Call {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(Answer::Written),
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(refused)) => {
-                    Ok(Answer::Refused(refused.item().cloned()))
-                }
-                _ => Err(describe(&e)),
-            },
-        }
+        put_answer(sent)
     }
 
     async fn read(&self, key: &str) -> Result<Answer, String> {
@@ -431,6 +399,35 @@ impl Call {
             .await
             .map(|out| Answer::Found(out.item().cloned()))
             .map_err(|e| describe(&e))
+    }
+}
+
+/// A conditional put's answer: written, or refused with the item it found.
+fn put_answer<T>(sent: Result<T, SdkError<PutItemError, HttpResponse>>) -> Result<Answer, String> {
+    match sent {
+        Ok(_) => Ok(Answer::Written),
+        Err(e) => match e.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(refused)) => {
+                Ok(Answer::Refused(refused.item().cloned()))
+            }
+            _ => Err(describe(&e)),
+        },
+    }
+}
+
+/// A conditional delete's answer: deleted, or refused (the item was not as the condition said).
+fn delete_answer<T>(
+    sent: Result<T, SdkError<DeleteItemError, HttpResponse>>,
+) -> Result<Answer, String> {
+    match sent {
+        Ok(_) => Ok(Answer::Written),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(DeleteItemError::is_conditional_check_failed_exception) =>
+        {
+            Ok(Answer::Refused(None))
+        }
+        Err(e) => Err(describe(&e)),
     }
 }
 

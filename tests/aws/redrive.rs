@@ -312,16 +312,29 @@ async fn a_redriven_delivery_dead_letter_queue_delivers_every_record_once() {
     assert_eq!(world.count(&dlq).await, bodies.len(), "{first:?}");
 
     // Moved back (new message ids), CloudWatch Logs reachable again.
-    let moved = world.redrive(&dlq, &delivery).await;
     let working = world.deliver(world.logs.clone(), None, DEFAULT_CLAIM_LEASE_MS);
-    let second = drive_deliver(&world, &delivery, &working, &ledger).await;
-    assert_eq!(world.count(&dlq).await + world.count(&delivery).await, 0);
-    let (delivered, duplicates) = assert_exactly_once(&world, &stream, &records).await;
+    let queues = (dlq.as_str(), delivery.as_str());
+    redrive_and_deliver(&world, queues, &working, &ledger, (&stream, &records)).await;
+}
+
+/// Moves the dead-letter queue's messages back to their queue, delivers them with `context`,
+/// and asserts every record reached `stream` exactly once.
+async fn redrive_and_deliver(
+    world: &World,
+    (dlq, queue): (&str, &str),
+    context: &DeliverContext,
+    ledger: &DynamoDbLedger,
+    (stream, records): (&str, &[String]),
+) {
+    let moved = world.redrive(dlq, queue).await;
+    let drive = drive_deliver(world, queue, context, ledger).await;
+    assert_eq!(world.count(dlq).await + world.count(queue).await, 0);
+    let (delivered, duplicates) = assert_exactly_once(world, stream, records).await;
     println!(
-        "delivery DLQ redrive: {} records in, {moved} messages moved back, {delivered} delivered, \
-         {duplicates} duplicates in the log group, {} dropped by deliver",
+        "DLQ redrive ({queue}): {} records in, {moved} messages moved back, {delivered} \
+         delivered, {duplicates} duplicates in the log group, {} dropped by deliver",
         records.len(),
-        second.duplicates
+        drive.duplicates
     );
 }
 
@@ -361,16 +374,8 @@ async fn a_redriven_hold_dead_letter_queue_delivers_every_record_once() {
     assert_eq!(first.delivered, 0);
     assert_eq!(world.count(&hold_dlq).await, 1, "{first:?}");
 
-    let moved = world.redrive(&hold_dlq, &hold).await;
-    let second = drive_deliver(&world, &hold, &working, &ledger).await;
-    assert_eq!(world.count(&hold_dlq).await + world.count(&hold).await, 0);
-    let (delivered, duplicates) = assert_exactly_once(&world, &stream, &records).await;
-    println!(
-        "hold DLQ redrive: {} records in, {moved} message moved back, {delivered} delivered, \
-         {duplicates} duplicates in the log group, {} dropped by deliver",
-        records.len(),
-        second.duplicates
-    );
+    let queues = (hold_dlq.as_str(), hold.as_str());
+    redrive_and_deliver(&world, queues, &working, &ledger, (&stream, &records)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,21 +55,17 @@ fn body(records: &[String]) -> String {
     )
 }
 
-async fn run<L: DeliveredLedger>(
+fn run<L: DeliveredLedger>(
     sink: &Sink,
     ledger: &L,
     messages: &[(&str, &str)],
     limits: &BatchLimits,
 ) -> (DeliveryReport, LedgerReport) {
-    let inbound: Vec<Inbound<'_>> = messages
-        .iter()
-        .map(|&(id, body)| Inbound { id, body })
-        .collect();
     let settings = DeliverySettings {
         limits: *limits,
         ..DeliverySettings::at(NOW)
     };
-    deliver_messages_once(sink, ledger, &NoCarry, &inbound, &settings).await
+    run_at(sink, ledger, &NoCarry, messages, &settings)
 }
 
 #[test]
@@ -79,8 +75,8 @@ fn a_record_in_two_messages_reaches_the_stream_once_across_invocations() {
     let first = body(&[record("a", 5), record("b", 4)]);
     let second = body(&[record("b", 4), record("c", 3)]);
     let limits = BatchLimits::default();
-    let (r1, _) = block_on(run(&sink, &ledger, &[("m1", &first)], &limits));
-    let (r2, l2) = block_on(run(&sink, &ledger, &[("m2", &second)], &limits));
+    let (r1, _) = run(&sink, &ledger, &[("m1", &first)], &limits);
+    let (r2, l2) = run(&sink, &ledger, &[("m2", &second)], &limits);
     assert_eq!((r1.delivered, r2.delivered, r2.duplicates), (2, 1, 1));
     assert_eq!(l2.taken, 1);
     assert_eq!(sink.put.lock().unwrap().len(), 3);
@@ -99,13 +95,13 @@ fn a_redelivered_message_puts_only_what_did_not_land() {
         ..Sink::default()
     };
     let message = body(&[record("a", 5), record("b", 4), record("c", 3)]);
-    let (first, l1) = block_on(run(&sink, &ledger, &[("m1", &message)], &limits));
+    let (first, l1) = run(&sink, &ledger, &[("m1", &message)], &limits);
     assert_eq!(first.retry.iter().collect::<Vec<_>>(), ["m1"]);
     assert_eq!(
         l1.confirmed, 2,
         "what landed is confirmed, since m1 comes back"
     );
-    let (again, _) = block_on(run(&sink, &ledger, &[("m1", &message)], &limits));
+    let (again, _) = run(&sink, &ledger, &[("m1", &message)], &limits);
     assert!(again.retry.is_empty());
     assert_eq!(again.delivered, 1);
     let mut put = sink.put.lock().unwrap().clone();
@@ -142,12 +138,7 @@ impl DeliveredLedger for Down {
 fn when_the_ledger_cannot_answer_nothing_is_put_and_the_message_comes_back() {
     let sink = Sink::default();
     let message = body(&[record("a", 5)]);
-    let (report, ledger) = block_on(run(
-        &sink,
-        &Down,
-        &[("m1", &message)],
-        &BatchLimits::default(),
-    ));
+    let (report, ledger) = run(&sink, &Down, &[("m1", &message)], &BatchLimits::default());
     assert_eq!(report.delivered, 0);
     assert_eq!(ledger.unavailable, 1);
     assert!(report.retry.contains("m1"));
@@ -163,7 +154,7 @@ fn a_record_claimed_by_a_message_that_comes_back_is_not_lost_to_a_copy_in_anothe
         ..Sink::default()
     };
     let x = body(&[record("r", 5)]);
-    let (first, _) = block_on(run(&failing, &ledger, &[("x", &x)], &limits));
+    let (first, _) = run(&failing, &ledger, &[("x", &x)], &limits);
     assert!(
         first.retry.contains("x"),
         "x holds r's claim and comes back"
@@ -171,7 +162,7 @@ fn a_record_claimed_by_a_message_that_comes_back_is_not_lost_to_a_copy_in_anothe
     // A CloudTrail duplicate of r in another file's message z, ahead of x in the batch.
     let sink = Sink::default();
     let z = body(&[record("r", 5), record("s", 4)]);
-    let (again, _) = block_on(run(&sink, &ledger, &[("z", &z), ("x", &x)], &limits));
+    let (again, _) = run(&sink, &ledger, &[("z", &z), ("x", &x)], &limits);
     assert!(again.retry.is_empty());
     assert_eq!(
         (again.delivered, again.duplicates, again.waiting),
@@ -263,17 +254,7 @@ fn deliver_with<L: DeliveredLedger>(
     queue: &Queue,
     messages: &[(&str, &str)],
 ) -> (DeliveryReport, LedgerReport) {
-    let inbound: Vec<Inbound<'_>> = messages
-        .iter()
-        .map(|&(id, body)| Inbound { id, body })
-        .collect();
-    block_on(deliver_messages_once(
-        sink,
-        ledger,
-        queue,
-        &inbound,
-        &three_a_call(),
-    ))
+    run_at(sink, ledger, queue, messages, &three_a_call())
 }
 
 #[test]
