@@ -3,7 +3,6 @@
 
 use trailwatch::insights::aggregate::SUCCESS_ERROR_CODE;
 use trailwatch::insights::{InsightType, MinuteAggregate, MinuteCell, SeriesKey};
-use trailwatch::time::parse_event_time;
 
 use crate::family::Family;
 use crate::score::Label;
@@ -15,10 +14,20 @@ pub fn weekday(day: i64) -> i64 {
     (day + 3).rem_euclid(7)
 }
 
-/// The UTC day number of a calendar date.
+/// The Julian day number of 1970-01-01, day 0 of the UTC day numbers used here.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// The UTC day number of a calendar date (dates the streams use: always valid).
 pub fn day_of(year: i64, month: u32, day: u32) -> i64 {
-    let text = format!("{year:04}-{month:02}-{day:02}T00:00:00Z");
-    parse_event_time(&text).map_or(0, |ms| ms / 60_000 / MINUTES_PER_DAY)
+    let month = time::Month::try_from(month as u8).expect("a month number");
+    let date = time::Date::from_calendar_date(year as i32, month, day as u8).expect("a date");
+    i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY
+}
+
+/// The year of a UTC day number.
+fn year_of(day: i64) -> i64 {
+    let date = time::Date::from_julian_day((day + UNIX_EPOCH_JULIAN_DAY) as i32).expect("a date");
+    i64::from(date.year())
 }
 
 /// Time zones whose local schedules the streams use.
@@ -66,7 +75,7 @@ impl Zone {
             Zone::UsEastern => -300,
             Zone::CentralEurope => 60,
         };
-        let year = trailwatch::time::civil_from_days(m.div_euclid(MINUTES_PER_DAY)).0;
+        let year = year_of(m.div_euclid(MINUTES_PER_DAY));
         match self.summer(year) {
             Some((a, b)) if (a..b).contains(&m) => standard + 60,
             _ => standard,

@@ -270,6 +270,7 @@ impl DeployedStack {
 /// tests' configuration, or one signed with the function's role.
 pub mod contexts {
     use aws_config::SdkConfig;
+    use trailwatch::deliver::ledger::DEFAULT_CLAIM_LEASE_MS;
     use trailwatch::insights::InsightsConfig;
     use trailwatch::select::TrailConfig;
     use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
@@ -317,6 +318,9 @@ pub mod contexts {
                 queue_url: f.required(deliver::HOLD_QUEUE_ENV),
                 max_wait_ms: max_wait * 1000,
             }),
+            claim_lease_ms: f
+                .var(deliver::CLAIM_LEASE_ENV)
+                .map_or(DEFAULT_CLAIM_LEASE_MS, |s| s.parse::<i64>().unwrap() * 1000),
         }
     }
 

@@ -616,3 +616,125 @@ fn invocation(batch: &aws_lambda_events::sqs::SqsEvent) -> trailwatch_select_fn:
     trailwatch_select_fn::SelectInvocation::from_payload(serde_json::to_value(batch).unwrap())
         .unwrap()
 }
+
+/// A backfill: old log files copied into the trail bucket. CloudWatch Logs refuses events
+/// more than 14 days old, so the deliver function sets those records aside — counted in its
+/// metrics (`RejectedTooOld`), each logged with its reason — and delivers the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_older_than_14_days_are_set_aside_counted_and_never_silently_dropped() {
+    let stack = Stack::new().await;
+    let all: Vec<String> = invictus_files().into_iter().flat_map(|(_, r)| r).collect();
+    let recent_records = recent(&all, 30);
+    let stream = stream_of(&recent_records[0]);
+    let mine: Vec<String> = recent_records
+        .into_iter()
+        .filter(|r| stream_of(r) == stream)
+        .take(4)
+        .collect();
+    // Two of them moved 20 days back.
+    let old: Vec<String> = recent(&mine[..2], 20 * 24 * 60);
+    let body = format!(
+        r#"{{"v":1,"stream":"{stream}","records":[{}]}}"#,
+        old.iter()
+            .chain(&mine[2..])
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut message = aws_lambda_events::sqs::SqsMessage::default();
+    message.message_id = Some("backfill-1".into());
+    message.body = Some(body);
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = vec![message];
+    let done = trailwatch_deliver_fn::deliver(
+        &stack.deliver(),
+        &trailwatch::deliver::InvocationOnly,
+        event,
+    )
+    .await;
+    assert!(done.response.batch_item_failures.is_empty(), "not retried");
+    assert_eq!(done.report.delivered, 2);
+    assert_eq!(done.report.rejected.get("too_old"), Some(&2));
+    assert_eq!(done.report.set_aside.len(), 2);
+    for aside in &done.report.set_aside {
+        assert!(
+            aside.reason.contains("more than 14 days old"),
+            "{}",
+            aside.reason
+        );
+        assert!(aside.event_id.is_some() && aside.record_index.is_some());
+    }
+    let line: serde_json::Value =
+        serde_json::from_str(&trailwatch_deliver_fn::emf(&done.report, &done.ledger).to_line(0))
+            .unwrap();
+    assert_eq!(
+        (line["RejectedTooOld"].clone(), line["SetAside"].clone()),
+        (2.into(), 2.into())
+    );
+    assert_eq!(stack.stream(&stream).await, mine[2..]);
+}
+
+/// CloudWatch Logs takes events up to 1 MB (CloudTrail itself never sends one over 256 KB):
+/// a 300 KB record travels whole, alone in a delivery message of up to SQS's 1 MiB, and is
+/// delivered as it is; one too large for that message (a few bytes short of 1 MiB: the log
+/// file reader refuses records over 1 MiB) is delivered as a stub pointing at the full
+/// record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_between_256_kb_and_1_mb_is_delivered_whole() {
+    use trailwatch::deliver::limits::{PACKED_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES};
+    let stack = Stack::new().await;
+    let all: Vec<String> = invictus_files().into_iter().flat_map(|(_, r)| r).collect();
+    let records = recent(&all, 30);
+    let stream = stream_of(&records[0]);
+    let mine: Vec<String> = records
+        .into_iter()
+        .filter(|r| stream_of(r) == stream)
+        .take(3)
+        .collect();
+    let pad = |record: &str, bytes: usize| {
+        format!(
+            r#"{},"trailwatchTestPadding":"{}"}}"#,
+            &record[..record.len() - 1],
+            "p".repeat(bytes)
+        )
+    };
+    let big = pad(&mine[1], 300 * 1024);
+    let huge = pad(&mine[2], 0);
+    let huge = pad(&mine[2], (1 << 20) - 16 - huge.len());
+    let file = vec![mine[0].clone(), big.clone(), huge];
+    stack
+        .put_object(
+            "AWSLogs/123837392027/CloudTrail/us-east-1/2023/07/10/123837392027_CloudTrail_us-east-1_20230710T1150Z_big.json.gz",
+            gzip_log_file(&file),
+        )
+        .await;
+    let select = stack.select();
+    let notifications = drain_queue(&stack.sqs, &stack.ingest).await;
+    trailwatch_select_fn::handle(&select, invocation(&notifications))
+        .await
+        .unwrap();
+    let messages = drain_queue(&stack.sqs, &stack.delivery).await;
+    let sizes: Vec<usize> = messages
+        .records
+        .iter()
+        .map(|m| m.body.as_deref().unwrap().len())
+        .collect();
+    assert!(
+        sizes.iter().all(|&n| n <= SQS_MAX_MESSAGE_BYTES),
+        "{sizes:?}"
+    );
+    assert!(sizes.iter().any(|&n| n > PACKED_MESSAGE_BYTES), "{sizes:?}");
+    let response = trailwatch_deliver_fn::handle_batch(&stack.deliver(), messages).await;
+    assert!(response.batch_item_failures.is_empty());
+    let delivered = stack.stream(&stream).await;
+    assert_eq!(delivered.len(), 3);
+    assert!(
+        delivered.contains(&mine[0]) && delivered.contains(&big),
+        "whole"
+    );
+    let stub = delivered
+        .iter()
+        .find(|m| m.contains("trailwatchTruncated"))
+        .expect("the record beyond 1 MB as a stub");
+    assert!(stub.len() < 4 * 1024);
+}
