@@ -4,6 +4,7 @@
 
 pub mod insights;
 pub mod lookup;
+pub mod redrive;
 pub mod replay;
 pub mod selectors;
 pub mod validate_logs;
@@ -46,6 +47,7 @@ pub enum Command {
     Insights(insights::InsightsCommand),
     Lookup(lookup::LookupArgs),
     ValidateLogs(validate_logs::ValidateLogsArgs),
+    Redrive(redrive::RedriveArgs),
 }
 
 /// Parses `args` (the first is the program name) and runs the command.
@@ -72,5 +74,6 @@ where
         Command::Insights(command) => insights::run(command),
         Command::Lookup(args) => lookup::run(args),
         Command::ValidateLogs(args) => validate_logs::run(args),
+        Command::Redrive(args) => redrive::run(args),
     }
 }
