@@ -6,7 +6,7 @@ mod event;
 mod local;
 mod log_group;
 mod output;
-mod query;
+pub mod query;
 mod search;
 
 use std::io::Write;
