@@ -2,6 +2,7 @@
 //! account, plus the tools around a trail (Event history lookup, log file validation). One
 //! module per command; [`run`] parses the command line and dispatches.
 
+pub mod input;
 pub mod insights;
 pub mod lookup;
 pub mod redrive;

@@ -17,6 +17,7 @@ use clap::{ArgAction, Args, Parser, ValueEnum};
 use thiserror::Error;
 
 use crate::exit;
+use crate::input::echo;
 use query::{
     decode_token, encode_token, looks_like_attribute, parse_attributes, Query, QueryError,
 };
@@ -291,7 +292,11 @@ fn take_stray_path(args: &mut LookupArgs) -> Result<Vec<String>, LookupError> {
         [path] if args.path.is_none() && args.log_group.is_none() => {
             args.path = Some(PathBuf::from(path))
         }
-        _ => return Err(LookupError::StrayValues(stray.join("' '"))),
+        _ => {
+            return Err(LookupError::StrayValues(
+                echo(&stray.join("' '")).into_owned(),
+            ))
+        }
     }
     Ok(attributes)
 }
