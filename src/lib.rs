@@ -12,5 +12,6 @@ pub mod local;
 pub mod pipeline;
 pub mod record;
 pub mod replay;
+pub mod retry;
 pub mod select;
 pub mod time;

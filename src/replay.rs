@@ -29,8 +29,9 @@ use crate::deliver::limits::{
     PUT_LOG_EVENTS_EVENT_OVERHEAD, SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES,
 };
 use crate::deliver::{
-    deliver_messages_once, BatchLimits, Carrier, DeliveryMessage, DeliveryReport, HeldMessage,
-    Inbound, InvocationOnly, LedgerReport, LogEvent, LogSink, RejectedRanges, SinkError,
+    deliver_messages_once, Carrier, CarryError, DeliveryMessage, DeliveryReport, DeliverySettings,
+    HeldMessage, Inbound, InvocationOnly, LedgerReport, LogEvent, LogSink, RejectedRanges,
+    SinkError,
 };
 use crate::forward::{forward, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURCE};
 use crate::ingest::{parse_object_key, read_log_file, LogFileLimits, ObjectKind};
@@ -536,16 +537,9 @@ fn drain(
             .collect();
         // The deployment's deliver function claims every record in its ledger; the select run
         // already dropped repeated eventIDs, so every claim here would be granted.
-        let limits = BatchLimits::default();
-        let delivered = deliver_messages_once(
-            &outputs.group,
-            &InvocationOnly,
-            &hold,
-            &inbound,
-            now_ms,
-            None,
-            &limits,
-        );
+        let settings = DeliverySettings::at(now_ms);
+        let delivered =
+            deliver_messages_once(&outputs.group, &InvocationOnly, &hold, &inbound, &settings);
         let (report, ledger): (DeliveryReport, LedgerReport) = block_on(delivered);
         summary.aws.put_log_events += report.put_calls;
         summary.aws.dynamodb_put_item += ledger.claimed + ledger.confirmed + ledger.released;
@@ -604,7 +598,7 @@ impl Carrier for LocalHold {
         }
     }
 
-    async fn send(&self, messages: Vec<HeldMessage>) -> Result<(), String> {
+    async fn send(&self, messages: Vec<HeldMessage>) -> Result<(), CarryError> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.extend(messages.into_iter().map(|m| m.body));
         Ok(())

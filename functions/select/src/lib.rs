@@ -10,7 +10,7 @@ use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
 use trailwatch::pipeline::{Destination, Origin, SelectRun, SEND_EVERY_MESSAGES};
 use trailwatch::select::{Matcher, TrailConfig};
-use trailwatch_aws::metrics::{self, CountAttempts, Emf, SdkCounts};
+use trailwatch_aws::metrics::{self, Emf, SdkCounts};
 use trailwatch_aws::s3::{ObjectError, S3Objects};
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_aws::{required_env, ssm};
@@ -35,16 +35,8 @@ impl SelectContext {
         let config = TrailConfig::from_json(&config_text)
             .map_err(|e| format!("trail configuration: {e}"))?;
         Ok(SelectContext {
-            s3: S3Objects::new(aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(sdk)
-                    .interceptor(CountAttempts)
-                    .build(),
-            )),
-            sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(sdk)
-                    .interceptor(CountAttempts)
-                    .build(),
-            )),
+            s3: S3Objects::new(trailwatch_aws::client(sdk)),
+            sqs: SqsSender::new(trailwatch_aws::client(sdk)),
             delivery_queue: required_env(DELIVERY_QUEUE_ENV)?,
             insights_queue: required_env(INSIGHTS_QUEUE_ENV)?,
             matcher: config.compile(),
