@@ -7,6 +7,7 @@ pub mod insights;
 pub mod lookup;
 pub mod redrive;
 pub mod replay;
+mod sdk;
 pub mod selectors;
 pub mod validate_logs;
 

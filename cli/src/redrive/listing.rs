@@ -13,12 +13,6 @@ use super::sqs::{system_number, Queue};
 /// older than 14 days" are rejected).
 const LOGS_MAX_AGE_MS: i64 = 14 * MS_PER_DAY;
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// `3d 4h`, `5h 12m`, `7m`.
 fn span(ms: i64) -> String {
     let ms = ms.max(0);

@@ -153,23 +153,16 @@ async fn redrive(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Outcome, RedriveError> {
-    let mut loader = trailwatch_aws::config_loader();
-    if let Some(region) = &args.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(profile) = &args.profile {
-        loader = loader.profile_name(profile);
-    }
-    let sdk = loader.load().await;
-    if sdk.region().is_none() {
-        return Err(RedriveError::NoRegion);
-    }
+    let sdk = crate::sdk::load(args.region.as_deref(), args.profile.as_deref())
+        .await
+        .ok_or(RedriveError::NoRegion)?;
     let queues = sqs::Queues::new(aws_sdk_sqs::Client::new(&sdk));
     let dlq = queues.describe(&args.queue).await?;
     let limit = args.max_messages.map_or(usize::MAX, |n| n as usize);
     if args.dry_run {
         let messages = queues.peek(&dlq, limit).await?;
-        listing::write(out, &dlq, &messages, listing::now_ms()).map_err(RedriveError::Output)?;
+        listing::write(out, &dlq, &messages, trailwatch::time::now_ms())
+            .map_err(RedriveError::Output)?;
         return Ok(Outcome {
             received: messages.len(),
             ..Outcome::default()
