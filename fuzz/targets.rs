@@ -2,7 +2,8 @@
 //! input — no panic, memory bounded (libFuzzer's `-rss_limit_mb`), and the target's own
 //! invariant where it has one (the same records whole or in chunks, gzip or plain; a codec's
 //! round trip). `fuzz_targets/*.rs` call these, and `cli/tests/fuzz_corpus.rs` replays the
-//! kept corpus through them on the stable toolchain.
+//! kept corpus through them on the stable toolchain (where the CLI is always there: `fuzzing`
+//! is cargo-fuzz's cfg, `cli` the fuzz crate's feature).
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -13,8 +14,11 @@ use trailwatch::ingest::{parse_message, parse_object_key, LogFileDecoder, LogFil
 use trailwatch::insights::detector::KeyState;
 use trailwatch::record::Record;
 use trailwatch::select::TrailConfig;
-use trailwatch_cli::lookup::query::{decode_token, parse_attributes, parse_time_arg, Query};
-use trailwatch_cli::validate_logs::digest::parse_digest;
+#[cfg(any(feature = "cli", not(fuzzing)))]
+use trailwatch_cli::{
+    lookup::query::{decode_token, parse_attributes, parse_time_arg, Query},
+    validate_logs::digest::parse_digest,
+};
 
 /// Small limits, so that the fuzzer reaches them with small inputs.
 const LIMITS: LogFileLimits = LogFileLimits {
@@ -114,11 +118,13 @@ pub fn trail_config(data: &[u8]) {
 }
 
 /// Digest files (validate-logs).
+#[cfg(any(feature = "cli", not(fuzzing)))]
 pub fn digest(data: &[u8]) {
     let _ = parse_digest(data);
 }
 
 /// `lookup`'s attribute, time and NextToken arguments.
+#[cfg(any(feature = "cli", not(fuzzing)))]
 pub fn lookup_query(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -181,7 +187,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("notification", notification),
     ("object_key", object_key),
     ("trail_config", trail_config),
+    #[cfg(any(feature = "cli", not(fuzzing)))]
     ("digest", digest),
+    #[cfg(any(feature = "cli", not(fuzzing)))]
     ("lookup_query", lookup_query),
     ("insights_state", insights_state),
     ("delivery_message", delivery_message),

@@ -2,6 +2,8 @@
 //! with every input that once crashed) replayed through the same functions the fuzzer runs,
 //! on the stable toolchain: every input must still pass the target's checks.
 
+// `fuzzing` and the `cli` feature are the fuzz crate's cfgs, unknown here.
+#[allow(unexpected_cfgs)]
 #[path = "../../fuzz/targets.rs"]
 mod targets;
 
