@@ -56,23 +56,32 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 /// The log-file reader. The first byte picks a chunk size; the rest is the file. Fed whole and
-/// in chunks, the reader hands over the same records and ends the same way; a plain file
-/// gzipped reads as the plain file does.
+/// in chunks, a plain file hands over the same records and ends the same way; so does a gzip
+/// file that decompresses, and a plain file gzipped reads as the plain file does. Of a corrupt
+/// gzip stream, the records decompressed in the same write as the corruption are not handed
+/// over (flate2 keeps that write's output), so what comes before the error depends on the
+/// chunking: one list is then the start of the other.
 pub fn log_file(data: &[u8]) {
     let Some((&split, file)) = data.split_first() else {
         return;
     };
     let whole = decode(file, file.len());
     let chunked = decode(file, usize::from(split % 64) + 1);
-    assert_eq!(whole, chunked, "whole and chunked differ");
+    let gzip_error = |o: &Outcome| o.1.as_ref().is_err_and(|e| e.starts_with("gzip stream"));
+    if gzip_error(&whole) || gzip_error(&chunked) {
+        let (short, long) = if whole.0.len() <= chunked.0.len() {
+            (&whole.0, &chunked.0)
+        } else {
+            (&chunked.0, &whole.0)
+        };
+        assert_eq!(short[..], long[..short.len()], "records before a gzip error differ");
+    } else {
+        assert_eq!(whole, chunked, "whole and chunked differ");
+    }
     if !file.starts_with(&[0x1f, 0x8b]) {
         let gzipped = decode(&gzip(file), usize::from(split) + 1);
         assert_eq!(whole.0, gzipped.0, "plain and gzip records differ");
-        assert_eq!(
-            whole.1.is_ok(),
-            gzipped.1.is_ok(),
-            "plain and gzip end differently"
-        );
+        assert_eq!(whole.1.is_ok(), gzipped.1.is_ok(), "plain and gzip end differently");
     }
 }
 
