@@ -52,6 +52,19 @@ pub enum Command {
     Redrive(redrive::RedriveArgs),
 }
 
+/// Parses the arguments of one command (what follows its name on the command line), for callers
+/// that run it in their own process (the moto tests).
+pub fn parse_command_args<A, I, T>(name: &'static str, args: I) -> Result<A, clap::Error>
+where
+    A: clap::Args,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let command = A::augment_args(clap::Command::new(name));
+    let argv = std::iter::once(OsString::from(name)).chain(args.into_iter().map(Into::into));
+    A::from_arg_matches(&command.try_get_matches_from(argv)?)
+}
+
 /// Parses `args` (the first is the program name) and runs the command.
 pub fn run<I, T>(args: I) -> ExitCode
 where

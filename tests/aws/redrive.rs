@@ -10,25 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::sync::Once;
 
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
-use trailwatch_e2e::{endpoint, sdk, unique, REGION};
-
-fn environment() {
-    static ENV: Once = Once::new();
-    ENV.call_once(|| {
-        std::env::set_var("AWS_ENDPOINT_URL", endpoint());
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    });
-}
+use trailwatch_e2e::{cli_environment, endpoint, sdk, unique, REGION};
 
 /// Runs `trailwatch redrive <args> --region us-east-1`: exit code, stdout, stderr. On a
 /// thread of its own, as the command starts its own runtime.
 fn redrive(args: &[&str]) -> (u8, String, String) {
-    environment();
+    cli_environment();
     let mut args = args.to_vec();
     args.extend(["--region", REGION]);
     let parsed = trailwatch_cli::redrive::parse_args(args).unwrap();

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Args, Parser, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 use thiserror::Error;
 
 use crate::exit;
@@ -197,15 +197,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    #[derive(Parser)]
-    #[command(name = "trailwatch lookup")]
-    struct Lookup {
-        #[command(flatten)]
-        args: LookupArgs,
-    }
-    let argv =
-        std::iter::once(std::ffi::OsString::from("lookup")).chain(args.into_iter().map(Into::into));
-    Lookup::try_parse_from(argv).map(|l| l.args)
+    crate::parse_command_args("trailwatch lookup", args)
 }
 
 pub fn run(args: LookupArgs) -> ExitCode {

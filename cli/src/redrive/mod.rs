@@ -11,7 +11,7 @@ mod sqs;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Args, Parser};
+use clap::Args;
 use thiserror::Error;
 
 use crate::exit;
@@ -113,15 +113,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    #[derive(Parser)]
-    #[command(name = "trailwatch redrive")]
-    struct Redrive {
-        #[command(flatten)]
-        args: RedriveArgs,
-    }
-    let argv = std::iter::once(std::ffi::OsString::from("redrive"))
-        .chain(args.into_iter().map(Into::into));
-    Redrive::try_parse_from(argv).map(|r| r.args)
+    crate::parse_command_args("trailwatch redrive", args)
 }
 
 pub fn run(args: RedriveArgs) -> ExitCode {
