@@ -53,7 +53,7 @@ pub fn write(
         let expires = oldest + queue.retention_seconds * 1000;
         writeln!(
             out,
-            "sent {} to {}: the oldest is {} old and leaves the queue in {} ({}); records more than 14 days old are refused by CloudWatch Logs (the oldest message's by {})",
+            "sent {} to {}: the oldest is {} old and leaves the queue in {} ({}); CloudWatch Logs refuses records more than 14 days old, those of the oldest message from {} at the latest",
             format_event_time(oldest),
             format_event_time(newest),
             span(now - oldest),
