@@ -38,11 +38,14 @@ for target in "${targets[@]}"; do
   work=target/work-corpus/$target
   mkdir -p "$work" "corpus/$target"
   if $cmin; then
-    # Everything found so far, minimised back into the kept corpus.
+    # Everything found so far, minimised back into the kept corpus: the fewest inputs that
+    # reach every edge (-use_counters=0: hit counts do not count, which keeps it small); the
+    # inputs that once failed (regression-*) are kept as they are.
     merged=target/merged-corpus/$target
     rm -rf "$merged" && mkdir -p "$merged"
     "${fuzz[@]}" run "${build[@]}" "$target" "$merged" "corpus/$target" "$work" -- \
-      -merge=1 -rss_limit_mb=512 -timeout=10
+      -merge=1 -use_counters=0 -rss_limit_mb=512 -timeout=10
+    find "corpus/$target" -name 'regression-*' -exec cp {} "$merged" \;
     rm -rf "corpus/$target" && mv "$merged" "corpus/$target"
     echo "fuzz: $target: $(ls "corpus/$target" | wc -l) inputs kept"
     continue
