@@ -20,9 +20,12 @@ use serde::Serialize;
 use trailwatch::deliver::message::{open_held, seal_held, DEFAULT_MESSAGE_BYTES};
 use trailwatch::deliver::{plan_batches, BatchLimits, LogEvent, MessagePacker};
 use trailwatch::ingest::{parse_object_key, read_log_file, LogFileLimits};
-use trailwatch::pipeline::{Origin, SelectRun, SEND_EVERY_MESSAGES};
 use trailwatch::record::Record;
-use trailwatch::select::{Matcher, TrailConfig};
+use trailwatch::select::{Matcher, Origin, SelectRun, TrailConfig, SEND_EVERY_MESSAGES};
+
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::cpu_seconds;
 
 const CHUNK: usize = 64 * 1024;
 const TRAIL_CONFIG: &str = "events/trail-config.json";
@@ -136,20 +139,6 @@ impl Corpus {
 // ---------------------------------------------------------------------------------------------
 // CPU time
 
-/// User + system CPU seconds of this process and of its waited-for children, from /proc.
-fn cpu_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start at field 3.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<f64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    let tick = 100.0; // USER_HZ on Linux
-    let at = |n: usize| fields.get(n - 3).copied().unwrap_or(0.0) / tick;
-    (at(14) + at(15), at(16) + at(17))
-}
-
 #[derive(Clone)]
 struct Timing {
     cpu: f64,
@@ -215,14 +204,9 @@ fn select_files(files: &[&LogFile], matcher: &Matcher) -> SelectTotals {
             parsed: parse_object_key(&file.key),
         };
         let mut run = SelectRun::new(matcher, DEFAULT_MESSAGE_BYTES);
-        let read = read_log_file(
-            &file.gzip[..],
-            LogFileLimits::default(),
-            |item| match item.bytes {
-                Ok(raw) => run.record(&origin, item.index, raw),
-                Err(problem) => run.problem(&origin, Some(item.index), problem),
-            },
-        );
+        let read = read_log_file(&file.gzip[..], LogFileLimits::default(), |item| {
+            run.take(&origin, item);
+        });
         totals.uncompressed += read.expect("corpus files are valid");
         run.flush();
         totals.message_bytes += run
@@ -230,8 +214,8 @@ fn select_files(files: &[&LogFile], matcher: &Matcher) -> SelectTotals {
             .iter()
             .map(|m| m.body.len())
             .sum::<usize>();
-        totals.records += run.counts.records_read;
-        totals.kept += run.counts.kept;
+        totals.records += run.counts().records_read;
+        totals.kept += run.counts().kept;
     }
     totals
 }
@@ -482,7 +466,7 @@ fn bench_deliver(corpus: &Corpus, matcher: &Matcher, rounds: usize, table: &mut 
         let mut run = SelectRun::new(matcher, DEFAULT_MESSAGE_BYTES);
         read_log_file(&file.gzip[..], LogFileLimits::default(), |item| {
             if let Ok(raw) = item.bytes {
-                run.record(&origin, item.index, raw)
+                run.record(&origin, item.index, raw);
             }
         })
         .expect("valid corpus file");
@@ -664,7 +648,7 @@ fn rss_child(path: &Path) {
     println!(
         "{} {} {}",
         peak_rss_kib(),
-        run.counts.records_read,
+        run.counts().records_read,
         std::hint::black_box(sent)
     );
 }

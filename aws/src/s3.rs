@@ -4,6 +4,7 @@ use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use trailwatch::ingest::{FileError, LogFileDecoder, LogFileLimits, RawItem};
+use trailwatch::select::{ObjectSource, Origin, ReadError};
 
 use crate::describe;
 
@@ -30,8 +31,8 @@ pub enum ObjectError {
     },
 }
 
-impl ObjectError {
-    pub fn is_retryable(&self) -> bool {
+impl ReadError for ObjectError {
+    fn is_retryable(&self) -> bool {
         matches!(self, ObjectError::Unavailable { .. })
     }
 }
@@ -78,6 +79,23 @@ impl S3Objects {
                 },
             }),
         }
+    }
+}
+
+impl ObjectSource for S3Objects {
+    type Object = LogObject;
+    type Error = ObjectError;
+
+    async fn open(&self, origin: &Origin<'_>) -> Result<LogObject, ObjectError> {
+        S3Objects::open(self, origin.bucket.unwrap_or_default(), origin.key).await
+    }
+}
+
+impl trailwatch::select::LogObject for LogObject {
+    type Error = ObjectError;
+
+    async fn next_chunk(&mut self, each: impl FnMut(RawItem<'_>)) -> Result<bool, ObjectError> {
+        LogObject::next_chunk(self, each).await
     }
 }
 

@@ -2,11 +2,12 @@
 //! account, plus the tools around a trail (Event history lookup, log file validation). One
 //! module per command; [`run`] parses the command line and dispatches.
 
+pub mod detect;
 pub mod input;
 pub mod insights;
 pub mod lookup;
 pub mod redrive;
-pub mod replay;
+pub mod replay_view;
 mod sdk;
 pub mod selectors;
 pub mod validate_logs;
@@ -42,7 +43,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    Replay(replay::ReplayArgs),
+    Replay(replay_view::ReplayArgs),
+    Detect(detect::DetectArgs),
     #[command(subcommand)]
     Selectors(selectors::SelectorsCommand),
     #[command(subcommand)]
@@ -84,7 +86,8 @@ where
         }
     };
     match cli.command {
-        Command::Replay(args) => replay::run(args),
+        Command::Replay(args) => replay_view::run(args),
+        Command::Detect(args) => detect::run(args),
         Command::Selectors(command) => selectors::run(command),
         Command::Insights(command) => insights::run(command),
         Command::Lookup(args) => lookup::run(args),

@@ -11,8 +11,8 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use trailwatch::ingest::{read_log_file, FileError, LogFileLimits};
+use trailwatch::local::{log_files, FilesError};
 use trailwatch::record::{EventCategory, Record};
-use trailwatch::replay::collect_files_where;
 use trailwatch::select::{ConfigError, DropReason, Matcher, TrailConfig, Verdict};
 
 use crate::exit;
@@ -111,7 +111,8 @@ pub enum SelectorsCommand {
         /// The trail configuration, as for `check`.
         config: PathBuf,
         /// Log files `{"Records":[...]}` (gzip or not), JSON arrays of records, `.jsonl` one
-        /// record per line, or folders of them (recursively).
+        /// record per line; or folders, whose log files (`.json`, `.json.gz`; not digests) are
+        /// read recursively.
         #[arg(required = true, value_name = "LOGS")]
         logs: Vec<PathBuf>,
         /// The report as JSON.
@@ -336,21 +337,20 @@ fn explain(config_path: &Path, logs: &[PathBuf], as_json: bool) -> ExitCode {
 }
 
 /// The `explain --json` report of `config` over the records under `logs`.
-pub fn explain_report(config: &TrailConfig, logs: &[PathBuf]) -> Result<Value, String> {
+pub fn explain_report(config: &TrailConfig, logs: &[PathBuf]) -> Result<Value, FilesError> {
     let matcher = config.compile();
     let tally = tally_logs(&matcher, logs)?;
     Ok(report_json(&matcher, &tally, &PRICES))
 }
 
-/// Decides every record under `logs` (files as given; in folders, the `.json`, `.gz` and
-/// `.jsonl` files); a folder that cannot be listed is an error, a file that cannot be read is
-/// counted in `file_errors` and the others are still read.
-fn tally_logs(matcher: &Matcher, logs: &[PathBuf]) -> Result<Tally, String> {
-    let records_file =
-        |name: &str| name.ends_with(".json") || name.ends_with(".gz") || name.ends_with(".jsonl");
-    let files = collect_files_where(logs, &records_file).map_err(|e| e.to_string())?;
+/// Decides every record under `logs` (files as given, whatever their name; in folders, the log
+/// files by `trailwatch::local::files`' rule, digests left out); a folder that cannot be listed
+/// is an error, a file that cannot be read is counted in `file_errors` and the others are still
+/// read.
+fn tally_logs(matcher: &Matcher, logs: &[PathBuf]) -> Result<Tally, FilesError> {
+    let files = log_files(logs)?;
     let mut tally = Tally::default();
-    for file in &files {
+    for file in files.iter().filter(|f| f.has_records()).map(|f| &f.path) {
         tally.files += 1;
         let read = read_records(file, |item| match item {
             Some(raw) => tally.record(matcher, raw),

@@ -47,6 +47,7 @@ fn every_command_exits_2_naming_an_input_it_cannot_read() {
         vec!["replay", "--out", out, "--config", missing, &trail],
         vec!["insights", "backtest", "--out", out, missing],
         vec!["lookup", missing],
+        vec!["detect", missing],
         vec!["validate-logs", missing],
         vec!["validate-logs", &trail, "--public-key", missing],
     ];

@@ -69,10 +69,16 @@ fn usage_errors_exit_with_2() {
 #[test]
 fn explain_reads_every_format_in_the_data_folder_and_accounts_for_every_record() {
     let data = support::data_dir();
-    let folders: Vec<PathBuf> = ["invictus-ir", "stratus-red-team", "panther-tests"]
-        .iter()
-        .map(|f| data.join(f))
-        .collect();
+    // Folders are read by the log-file rule (`.json`, `.json.gz`); a `.jsonl` file is read when
+    // named.
+    let folders: Vec<PathBuf> = [
+        "invictus-ir",
+        "stratus-red-team",
+        "panther-tests/panther-test-events.jsonl",
+    ]
+    .iter()
+    .map(|f| data.join(f))
+    .collect();
     let expected_records = support::real_records().len() as u64;
     let config = TrailConfig::from_json(r#"{"EventSelectors":[{"ReadWriteType":"WriteOnly"}]}"#)
         .expect("valid");

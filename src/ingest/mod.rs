@@ -3,9 +3,12 @@
 pub mod log_file;
 pub mod notification;
 pub mod object_key;
+mod splitter;
 
 pub use log_file::{
     read_log_file, FileError, LogFileDecoder, LogFileLimits, RawItem, RecordProblem,
 };
 pub use notification::{parse_message, NotificationError, WorkItem};
-pub use object_key::{parse_object_key, LogObjectKey, ObjectKind};
+pub use object_key::{
+    decode_notification_key, parse_object_key, KeyDecodeError, LogObjectKey, ObjectKind,
+};

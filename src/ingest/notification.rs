@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::object_key::decode_notification_key;
+use super::object_key::{decode_notification_key, KeyDecodeError};
 
 /// The EventBridge detail-types under which CloudTrail publishes records. Both spellings of the
 /// sign-in type are in use (the docs say "Signin", older rules and samples "Sign In").
@@ -33,12 +33,19 @@ pub enum WorkItem {
     Ignored(&'static str),
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum NotificationError {
     #[error("message is not JSON: {0}")]
-    NotJson(String),
+    NotJson(#[source] serde_json::Error),
     #[error("message is not a notification trailwatch understands: {0}")]
     Unrecognised(String),
+    #[error("message is not a notification trailwatch understands: {what}: {source}")]
+    Malformed {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("the object key in the S3 notification: {0}")]
+    Key(#[from] KeyDecodeError),
 }
 
 #[derive(Deserialize)]
@@ -98,8 +105,7 @@ pub fn parse_message(body: &str) -> Result<Vec<WorkItem>, NotificationError> {
 }
 
 fn parse_nested(body: &str, depth: u8) -> Result<Vec<WorkItem>, NotificationError> {
-    let envelope: Envelope =
-        serde_json::from_str(body).map_err(|e| NotificationError::NotJson(e.to_string()))?;
+    let envelope: Envelope = serde_json::from_str(body).map_err(NotificationError::NotJson)?;
     if envelope.s3_event.as_deref() == Some("s3:TestEvent") {
         return Ok(vec![WorkItem::Ignored("s3:TestEvent")]);
     }
@@ -133,8 +139,12 @@ fn parse_nested(body: &str, depth: u8) -> Result<Vec<WorkItem>, NotificationErro
             return Ok(vec![WorkItem::Record(detail.get().to_owned())]);
         }
         if detail_type == "Object Created" {
-            let d: ObjectCreatedDetail = serde_json::from_str(detail.get())
-                .map_err(|e| unrecognised(&format!("S3 Object Created detail: {e}")))?;
+            let d: ObjectCreatedDetail = serde_json::from_str(detail.get()).map_err(|source| {
+                NotificationError::Malformed {
+                    what: "S3 Object Created detail",
+                    source,
+                }
+            })?;
             return Ok(vec![WorkItem::Object {
                 bucket: d.bucket.name,
                 key: d.object.key,
@@ -154,15 +164,18 @@ fn parse_nested(body: &str, depth: u8) -> Result<Vec<WorkItem>, NotificationErro
 
 /// An element of a `Records` array is either an S3 notification record or a CloudTrail record.
 fn record_item(raw: &RawValue) -> Result<WorkItem, NotificationError> {
-    let probe: S3NotificationRecord = serde_json::from_str(raw.get())
-        .map_err(|e| unrecognised(&format!("Records element: {e}")))?;
+    let probe: S3NotificationRecord =
+        serde_json::from_str(raw.get()).map_err(|source| NotificationError::Malformed {
+            what: "Records element",
+            source,
+        })?;
     match (probe.event_source.as_deref(), probe.s3) {
         (Some("aws:s3"), Some(s3)) => {
             let name = probe.event_name.unwrap_or_default();
             if !name.starts_with("ObjectCreated:") {
                 return Ok(WorkItem::Ignored("S3 event other than ObjectCreated"));
             }
-            let key = decode_notification_key(&s3.object.key).map_err(|e| unrecognised(&e))?;
+            let key = decode_notification_key(&s3.object.key)?;
             Ok(WorkItem::Object {
                 bucket: s3.bucket.name,
                 key,

@@ -62,29 +62,43 @@ fn kind_from_file_name(name: &str) -> ObjectKind {
     }
 }
 
+/// Why an object key from an S3 event notification could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyDecodeError {
+    #[error("bad percent-escape at byte {at} of key '{key}'")]
+    BadEscape { key: String, at: usize },
+    #[error("key '{key}' decodes to invalid UTF-8")]
+    NotUtf8 {
+        key: String,
+        source: std::str::Utf8Error,
+    },
+}
+
 /// Decodes an object key as S3 writes it into event notifications
-/// (`application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte).
-pub fn decode_notification_key(key: &str) -> Result<String, String> {
+/// (`application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte; a `+` in the key itself
+/// arrives as `%2B`). S3 never writes a broken escape, so one is an error, not a literal `%`.
+pub fn decode_notification_key(key: &str) -> Result<String, KeyDecodeError> {
     let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("bad percent-escape at byte {i} of key '{key}'"))?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let bad_escape = bytes.iter().enumerate().find(|&(i, &b)| {
+        b == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if let Some((at, _)) = bad_escape {
+        return Err(KeyDecodeError::BadEscape {
+            key: key.to_owned(),
+            at,
+        });
     }
-    String::from_utf8(out).map_err(|_| format!("key '{key}' decodes to invalid UTF-8"))
+    let spaced = key.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|source| KeyDecodeError::NotUtf8 {
+            key: key.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -137,7 +151,18 @@ mod tests {
             decode_notification_key("my+prefix/AWSLogs/a%3Db/x%2By.json.gz").unwrap(),
             "my prefix/AWSLogs/a=b/x+y.json.gz"
         );
-        assert!(decode_notification_key("bad%2").is_err());
+        assert!(matches!(
+            decode_notification_key("bad%2"),
+            Err(KeyDecodeError::BadEscape { at: 3, .. })
+        ));
         assert!(decode_notification_key("bad%zz").is_err());
+        assert!(matches!(
+            decode_notification_key("latin%E9"),
+            Err(KeyDecodeError::NotUtf8 { .. })
+        ));
+        assert_eq!(
+            decode_notification_key("caf%C3%A9%2B").unwrap(),
+            "caf\u{e9}+"
+        );
     }
 }

@@ -14,21 +14,16 @@ use super::{ConfigError, TrailConfig, Verdict};
 pub fn dry_run(request: &Value) -> Result<Value, ConfigError> {
     let request = request
         .as_object()
-        .ok_or_else(|| ConfigError::Request("the request must be a JSON object".into()))?;
-    let selectors = request.get("selectors").ok_or_else(|| {
-        ConfigError::Request(
-            "the request needs \"selectors\": the trail configuration (get-event-selectors output)"
-                .into(),
-        )
-    })?;
+        .ok_or(ConfigError::Request("the request must be a JSON object"))?;
+    let selectors = request.get("selectors").ok_or(ConfigError::Request(
+        "the request needs \"selectors\": the trail configuration (get-event-selectors output)",
+    ))?;
     let events = request
         .get("events")
         .and_then(Value::as_array)
-        .ok_or_else(|| {
-            ConfigError::Request(
-                "the request needs \"events\": a list of CloudTrail records".into(),
-            )
-        })?;
+        .ok_or(ConfigError::Request(
+            "the request needs \"events\": a list of CloudTrail records",
+        ))?;
     let config = TrailConfig::from_value(selectors)?;
     let matcher = config.compile();
     let (mut kept, mut dropped, mut unreadable) = (0usize, 0usize, 0usize);

@@ -7,6 +7,9 @@
 //! decides each record. [`interpret`] decides the same way by walking the configuration
 //! directly; it is the reference the compiled matcher is tested and benchmarked against.
 //!
+//! [`select_object`] reads one log object into a [`SelectRun`], the select stage's work for one
+//! invocation: selection, duplicates, stream names, packing into delivery messages.
+//!
 //! A record goes through three gates, in this order:
 //! 1. Insights records are never chosen by event selectors (Insights are routed elsewhere).
 //! 2. The trail's Region scope: a single-Region trail keeps its home Region only, and global
@@ -18,7 +21,10 @@ mod dry_run;
 pub mod fields;
 mod interpret;
 pub mod model;
+mod object;
+mod problem;
 pub mod reference;
+mod run;
 pub mod validate;
 
 use crate::record::{EventCategory, Record};
@@ -29,7 +35,12 @@ pub use model::{
     AdvancedSelector, BasicSelector, DataResource, FieldSelector, InsightEventCategory,
     InsightSelector, InsightType, ReadWriteType, Selectors,
 };
-pub use validate::ConfigProblem;
+pub use object::{
+    select_object, LogObject, ObjectSource, Outbox, ReadError, SelectObjectError,
+    SEND_EVERY_MESSAGES,
+};
+pub use problem::ConfigProblem;
+pub use run::{Destination, Origin, Outgoing, Problem, SelectCounts, SelectRun};
 
 use compiled::Compiled;
 
@@ -53,7 +64,7 @@ pub enum ConfigError {
     #[error("InvalidEventSelectorsException: {}", list_problems(.0))]
     Invalid(Vec<ConfigProblem>),
     #[error("dry-run request is malformed: {0}")]
-    Request(String),
+    Request(&'static str),
 }
 
 fn list_problems(problems: &[ConfigProblem]) -> String {

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::fields::Operator;
-use super::validate::ConfigProblem;
+use super::problem::ConfigProblem;
 
 /// Which kind of selectors a trail has.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,10 +3,9 @@
 //! follow CloudTrail's `Value <v> for <field> is invalid.` form where CloudTrail's own text is
 //! known; the other texts are ours (CloudTrail's are not published).
 
-use std::fmt;
-
 use super::fields::{Field, Operator, SelectorCategory};
 use super::model::{AdvancedSelector, BasicSelector, FieldSelector, InsightSelector, Selectors};
+use super::problem::ConfigProblem;
 use super::reference::{
     arn_templates_for, is_known_resource_type, is_valid_arn_for, BASIC_RESOURCE_TYPES,
 };
@@ -30,29 +29,6 @@ const LAKE_ONLY_CATEGORIES: [&str; 4] = [
     "Evidence",
     "ActivityAuditLog",
 ];
-
-/// One thing wrong with a trail configuration, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Path into the configuration, e.g. `AdvancedEventSelectors[0].FieldSelectors[2]`.
-    pub location: String,
-    pub message: String,
-}
-
-impl ConfigProblem {
-    pub fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigProblem {
-            location: location.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
-    }
-}
 
 /// The trail properties that validation looks at.
 pub(crate) struct TrailScope<'c> {
@@ -316,9 +292,7 @@ fn validate_one_advanced(at: &str, selector: &AdvancedSelector, problems: &mut V
         return;
     }
     let category = selector_category(at, selector, problems);
-    let mut resource_type_selectors = 0;
-    let mut resource_type: Option<&str> = None;
-    let mut network_source = false;
+    let mut seen = SelectorFields::default();
     for (j, fs) in selector.field_selectors.iter().enumerate() {
         let at = format!("{at}.FieldSelectors[{j}]");
         check_operator_lists(&at, fs, problems);
@@ -331,70 +305,16 @@ fn validate_one_advanced(at: &str, selector: &AdvancedSelector, problems: &mut V
         let Some(category) = category else {
             continue;
         };
-        if !category.allowed_fields().contains(&field) {
-            let allowed: Vec<&str> = category
-                .allowed_fields()
-                .iter()
-                .map(|f| f.as_str())
-                .collect();
-            problems.push(ConfigProblem::new(
-                at,
-                format!(
-                    "Field {} is not supported for eventCategory {} on trails (allowed: eventCategory, {}).",
-                    field.as_str(),
-                    category.as_str(),
-                    allowed.join(", ")
-                ),
-            ));
-            continue;
+        if check_field_allowed(&at, field, category, problems) {
+            check_field_rules(&at, field, category, fs, &mut seen, problems);
+            check_wildcards(&at, field, fs, problems);
         }
-        match field {
-            Field::ResourcesType => {
-                resource_type_selectors += 1;
-                if resource_type_selectors == 2 {
-                    problems.push(ConfigProblem::new(
-                        at.clone(),
-                        "only one resources.type field selector is allowed per advanced event selector.",
-                    ));
-                }
-                only_operators(&at, fs, &[Operator::Equals], problems);
-                resource_type = check_resource_type(&at, fs, problems).or(resource_type);
-            }
-            Field::ReadOnly => {
-                only_operators(&at, fs, &[Operator::Equals], problems);
-                allowed_values(&at, fs, &["true", "false"], problems);
-            }
-            Field::SessionCredentialFromConsole => {
-                only_operators(&at, fs, &[Operator::Equals, Operator::NotEquals], problems);
-                allowed_values(&at, fs, &["true"], problems);
-            }
-            Field::ErrorCode => {
-                only_operators(&at, fs, &[Operator::Equals], problems);
-                allowed_values(&at, fs, &["VpceAccessDenied"], problems);
-            }
-            Field::EventSource if category == SelectorCategory::Management => {
-                only_operators(&at, fs, &[Operator::NotEquals], problems);
-                allowed_values(&at, fs, &EXCLUDABLE_MANAGEMENT_SOURCES, problems);
-            }
-            Field::EventSource if category == SelectorCategory::NetworkActivity => {
-                network_source = true;
-                only_operators(&at, fs, &[Operator::Equals], problems);
-                if fs.values(Operator::Equals).is_some_and(|v| v.len() > 1) {
-                    problems.push(ConfigProblem::new(
-                        at.clone(),
-                        "eventSource for eventCategory NetworkActivity takes exactly one value (one event source per selector).",
-                    ));
-                }
-            }
-            _ => {}
-        }
-        check_wildcards(&at, field, fs, problems);
     }
     match category {
-        Some(SelectorCategory::Data) if resource_type_selectors == 0 => problems.push(
+        Some(SelectorCategory::Data) if seen.resource_type_selectors == 0 => problems.push(
             ConfigProblem::new(at, "resources.type is required when eventCategory is Data."),
         ),
-        Some(SelectorCategory::NetworkActivity) if !network_source => {
+        Some(SelectorCategory::NetworkActivity) if !seen.network_source => {
             problems.push(ConfigProblem::new(
                 at,
                 "eventSource is required when eventCategory is NetworkActivity.",
@@ -402,7 +322,7 @@ fn validate_one_advanced(at: &str, selector: &AdvancedSelector, problems: &mut V
         }
         _ => {}
     }
-    if let Some(resource_type) = resource_type {
+    if let Some(resource_type) = seen.resource_type {
         for (j, fs) in selector.field_selectors.iter().enumerate() {
             if fs.field == Field::ResourcesArn.as_str() {
                 check_arn_values(
@@ -413,6 +333,93 @@ fn validate_one_advanced(at: &str, selector: &AdvancedSelector, problems: &mut V
                 );
             }
         }
+    }
+}
+
+/// What the field selectors of one advanced selector said so far, for the checks across them.
+#[derive(Default)]
+struct SelectorFields<'s> {
+    resource_type_selectors: usize,
+    /// The `resources.type` value, for checking `resources.ARN` values against its formats.
+    resource_type: Option<&'s str>,
+    network_source: bool,
+}
+
+/// Whether the category allows the field on trails; reports it when not.
+fn check_field_allowed(
+    at: &str,
+    field: Field,
+    category: SelectorCategory,
+    problems: &mut Vec<ConfigProblem>,
+) -> bool {
+    if category.allowed_fields().contains(&field) {
+        return true;
+    }
+    let allowed: Vec<&str> = category
+        .allowed_fields()
+        .iter()
+        .map(|f| f.as_str())
+        .collect();
+    problems.push(ConfigProblem::new(
+        at,
+        format!(
+            "Field {} is not supported for eventCategory {} on trails (allowed: eventCategory, {}).",
+            field.as_str(),
+            category.as_str(),
+            allowed.join(", ")
+        ),
+    ));
+    false
+}
+
+/// The operators and values one field allows (fact sheet 5.3).
+fn check_field_rules<'s>(
+    at: &str,
+    field: Field,
+    category: SelectorCategory,
+    fs: &'s FieldSelector,
+    seen: &mut SelectorFields<'s>,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    match field {
+        Field::ResourcesType => {
+            seen.resource_type_selectors += 1;
+            if seen.resource_type_selectors == 2 {
+                problems.push(ConfigProblem::new(
+                    at,
+                    "only one resources.type field selector is allowed per advanced event selector.",
+                ));
+            }
+            only_operators(at, fs, &[Operator::Equals], problems);
+            seen.resource_type = check_resource_type(at, fs, problems).or(seen.resource_type);
+        }
+        Field::ReadOnly => {
+            only_operators(at, fs, &[Operator::Equals], problems);
+            allowed_values(at, fs, &["true", "false"], problems);
+        }
+        Field::SessionCredentialFromConsole => {
+            only_operators(at, fs, &[Operator::Equals, Operator::NotEquals], problems);
+            allowed_values(at, fs, &["true"], problems);
+        }
+        Field::ErrorCode => {
+            only_operators(at, fs, &[Operator::Equals], problems);
+            allowed_values(at, fs, &["VpceAccessDenied"], problems);
+        }
+        Field::EventSource if category == SelectorCategory::Management => {
+            only_operators(at, fs, &[Operator::NotEquals], problems);
+            allowed_values(at, fs, &EXCLUDABLE_MANAGEMENT_SOURCES, problems);
+        }
+        Field::EventSource if category == SelectorCategory::NetworkActivity => {
+            seen.network_source = true;
+            only_operators(at, fs, &[Operator::Equals], problems);
+            if fs.values(Operator::Equals).is_some_and(|v| v.len() > 1) {
+                problems.push(ConfigProblem::new(
+                    at,
+                    "eventSource for eventCategory NetworkActivity takes exactly one value (one event source per selector).",
+                ));
+            }
+        }
+        _ => {}
     }
 }
 

@@ -711,7 +711,9 @@ async fn scenario<L: TestLedger>(generated: usize) {
             let select = select.clone();
             async move {
                 let payload = serde_json::to_value(&event).unwrap();
-                match trailwatch_select_fn::handle(&select, payload).await {
+                let invocation =
+                    trailwatch_select_fn::SelectInvocation::from_payload(payload).unwrap();
+                match trailwatch_select_fn::handle(&select, invocation).await {
                     Ok(response) => response["batchItemFailures"]
                         .as_array()
                         .unwrap()

@@ -104,10 +104,9 @@ impl Stack {
             !notifications.records.is_empty(),
             "nothing reached the ingest queue"
         );
-        let response =
-            trailwatch_select_fn::handle(&select, serde_json::to_value(&notifications).unwrap())
-                .await
-                .unwrap();
+        let response = trailwatch_select_fn::handle(&select, invocation(&notifications))
+            .await
+            .unwrap();
         assert_eq!(
             response["batchItemFailures"],
             serde_json::json!([]),
@@ -277,10 +276,9 @@ async fn native_insights_records_reach_the_insights_bus() {
 
     let select = stack.select();
     let notifications = drain_queue(&stack.sqs, &stack.ingest).await;
-    let response =
-        trailwatch_select_fn::handle(&select, serde_json::to_value(&notifications).unwrap())
-            .await
-            .unwrap();
+    let response = trailwatch_select_fn::handle(&select, invocation(&notifications))
+        .await
+        .unwrap();
     assert_eq!(response["batchItemFailures"], serde_json::json!([]));
     assert!(
         drain_queue(&stack.sqs, &stack.delivery)
@@ -528,4 +526,10 @@ async fn a_delivery_message_invoked_directly_is_delivered_or_refused_with_an_err
         "{}",
         diagnostic.error_message
     );
+}
+
+/// The select function's invocation for a batch from the ingest queue.
+fn invocation(batch: &aws_lambda_events::sqs::SqsEvent) -> trailwatch_select_fn::SelectInvocation {
+    trailwatch_select_fn::SelectInvocation::from_payload(serde_json::to_value(batch).unwrap())
+        .unwrap()
 }

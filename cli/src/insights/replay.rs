@@ -8,10 +8,10 @@
 use std::fs::File;
 use std::path::PathBuf;
 
-use trailwatch::ingest::{read_log_file, LogFileLimits};
+use trailwatch::ingest::{read_log_file, LogFileLimits, ObjectKind};
 use trailwatch::insights::{InsightsConfig, InsightsEngine};
+use trailwatch::local::{in_delivery_order, log_files};
 use trailwatch::record::Record;
-use trailwatch::replay::{collect_files_where, in_delivery_order};
 
 use super::{say, BacktestError};
 
@@ -20,16 +20,17 @@ struct LogFile {
     delivered_ms: Option<i64>,
 }
 
-/// Log files under the given paths. Folders contribute CloudTrail-looking files only (`.json`
-/// or `.json.gz`, not digests or Insights); files named explicitly are always read.
+/// Log files under the given paths (`trailwatch::local::files`' rule), in delivery order;
+/// digests and CloudTrail's own Insights files are left out.
 fn collect(paths: &[PathBuf]) -> Result<Vec<LogFile>, BacktestError> {
-    let looks_like_log = |name: &str| {
-        (name.ends_with(".json.gz") || name.ends_with(".json")) && name.contains("_CloudTrail_")
-    };
-    let files = collect_files_where(paths, &looks_like_log).map_err(BacktestError::Input)?;
+    let files = log_files(paths).map_err(|e| BacktestError::Input(e.into()))?;
     Ok(in_delivery_order(files)
         .into_iter()
-        .map(|(delivered_ms, path)| LogFile { delivered_ms, path })
+        .filter(|f| f.kind == ObjectKind::LogFile)
+        .map(|f| LogFile {
+            delivered_ms: f.delivered_ms,
+            path: f.path,
+        })
         .collect())
 }
 
@@ -120,7 +121,7 @@ pub fn detect(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use trailwatch::replay::delivery_time_ms;
+    use trailwatch::local::delivery_time_ms;
 
     #[test]
     fn delivery_time_comes_from_the_cloudtrail_file_name() {

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
-use trailwatch::ingest::{parse_object_key, read_log_file, LogFileLimits, ObjectKind};
-use trailwatch::replay::collect_files;
+use trailwatch::ingest::{read_log_file, LogFileLimits};
+use trailwatch::local::log_files;
 
 use super::search::Searcher;
 
@@ -54,10 +54,11 @@ pub fn search_path(path: &Path, searcher: &mut Searcher) -> Result<(), LocalErro
         }
         return Ok(());
     }
-    let logs: Vec<PathBuf> = collect_files(&[path.to_owned()])
-        .map_err(unreadable)?
+    let logs: Vec<PathBuf> = log_files(&[path.to_owned()])
+        .map_err(|e| unreadable(e.into()))?
         .into_iter()
-        .filter(|f| parse_object_key(&f.to_string_lossy()).kind != ObjectKind::Digest)
+        .filter(|f| f.has_records())
+        .map(|f| f.path)
         .collect();
     if logs.is_empty() {
         return Err(LocalError::NothingToRead(path.to_owned()));

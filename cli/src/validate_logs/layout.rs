@@ -152,9 +152,10 @@ pub fn parse_day_folders(rest: &[&str]) -> Option<i64> {
     }
 }
 
-/// Whether a file name is one of the JSON files CloudTrail writes (and readers read).
+/// Whether a file name is one of the JSON files CloudTrail writes: the rule every command
+/// shares (`trailwatch::local::files`).
 pub fn is_json_name(name: &str) -> bool {
-    name.ends_with(".json.gz") || name.ends_with(".json")
+    trailwatch::local::is_log_file_name(name)
 }
 
 /// A file found under the folder, in the CloudTrail layout.

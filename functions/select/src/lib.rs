@@ -5,13 +5,18 @@
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::Error;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
-use trailwatch::pipeline::{Destination, Origin, SelectRun, SEND_EVERY_MESSAGES};
-use trailwatch::select::{Matcher, TrailConfig};
+use trailwatch::select::{
+    select_object, ConfigError, Destination, Matcher, Origin, Outbox, Outgoing, SelectCounts,
+    SelectObjectError, SelectRun, TrailConfig,
+};
+use trailwatch_aws::function::HandlerError;
 use trailwatch_aws::metrics::{self, Emf, SdkCounts};
-use trailwatch_aws::s3::{ObjectError, S3Objects};
+use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_aws::{required_env, ssm};
 
@@ -44,7 +49,8 @@ impl SelectContext {
     }
 }
 
-/// What the select function can be invoked with.
+/// What the select function can be invoked with, told apart at the edge (see
+/// [`SelectInvocation::try_from`]); the runtime deserializes payloads into it.
 #[derive(Debug)]
 pub enum SelectInvocation {
     /// A batch from the ingest queue (S3, SNS or EventBridge notifications in the bodies).
@@ -52,26 +58,92 @@ pub enum SelectInvocation {
     /// `{"selectors": <trail configuration>, "events": [records]}`: decide each event, change
     /// nothing.
     DryRun(Value),
-    /// A notification invoked directly (S3 event, EventBridge event, `{"Records":[...]}`).
+    /// A notification invoked directly (S3 event, EventBridge event, `{"Records":[...]}`), as
+    /// received.
     Direct(String),
 }
 
+impl TryFrom<&str> for SelectInvocation {
+    type Error = serde_json::Error;
+
+    /// An SQS batch is `{"Records":[...]}` whose records come from `aws:sqs`; a dry run has
+    /// `selectors`; anything else is a notification, read (and refused if need be) as such.
+    fn try_from(payload: &str) -> Result<Self, Self::Error> {
+        #[derive(Deserialize)]
+        struct Shape<'a> {
+            #[serde(rename = "Records", borrow, default)]
+            records: Option<Vec<&'a RawValue>>,
+            #[serde(default)]
+            selectors: Option<serde::de::IgnoredAny>,
+        }
+        #[derive(Deserialize)]
+        struct First<'a> {
+            #[serde(rename = "eventSource", borrow, default)]
+            event_source: Option<std::borrow::Cow<'a, str>>,
+        }
+        let Ok(shape) = serde_json::from_str::<Shape>(payload) else {
+            return Ok(SelectInvocation::Direct(payload.to_owned()));
+        };
+        let first = shape.records.as_deref().and_then(|r| r.first());
+        let from_sqs = first
+            .and_then(|r| serde_json::from_str::<First>(r.get()).ok())
+            .is_some_and(|f| f.event_source.as_deref() == Some("aws:sqs"));
+        if from_sqs {
+            Ok(SelectInvocation::Queue(serde_json::from_str(payload)?))
+        } else if shape.selectors.is_some() {
+            Ok(SelectInvocation::DryRun(serde_json::from_str(payload)?))
+        } else {
+            Ok(SelectInvocation::Direct(payload.to_owned()))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SelectInvocation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let payload = Box::<RawValue>::deserialize(d)?;
+        SelectInvocation::try_from(payload.get()).map_err(serde::de::Error::custom)
+    }
+}
+
 impl SelectInvocation {
-    pub fn from_payload(payload: Value) -> Result<Self, Error> {
-        if payload["Records"][0]["eventSource"] == "aws:sqs" {
-            return Ok(SelectInvocation::Queue(serde_json::from_value(payload)?));
+    /// The invocation a JSON payload is (tests and sample events start from a `Value`).
+    pub fn from_payload(payload: Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(payload)
+    }
+}
+
+/// Why an invocation failed as a whole (the runtime reports it; the invoker retries).
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error(transparent)]
+    DryRun(#[from] ConfigError),
+    #[error(transparent)]
+    Retry(#[from] Retry),
+    #[error("the response could not be written: {0}")]
+    Response(#[from] serde_json::Error),
+}
+
+impl From<SelectError> for HandlerError {
+    fn from(error: SelectError) -> Self {
+        match error {
+            SelectError::DryRun(e) => {
+                HandlerError::failed("trailwatch.InvalidTrailConfiguration", e)
+            }
+            SelectError::Retry(e) => HandlerError::failed("trailwatch.MessageWillBeRetried", e),
+            SelectError::Response(e) => {
+                HandlerError::failed("trailwatch.ResponseNotSerializable", e)
+            }
         }
-        if payload.get("selectors").is_some() {
-            return Ok(SelectInvocation::DryRun(payload));
-        }
-        Ok(SelectInvocation::Direct(serde_json::to_string(&payload)?))
     }
 }
 
 /// Handles an SQS batch (partial failures reported per message), a dry run, or a single
 /// notification invoked directly.
-pub async fn handle(context: &SelectContext, payload: Value) -> Result<Value, Error> {
-    match SelectInvocation::from_payload(payload)? {
+pub async fn handle(
+    context: &SelectContext,
+    invocation: SelectInvocation,
+) -> Result<Value, SelectError> {
+    match invocation {
         SelectInvocation::Queue(event) => {
             let mut failures = Vec::new();
             let mut totals = SelectTotals::default();
@@ -140,13 +212,14 @@ pub struct SelectTotals {
 }
 
 impl SelectTotals {
-    fn add(&mut self, c: &trailwatch::pipeline::SelectCounts) {
+    fn add(&mut self, c: &SelectCounts) {
         self.records_received += c.records_read;
         self.selected += c.kept;
         self.duplicates += c.duplicates;
         self.insights += c.insights;
         self.stubbed += c.stubbed;
         self.unreadable += c.rejected;
+        self.digests_skipped += c.digests_skipped;
         for (reason, n) in &c.dropped {
             *self.dropped.entry(reason).or_default() += n;
         }
@@ -177,15 +250,40 @@ pub async fn process_counted(
     body: &str,
     totals: &mut SelectTotals,
 ) -> Result<(), Retry> {
-    let items = match parse_message(body) {
-        Ok(items) => items,
-        Err(e) => {
-            // Not a notification we understand: retrying will not change that, and dropping it
-            // would be silent, so it goes to the dead-letter queue via the redrive policy.
-            return Err(Retry(e.to_string()));
-        }
-    };
+    // Not a notification we understand: retrying will not change that, and dropping it would
+    // be silent, so it goes to the dead-letter queue via the redrive policy.
+    let items = parse_message(body).map_err(|e| Retry(e.to_string()))?;
     let mut run = SelectRun::new(&context.matcher, DEFAULT_MESSAGE_BYTES);
+    let selected = select_items(context, items, &mut run, totals).await;
+    totals.add(run.counts());
+    let retry = selected?;
+    for problem in run.problems() {
+        tracing::error!(problem = %problem, "record or file set aside");
+    }
+    let c = run.counts();
+    tracing::info!(
+        records_read = c.records_read,
+        kept = c.kept,
+        duplicates = c.duplicates,
+        insights = c.insights,
+        rejected = c.rejected,
+        stubbed = c.stubbed,
+        messages = c.messages,
+        dropped = ?c.dropped,
+        "select done"
+    );
+    retry.map_or(Ok(()), Err)
+}
+
+/// Selects every item of one message, sending as it goes. `Err` when a send failed; `Ok` with
+/// the reason to retry when an object may be readable later.
+async fn select_items(
+    context: &SelectContext,
+    items: Vec<WorkItem>,
+    run: &mut SelectRun<'_>,
+    totals: &mut SelectTotals,
+) -> Result<Option<Retry>, Retry> {
+    let mut outbox = Queues { context, totals };
     let mut retry = None;
     for item in items {
         match item {
@@ -206,117 +304,54 @@ pub async fn process_counted(
                     key: &key,
                     parsed: parse_object_key(&key),
                 };
-                if origin.parsed.kind == ObjectKind::Digest {
-                    tracing::info!(bucket = %bucket, key = %key, "digest file skipped");
-                    totals.digests_skipped += 1;
-                    continue;
-                }
-                match read_object(context, &mut run, &origin, totals).await {
-                    Ok(()) => {}
-                    Err(ObjectRead::Object(e)) if e.is_retryable() => retry = Some(e.to_string()),
-                    Err(ObjectRead::Object(e)) => run.problem(&origin, None, e),
-                    Err(ObjectRead::Send(e)) => {
-                        totals.add(&run.counts);
-                        return Err(e);
+                match select_object(&context.s3, &origin, run, &mut outbox).await {
+                    Ok(()) if origin.parsed.kind == ObjectKind::Digest => {
+                        tracing::info!(bucket = %bucket, key = %key, "digest file skipped")
                     }
+                    Ok(()) => {}
+                    Err(SelectObjectError::Retry(e)) => retry = Some(Retry(e.to_string())),
+                    Err(SelectObjectError::Send(e)) => return Err(e),
                 }
             }
         }
-        if let Err(e) = send(context, &mut run, totals).await {
-            totals.add(&run.counts);
-            return Err(e);
-        }
+        outbox.send(run.take_outbox()).await?;
     }
     run.flush();
-    let sent = send(context, &mut run, totals).await;
-    totals.add(&run.counts);
-    sent?;
-    for problem in &run.problems {
-        tracing::error!(problem = %problem, "record or file set aside");
-    }
-    let c = &run.counts;
-    tracing::info!(
-        records_read = c.records_read,
-        kept = c.kept,
-        duplicates = c.duplicates,
-        insights = c.insights,
-        rejected = c.rejected,
-        stubbed = c.stubbed,
-        messages = c.messages,
-        dropped = ?c.dropped,
-        "select done"
-    );
-    match retry {
-        Some(reason) => Err(Retry(reason)),
-        None => Ok(()),
-    }
+    outbox.send(run.take_outbox()).await?;
+    Ok(retry)
 }
 
-enum ObjectRead {
-    Object(ObjectError),
-    Send(Retry),
+/// The delivery and Insights queues, as the select path's outbox.
+struct Queues<'a> {
+    context: &'a SelectContext,
+    totals: &'a mut SelectTotals,
 }
 
-/// Reads one object into `run`, sending packed messages as they accumulate.
-async fn read_object(
-    context: &SelectContext,
-    run: &mut SelectRun<'_>,
-    origin: &Origin<'_>,
-    totals: &mut SelectTotals,
-) -> Result<(), ObjectRead> {
-    let bucket = origin.bucket.unwrap_or_default();
-    let mut object = context
-        .s3
-        .open(bucket, origin.key)
-        .await
-        .map_err(ObjectRead::Object)?;
-    loop {
-        let more = object
-            .next_chunk(|item| match item.bytes {
-                Ok(raw) => run.record(origin, item.index, raw),
-                Err(problem) => {
-                    run.counts.records_read += 1;
-                    run.counts.rejected += 1;
-                    run.problem(origin, Some(item.index), problem);
-                }
-            })
-            .await
-            .map_err(ObjectRead::Object)?;
-        if run.outbox_len() >= SEND_EVERY_MESSAGES || !more {
-            send(context, run, totals).await.map_err(ObjectRead::Send)?;
-        }
-        if !more {
+impl Outbox for Queues<'_> {
+    type Error = Retry;
+
+    async fn send(&mut self, messages: Vec<Outgoing>) -> Result<(), Retry> {
+        if messages.is_empty() {
             return Ok(());
         }
+        let (insights, delivery): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|m| m.destination == Destination::Insights);
+        let bodies = |v: Vec<Outgoing>| v.into_iter().map(|m| m.body).collect::<Vec<_>>();
+        self.totals.messages_sent += delivery.len() + insights.len();
+        for (queue, outgoing) in [
+            (&self.context.delivery_queue, delivery),
+            (&self.context.insights_queue, insights),
+        ] {
+            let stats = self
+                .context
+                .sqs
+                .send_all(queue, &bodies(outgoing))
+                .await
+                .map_err(|e| Retry(e.to_string()))?;
+            self.totals.send_calls += stats.calls;
+            self.totals.send_retries += stats.retries;
+        }
+        Ok(())
     }
-}
-
-async fn send(
-    context: &SelectContext,
-    run: &mut SelectRun<'_>,
-    totals: &mut SelectTotals,
-) -> Result<(), Retry> {
-    let outbox = run.take_outbox();
-    if outbox.is_empty() {
-        return Ok(());
-    }
-    let (insights, delivery): (Vec<_>, Vec<_>) = outbox
-        .into_iter()
-        .partition(|m| m.destination == Destination::Insights);
-    let bodies =
-        |v: Vec<trailwatch::pipeline::Outgoing>| v.into_iter().map(|m| m.body).collect::<Vec<_>>();
-    totals.messages_sent += delivery.len() + insights.len();
-    for (queue, outgoing) in [
-        (&context.delivery_queue, delivery),
-        (&context.insights_queue, insights),
-    ] {
-        let stats = context
-            .sqs
-            .send_all(queue, &bodies(outgoing))
-            .await
-            .map_err(|e| Retry(e.to_string()))?;
-        totals.send_calls += stats.calls;
-        totals.send_retries += stats.retries;
-    }
-    Ok(())
 }

@@ -1,4 +1,5 @@
-//! `trailwatch replay`: the whole pipeline over CloudTrail log files, on one machine.
+//! `trailwatch replay` as the user sees it: arguments, progress bar, summary table and JSON.
+//! The replay itself is `trailwatch::local::replay`.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -9,9 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use trailwatch::insights::InsightsConfig;
-use trailwatch::replay::{
-    replay_with_progress, Progress, ReplayError, ReplayOptions, ReplaySummary,
-};
+use trailwatch::local::{replay_with_progress, Progress, ReplayOptions, ReplaySummary};
 use trailwatch::select::TrailConfig;
 use trailwatch::time::parse_event_time;
 use trailwatch_aws::dedup::WCU_PER_ITEM;
@@ -101,9 +100,10 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     let summary = match result {
         Ok(summary) => summary,
         Err(e) => {
-            let hint = match e {
-                ReplayError::Input(_) => "",
-                ReplayError::Output { .. } => " (is --out a writable folder?)",
+            let hint = if e.is_output() {
+                " (is --out a writable folder?)"
+            } else {
+                ""
             };
             say(&format!("trailwatch replay: {e}{hint}"));
             return ExitCode::from(exit::USAGE);
@@ -128,7 +128,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
 pub fn exit_code(s: &ReplaySummary) -> u8 {
     if !s.output_errors.is_empty() {
         exit::USAGE
-    } else if s.files_failed > 0 || s.select.rejected > 0 || !s.problems.is_empty() {
+    } else if s.files_failed() > 0 || s.select.rejected > 0 || !s.problems.is_empty() {
         exit::PROBLEMS
     } else {
         exit::OK
@@ -248,7 +248,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -332,18 +332,29 @@ fn priced(label: &str, value: u64, cost: Option<f64>, note: impl Into<String>) -
 
 /// The summary as an aligned table: label, count, list price in USD, note.
 pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices) -> String {
+    let mut rows = record_rows(s);
+    rows.extend(stream_rows(s));
+    rows.extend(insights_rows(options, s));
+    rows.extend(call_rows(s, prices));
+    let mut out = render(&rows);
+    out.push_str(&format!("prices: {}\n", prices.source));
+    out.push_str(&format!("not counted: {NOT_COUNTED}\n"));
+    out.push_str(&format!("output: {}\n", options.out.display()));
+    out
+}
+
+/// Files and records: what was read and what became of it.
+fn record_rows(s: &ReplaySummary) -> Vec<Row> {
     let c = &s.select;
-    let a = &s.aws;
-    let costs = CallCosts::of(s, prices);
     let mut rows = vec![
         Row::Section("files".into()),
         item("read", s.files_read() as u64, ""),
         item(
             "failed",
-            s.files_failed as u64,
+            s.files_failed() as u64,
             "unreadable or damaged; named on stderr",
         ),
-        item("digests skipped", s.digests_skipped as u64, ""),
+        item("digests skipped", s.digests_skipped() as u64, ""),
         Row::Section("records".into()),
         item("read", c.records_read as u64, ""),
         item("kept", c.kept as u64, "selected for the log group"),
@@ -375,6 +386,12 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
         c.insights as u64,
         "CloudTrail's own Insights records",
     ));
+    rows
+}
+
+/// The streams written and what CloudWatch Logs would not accept.
+fn stream_rows(s: &ReplaySummary) -> Vec<Row> {
+    let mut rows = Vec::new();
     rows.push(Row::Section(format!(
         "streams ({}, records delivered)",
         s.delivery.per_stream.len()
@@ -389,6 +406,11 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
             "by CloudWatch Logs at the delivery time",
         ));
     }
+    rows
+}
+
+fn insights_rows(options: &ReplayOptions, s: &ReplaySummary) -> Vec<Row> {
+    let mut rows = Vec::new();
     rows.push(Row::Section("insights".into()));
     rows.push(item(
         "forwarded native",
@@ -404,6 +426,14 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
             "off: the configuration has no InsightSelectors"
         },
     ));
+    rows
+}
+
+/// The AWS calls the deployment would have made, with their list price.
+fn call_rows(s: &ReplaySummary, prices: &Prices) -> Vec<Row> {
+    let a = &s.aws;
+    let costs = CallCosts::of(s, prices);
+    let mut rows = Vec::new();
     rows.push(Row::Columns {
         title: "AWS calls it would have made".into(),
         value: "count".into(),
@@ -466,8 +496,13 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
         note: String::new(),
     });
 
+    rows
+}
+
+/// The rows aligned in columns.
+fn render(rows: &[Row]) -> String {
     let (mut label_w, mut value_w, mut usd_w) = (0, 0, 0);
-    for row in &rows {
+    for row in rows {
         if let Row::Item {
             label, value, usd, ..
         } = row
@@ -478,7 +513,7 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let line = match row {
             Row::Section(title) => title.clone(),
             Row::Columns { title, value, usd } => {
@@ -502,9 +537,6 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out.push_str(&format!("prices: {}\n", prices.source));
-    out.push_str(&format!("not counted: {NOT_COUNTED}\n"));
-    out.push_str(&format!("output: {}\n", options.out.display()));
     out
 }
 
@@ -516,8 +548,8 @@ pub fn summary_json(options: &ReplayOptions, s: &ReplaySummary, exit_code: u8) -
     json!({
         "files": {
             "read": s.files_read(),
-            "failed": s.files_failed,
-            "digestsSkipped": s.digests_skipped,
+            "failed": s.files_failed(),
+            "digestsSkipped": s.digests_skipped(),
         },
         "records": {
             "read": c.records_read,
@@ -615,7 +647,7 @@ mod tests {
     fn exit_codes_rank_output_errors_over_input_problems() {
         let mut s = ReplaySummary::default();
         assert_eq!(exit_code(&s), exit::OK);
-        s.files_failed = 1;
+        s.select.files_failed = 1;
         assert_eq!(exit_code(&s), exit::PROBLEMS);
         s.output_errors.push("disk full".into());
         assert_eq!(exit_code(&s), exit::USAGE);

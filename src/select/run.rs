@@ -1,23 +1,22 @@
 //! The select stage's work for one invocation, pure: records in, outgoing messages out.
 //!
-//! The caller (the select Lambda, the local CLI) reads objects and hands each record to
-//! [`SelectRun::record`]; the run evaluates the trail's selectors, drops repeated eventIDs,
+//! The objects are read by [`super::select_object`] (records carried inline are handed to
+//! [`SelectRun::record`]); the run evaluates the trail's selectors, drops repeated eventIDs,
 //! names the log stream, stubs oversized records, and packs what it keeps into delivery
 //! messages. Insights records go to their own messages. Completed messages wait in an outbox
-//! the caller drains as it goes, so memory does not grow with the input.
+//! the caller drains as it goes, so memory does not grow with the input. Everything the run
+//! could not take (a record, a file) is counted and described by the run itself.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+
+use rustc_hash::FxHashSet;
 
 use crate::deliver::message::{fit_record, MessagePacker, RecordLocation};
 use crate::deliver::stream_name;
-use crate::ingest::{LogObjectKey, ObjectKind};
+use crate::ingest::{LogObjectKey, ObjectKind, RawItem};
 use crate::record::Record;
 use crate::select::{Matcher, Verdict};
-
-/// Completed messages a caller lets wait before sending them while an object is read: four
-/// full messages are about 1 MiB, so memory stays flat however large the object.
-pub const SEND_EVERY_MESSAGES: usize = 4;
 
 /// Where an outgoing message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +77,12 @@ pub struct SelectCounts {
     pub insights: usize,
     pub stubbed: usize,
     pub dropped: BTreeMap<&'static str, usize>,
-    /// Records that could not be read, by reason kind.
+    /// Records that could not be read.
     pub rejected: usize,
+    /// Objects that could not be read to their end (the records before the damage count).
+    pub files_failed: usize,
+    /// Digest files (`CloudTrail-Digest`): not records, not read.
+    pub digests_skipped: usize,
     pub messages: usize,
     /// The newest eventTime read, in epoch milliseconds.
     pub newest_event_ms: Option<i64>,
@@ -95,12 +98,13 @@ pub struct SelectRun<'m> {
     last_stream: LastStream,
     insights: MessagePacker,
     /// 128-bit hashes of the eventIDs already kept (a string set would cost 5× the memory);
-    /// they are hashes already, so the set does not hash them again.
-    seen: HashSet<u128, BuildHasherDefault<PrehashedId>>,
+    /// they are uniform already, so the set's own hash is the cheapest one.
+    seen: FxHashSet<u128>,
+    /// Keyed at random: eventIDs come from the input, so their hashes must not be predictable.
     hasher: std::collections::hash_map::RandomState,
     outbox: Vec<Outgoing>,
-    pub counts: SelectCounts,
-    pub problems: Vec<Problem>,
+    counts: SelectCounts,
+    problems: Vec<Problem>,
 }
 
 /// The stream under which Insights records travel to the Insights queue.
@@ -115,7 +119,7 @@ impl<'m> SelectRun<'m> {
             packer_of: HashMap::new(),
             last_stream: LastStream::default(),
             insights: MessagePacker::new(INSIGHTS_STREAM, max_message_bytes),
-            seen: HashSet::default(),
+            seen: FxHashSet::default(),
             hasher: Default::default(),
             outbox: Vec::new(),
             counts: SelectCounts::default(),
@@ -123,17 +127,47 @@ impl<'m> SelectRun<'m> {
         }
     }
 
-    /// Records a problem that is not one record's (a file that could not be read).
-    pub fn problem(&mut self, origin: &Origin<'_>, index: Option<usize>, reason: impl ToString) {
-        self.problems.push(Problem {
-            origin: origin.to_string(),
-            index,
-            reason: reason.to_string(),
-        });
+    /// What the run did so far.
+    pub fn counts(&self) -> &SelectCounts {
+        &self.counts
     }
 
-    /// Takes one record (its exact text) found at `index` of `origin`.
-    pub fn record(&mut self, origin: &Origin<'_>, index: usize, raw: &str) {
+    /// What could not be taken, each with where it was and why.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// Takes one element of a log file: a record, or one the reader could not make out.
+    /// Returns the record when it was kept for delivery.
+    pub fn take<'r>(&mut self, origin: &Origin<'_>, item: RawItem<'r>) -> Option<Record<'r>> {
+        match item.bytes {
+            Ok(raw) => self.record(origin, item.index, raw),
+            Err(problem) => {
+                self.counts.records_read += 1;
+                self.reject(origin, item.index, problem)
+            }
+        }
+    }
+
+    /// An object that could not be read (to its end): counted, and described by `reason`.
+    pub fn file_failed(&mut self, origin: &Origin<'_>, reason: impl ToString) {
+        self.counts.files_failed += 1;
+        self.note(origin, None, reason);
+    }
+
+    /// A digest file named where log files are expected: counted, not read.
+    pub fn digest_skipped(&mut self) {
+        self.counts.digests_skipped += 1;
+    }
+
+    /// Takes one record (its exact text) found at `index` of `origin`. Returns the record when
+    /// it was kept for delivery.
+    pub fn record<'r>(
+        &mut self,
+        origin: &Origin<'_>,
+        index: usize,
+        raw: &'r str,
+    ) -> Option<Record<'r>> {
         self.counts.records_read += 1;
         let record = match Record::parse(raw) {
             Ok(record) => record,
@@ -145,19 +179,20 @@ impl<'m> SelectRun<'m> {
         }
         if record.is_insight() || origin.parsed.kind == ObjectKind::Insight {
             self.counts.insights += 1;
-            return self.pack_insight(origin, index, raw);
+            self.pack_insight(origin, index, raw);
+            return None;
         }
         match self.matcher.evaluate(&record) {
             Verdict::Drop(reason) => {
                 *self.counts.dropped.entry(reason.as_str()).or_default() += 1;
-                return;
+                return None;
             }
             Verdict::Keep { .. } => {}
         }
         if let Some(id) = record.event_id() {
             if !self.seen.insert(self.hash(id)) {
                 self.counts.duplicates += 1;
-                return;
+                return None;
             }
         }
         let Some(packer) = self.packer_for(&record, &origin.parsed) else {
@@ -185,6 +220,7 @@ impl<'m> SelectRun<'m> {
                 body,
             });
         }
+        Some(record)
     }
 
     /// The packer of the record's stream (see [`stream_name`]), `None` when no stream can be
@@ -222,7 +258,7 @@ impl<'m> SelectRun<'m> {
         if text.len() > self.insights.max_record_bytes() {
             // CloudTrail caps records at 256 KB; an Insights record this large is corrupt input.
             let reason = format!("Insights record of {} bytes exceeds a message", text.len());
-            return self.reject(origin, index, reason);
+            return self.reject(origin, index, reason).unwrap_or(());
         }
         if let Some(body) = self.insights.push(text) {
             self.counts.messages += 1;
@@ -233,9 +269,19 @@ impl<'m> SelectRun<'m> {
         }
     }
 
-    fn reject(&mut self, origin: &Origin<'_>, index: usize, reason: impl ToString) {
+    /// A record that could not be taken; `None` for the caller's convenience.
+    fn reject<T>(&mut self, origin: &Origin<'_>, index: usize, reason: impl ToString) -> Option<T> {
         self.counts.rejected += 1;
-        self.problem(origin, Some(index), reason);
+        self.note(origin, Some(index), reason);
+        None
+    }
+
+    fn note(&mut self, origin: &Origin<'_>, index: Option<usize>, reason: impl ToString) {
+        self.problems.push(Problem {
+            origin: origin.to_string(),
+            index,
+            reason: reason.to_string(),
+        });
     }
 
     fn hash(&self, id: &str) -> u128 {
@@ -299,28 +345,6 @@ impl LastStream {
     fn set(&mut self, inputs: &[Option<&str>; 6], packer: Option<usize>) {
         self.inputs = Some(inputs.map(|i| i.map(str::to_owned)));
         self.packer = packer;
-    }
-}
-
-/// A `Hasher` for values that are uniformly distributed hashes already (the eventID hashes).
-#[derive(Default)]
-struct PrehashedId(u64);
-
-impl Hasher for PrehashedId {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 ^= n as u64 ^ (n >> 64) as u64;
     }
 }
 
@@ -388,7 +412,7 @@ mod tests {
             expect(&[2])
         );
         assert_eq!(per_stream.len(), 3);
-        assert_eq!(run.counts.rejected, 8);
-        assert_eq!(run.counts.kept, 32);
+        assert_eq!(run.counts().rejected, 8);
+        assert_eq!(run.counts().kept, 32);
     }
 }
