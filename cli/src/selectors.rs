@@ -15,6 +15,9 @@ use trailwatch::local::{log_files, FilesError};
 use trailwatch::record::{EventCategory, Record};
 use trailwatch::select::{ConfigError, DropReason, Matcher, TrailConfig, Verdict};
 
+use crate::exit;
+use crate::input::{echo, read_input_text};
+
 /// List prices used for every estimate trailwatch makes (`selectors explain`, `replay`): US East
 /// (N. Virginia), standard tiers, no free tier, from the public pricing pages:
 /// - CloudWatch Logs ingestion: https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard log
@@ -126,15 +129,33 @@ pub fn run(command: SelectorsCommand) -> ExitCode {
     }
 }
 
-fn load_config(path: &Path) -> Result<TrailConfig, Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
-    TrailConfig::from_json(&text).map_err(|err| match err {
-        ConfigError::Invalid(problems) => problems
-            .iter()
-            .map(|p| format!("{}: {p}", path.display()))
-            .collect(),
-        other => vec![format!("{}: {other}", path.display())],
+/// A configuration that could not be loaded: the exit code (2 unreadable, 1 invalid) and the
+/// lines that say why, each cut to a printable length.
+struct NotLoaded {
+    code: u8,
+    lines: Vec<String>,
+}
+
+/// The largest configuration read: `get-event-selectors` output within CloudTrail's limits
+/// (5 basic selectors of 250 values, or 500 advanced conditions) is well under 1 MiB.
+const CONFIG_MAX_BYTES: u64 = 4 << 20;
+
+fn load_config(path: &Path) -> Result<TrailConfig, NotLoaded> {
+    let text = read_input_text(path, CONFIG_MAX_BYTES, "a trail configuration").map_err(|e| {
+        NotLoaded {
+            code: exit::USAGE,
+            lines: vec![e.to_string()],
+        }
+    })?;
+    TrailConfig::from_json(&text).map_err(|err| NotLoaded {
+        code: exit::PROBLEMS,
+        lines: match err {
+            ConfigError::Invalid(problems) => problems
+                .iter()
+                .map(|p| format!("{}: {}", path.display(), echo(&p.to_string())))
+                .collect(),
+            other => vec![format!("{}: {}", path.display(), echo(&other.to_string()))],
+        },
     })
 }
 
@@ -155,12 +176,12 @@ fn check(path: &Path) -> ExitCode {
             println!("{}: valid — {kind}", path.display());
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            for problem in &problems {
-                println!("{problem}");
+        Err(NotLoaded { code, lines }) => {
+            for line in &lines {
+                println!("{line}");
             }
-            eprintln!("{} problem(s)", problems.len());
-            ExitCode::from(1)
+            eprintln!("{} problem(s)", lines.len());
+            ExitCode::from(code)
         }
     }
 }
@@ -283,19 +304,20 @@ fn estimate(tally: &Tally, prices: &Prices) -> Option<Estimate> {
 fn explain(config_path: &Path, logs: &[PathBuf], as_json: bool) -> ExitCode {
     let config = match load_config(config_path) {
         Ok(config) => config,
-        Err(problems) => {
-            for problem in &problems {
-                eprintln!("{problem}");
+        Err(NotLoaded { code, lines }) => {
+            for line in &lines {
+                eprintln!("{line}");
             }
-            return ExitCode::from(1);
+            return ExitCode::from(code);
         }
     };
     let matcher = config.compile();
     let tally = match tally_logs(&matcher, logs) {
         Ok(tally) => tally,
+        // The paths given cannot be walked: nothing was read.
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let report = report_json(&matcher, &tally, &PRICES);
