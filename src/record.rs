@@ -86,6 +86,16 @@ pub struct UserIdentity<'a> {
 pub struct Resource<'a> {
     #[serde(borrow, default, deserialize_with = "borrowed_str", rename = "ARN")]
     pub arn: Option<Cow<'a, str>>,
+    /// Instead of `ARN` in bucket-level S3 data events (`ListObjects`, `HeadBucket`,
+    /// `DeleteObjects`, …): the `AWS::S3::Object` entry names the objects the call concerns by
+    /// their common prefix, e.g. `arn:aws:s3:::bucket/`.
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "borrowed_str",
+        rename = "ARNPrefix"
+    )]
+    pub arn_prefix: Option<Cow<'a, str>>,
     #[serde(
         borrow,
         default,
