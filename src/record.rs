@@ -62,6 +62,8 @@ pub struct RecordFields<'a> {
     pub shared_event_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub user_identity: Option<UserIdentity<'a>>,
+    #[serde(borrow)]
+    pub tls_details: Option<TlsDetails<'a>>,
     #[serde(borrow, default, deserialize_with = "resources")]
     pub resources: Option<Vec<Resource<'a>>>,
     #[serde(borrow)]
@@ -79,6 +81,15 @@ pub struct UserIdentity<'a> {
     pub account_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub invoked_by: Option<Cow<'a, str>>,
+}
+
+/// `tlsDetails` (from eventVersion 1.08; absent when an AWS service called on the caller's
+/// behalf): only the endpoint the client asked for is read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsDetails<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
+    pub client_provided_host_header: Option<Cow<'a, str>>,
 }
 
 /// An entry of `resources`: CloudTrail spells the ARN key upper-case.
