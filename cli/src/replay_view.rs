@@ -67,8 +67,10 @@ pub struct ReplayArgs {
     /// Output folder.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Delivery time for CloudWatch Logs' 14-day/2-hour window (default: as the records
-    /// happened, i.e. the newest eventTime read so far).
+    /// Deliver everything at TIME, as a backfill would, and see what CloudWatch Logs' window
+    /// (14 days back, 2 hours ahead) would refuse. Default: each record at its file's delivery
+    /// time (the stamp in CloudTrail's file name, else its eventTime plus 15 minutes), so
+    /// every selected record of an archive of any length is written.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub now: Option<i64>,
     /// Print the summary as one JSON object on stdout instead of the table (fields below).
@@ -143,7 +145,7 @@ fn report_problems(s: &ReplaySummary) {
     if not_accepted > 0 {
         say(&format!(
             "note: {not_accepted} kept records would not be accepted by CloudWatch Logs (see the \
-             table); the delivery time is --now, or the newest eventTime read so far"
+             table); the delivery time is --now, or each file's delivery time"
         ));
     }
     for error in &s.output_errors {

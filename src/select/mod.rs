@@ -22,6 +22,7 @@ pub mod fields;
 mod interpret;
 pub mod model;
 mod object;
+mod packer;
 mod problem;
 pub mod reference;
 mod run;
@@ -40,7 +41,10 @@ pub use object::{
     SEND_EVERY_MESSAGES,
 };
 pub use problem::ConfigProblem;
-pub use run::{Destination, Origin, Outgoing, Problem, SelectCounts, SelectRun};
+pub use run::{
+    Destination, Origin, Outgoing, Problem, SelectCounts, SelectRun, MESSAGE_DELIVERY_SPAN_MS,
+    TYPICAL_DELIVERY_DELAY_MS,
+};
 
 use compiled::Compiled;
 

@@ -12,11 +12,14 @@ use std::hash::{BuildHasher, Hasher};
 
 use rustc_hash::FxHashSet;
 
-use crate::deliver::message::{fit_record, MessagePacker, RecordLocation};
+use crate::deliver::message::{fit_record, RecordLocation};
 use crate::deliver::stream_name;
 use crate::ingest::{LogObjectKey, ObjectKind, RawItem};
 use crate::record::Record;
 use crate::select::{Matcher, Verdict};
+
+use super::packer::{Packed, StreamPacker};
+pub use super::packer::{MESSAGE_DELIVERY_SPAN_MS, TYPICAL_DELIVERY_DELAY_MS};
 
 /// Where an outgoing message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +34,10 @@ pub enum Destination {
 pub struct Outgoing {
     pub destination: Destination,
     pub body: String,
+    /// When the newest of its records was delivered to the trail's bucket (epoch ms): its
+    /// object's delivery stamp, else its `eventTime` plus [`TYPICAL_DELIVERY_DELAY_MS`]. Its
+    /// records were delivered within [`MESSAGE_DELIVERY_SPAN_MS`] of each other.
+    pub delivered_ms: i64,
 }
 
 /// Where a record came from: an S3 object, a local file, or an inline event.
@@ -93,10 +100,10 @@ pub struct SelectRun<'m> {
     matcher: &'m Matcher,
     max_message_bytes: usize,
     /// One packer per stream, found by name through `packer_of`.
-    packers: Vec<(String, MessagePacker)>,
+    packers: Vec<StreamPacker>,
     packer_of: HashMap<String, usize>,
     last_stream: LastStream,
-    insights: MessagePacker,
+    insights: StreamPacker,
     /// 128-bit hashes of the eventIDs already kept (a string set would cost 5× the memory);
     /// they are uniform already, so the set's own hash is the cheapest one.
     seen: FxHashSet<u128>,
@@ -118,7 +125,7 @@ impl<'m> SelectRun<'m> {
             packers: Vec::new(),
             packer_of: HashMap::new(),
             last_stream: LastStream::default(),
-            insights: MessagePacker::new(INSIGHTS_STREAM, max_message_bytes),
+            insights: StreamPacker::new(INSIGHTS_STREAM, max_message_bytes),
             seen: FxHashSet::default(),
             hasher: Default::default(),
             outbox: Vec::new(),
@@ -173,13 +180,18 @@ impl<'m> SelectRun<'m> {
             Ok(record) => record,
             Err(e) => return self.reject(origin, index, e),
         };
-        match record.event_time_ms() {
-            Ok(t) => self.counts.newest_event_ms = self.counts.newest_event_ms.max(Some(t)),
+        let event_ms = match record.event_time_ms() {
+            Ok(t) => t,
             Err(e) => return self.reject(origin, index, e),
-        }
+        };
+        self.counts.newest_event_ms = self.counts.newest_event_ms.max(Some(event_ms));
+        let delivered_ms = origin
+            .parsed
+            .delivered_ms
+            .unwrap_or(event_ms.saturating_add(TYPICAL_DELIVERY_DELAY_MS));
         if record.is_insight() || origin.parsed.kind == ObjectKind::Insight {
             self.counts.insights += 1;
-            self.pack_insight(origin, index, raw);
+            self.pack_insight(origin, index, raw, delivered_ms);
             return None;
         }
         match self.matcher.evaluate(&record) {
@@ -207,18 +219,14 @@ impl<'m> SelectRun<'m> {
             key: Some(origin.key),
             index,
         };
-        let packer = &mut self.packers[packer].1;
+        let packer = &mut self.packers[packer];
         let fitted = fit_record(&record, location, packer.max_record_bytes());
         if fitted.len() != raw.len() {
             self.counts.stubbed += 1;
         }
         self.counts.kept += 1;
-        if let Some(body) = packer.push(&fitted) {
-            self.counts.messages += 1;
-            self.outbox.push(Outgoing {
-                destination: Destination::Delivery,
-                body,
-            });
+        if let Some(packed) = packer.push(&fitted, delivered_ms) {
+            self.send(Destination::Delivery, packed);
         }
         Some(record)
     }
@@ -245,8 +253,7 @@ impl<'m> SelectRun<'m> {
         let packer = stream_name(record, Some(key)).map(|stream| {
             let max = self.max_message_bytes;
             *self.packer_of.entry(stream).or_insert_with_key(|stream| {
-                self.packers
-                    .push((stream.clone(), MessagePacker::new(stream, max)));
+                self.packers.push(StreamPacker::new(stream, max));
                 self.packers.len() - 1
             })
         });
@@ -254,19 +261,24 @@ impl<'m> SelectRun<'m> {
         packer
     }
 
-    fn pack_insight(&mut self, origin: &Origin<'_>, index: usize, text: &str) {
+    fn pack_insight(&mut self, origin: &Origin<'_>, index: usize, text: &str, delivered_ms: i64) {
         if text.len() > self.insights.max_record_bytes() {
             // CloudTrail caps records at 256 KB; an Insights record this large is corrupt input.
             let reason = format!("Insights record of {} bytes exceeds a message", text.len());
             return self.reject(origin, index, reason).unwrap_or(());
         }
-        if let Some(body) = self.insights.push(text) {
-            self.counts.messages += 1;
-            self.outbox.push(Outgoing {
-                destination: Destination::Insights,
-                body,
-            });
+        if let Some(packed) = self.insights.push(text, delivered_ms) {
+            self.send(Destination::Insights, packed);
         }
+    }
+
+    fn send(&mut self, destination: Destination, packed: Packed) {
+        self.counts.messages += 1;
+        self.outbox.push(Outgoing {
+            destination,
+            body: packed.body,
+            delivered_ms: packed.delivered_ms,
+        });
     }
 
     /// A record that could not be taken; `None` for the caller's convenience.
@@ -296,24 +308,14 @@ impl<'m> SelectRun<'m> {
     /// Moves partly filled messages to the outbox (at the end of the invocation).
     pub fn flush(&mut self) {
         let mut order: Vec<usize> = (0..self.packers.len()).collect();
-        order.sort_by(|&a, &b| self.packers[a].0.cmp(&self.packers[b].0));
-        let mut bodies: Vec<String> = Vec::new();
+        order.sort_by(|&a, &b| self.packers[a].stream.cmp(&self.packers[b].stream));
         for i in order {
-            bodies.extend(self.packers[i].1.take());
+            if let Some(packed) = self.packers[i].take() {
+                self.send(Destination::Delivery, packed);
+            }
         }
-        for body in bodies {
-            self.counts.messages += 1;
-            self.outbox.push(Outgoing {
-                destination: Destination::Delivery,
-                body,
-            });
-        }
-        if let Some(body) = self.insights.take() {
-            self.counts.messages += 1;
-            self.outbox.push(Outgoing {
-                destination: Destination::Insights,
-                body,
-            });
+        if let Some(packed) = self.insights.take() {
+            self.send(Destination::Insights, packed);
         }
     }
 
