@@ -166,7 +166,7 @@ fn aws_service_events_are_management_events_of_their_recipient_account() {
         Record::parse(&service).unwrap().category(),
         EventCategory::Management
     );
-    let (delivered, insights) = select(&TrailConfig::default(), LOG_KEY, &[service.clone()]);
+    let (delivered, insights) = select(&TrailConfig::default(), LOG_KEY, std::slice::from_ref(&service));
     assert!(insights.is_empty());
     let stream = format!(
         "{}_CloudTrail_{}",
@@ -241,7 +241,7 @@ fn the_stream_is_the_recipient_account_s_not_the_key_s() {
         "userIdentity": {"type": "AssumedRole", "accountId": "333333333333"},
         "recipientAccountId": "222222222222"})
     .to_string();
-    let (delivered, _) = select(&TrailConfig::default(), key, &[record.clone()]);
+    let (delivered, _) = select(&TrailConfig::default(), key, std::slice::from_ref(&record));
     assert_eq!(
         delivered,
         [(
