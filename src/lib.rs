@@ -11,5 +11,6 @@ pub mod ingest;
 pub mod insights;
 pub mod local;
 pub mod record;
+pub mod retry;
 pub mod select;
 pub mod time;

@@ -11,24 +11,24 @@ use std::task::{Context, Poll, Waker};
 
 use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::{
-    deliver_messages_once, BatchLimits, Carrier, DeliveryMessage, HeldMessage, Inbound, LogEvent,
-    LogSink, MemoryLedger, MessagePacker, RejectedRanges, SinkError,
+    deliver_messages_once, BatchLimits, Carrier, CarryError, DeliveryMessage, DeliverySettings,
+    HeldMessage, Inbound, LogEvent, LogSink, MemoryLedger, MessagePacker, RejectedRanges,
+    SinkError,
 };
-use trailwatch::forward::Jitter;
 use trailwatch::time::format_event_time;
 
 const NOW: i64 = 1_700_000_000_000;
 
-/// The simulation is a function of the seed (the retry jitter's generator).
-struct Rng(Jitter);
+/// The simulation is a function of the seed.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Rng(Jitter::new(seed))
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
     fn below(&mut self, n: usize) -> usize {
-        ((self.0.next_unit() * n as f64) as usize).min(n.saturating_sub(1))
+        self.0.usize(..n.max(1))
     }
 
     fn chance(&mut self, percent: usize) -> bool {
@@ -85,10 +85,7 @@ impl LogSink for World {
     ) -> Result<RejectedRanges, SinkError> {
         YieldOnce(false).await;
         if self.roll(20) {
-            return Err(SinkError {
-                retryable: true,
-                message: "throttled".into(),
-            });
+            return Err(SinkError::new(true, "throttled"));
         }
         let mut put = self.put.lock().unwrap();
         let stream = put.entry(stream.to_owned()).or_default();
@@ -102,7 +99,7 @@ impl Carrier for World {
         60_000
     }
 
-    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), String> {
+    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), CarryError> {
         YieldOnce(false).await;
         let failing = self.roll(10);
         for HeldMessage { stream, body } in held {
@@ -120,7 +117,7 @@ impl Carrier for World {
             self.enqueue(body);
         }
         if failing {
-            Err("send failed".into())
+            Err(CarryError::new("send failed"))
         } else {
             Ok(())
         }
@@ -242,11 +239,15 @@ fn simulate(seed: u64) -> Outcome {
             .iter()
             .map(|b| b.iter().map(|(id, body)| Inbound { id, body }).collect())
             .collect();
+        let settings = DeliverySettings {
+            limits,
+            ..DeliverySettings::at(now)
+        };
         let mut runs: Vec<_> = inbound
             .iter()
             .map(|messages| {
                 Box::pin(deliver_messages_once(
-                    &world, &ledger, &world, messages, now, None, &limits,
+                    &world, &ledger, &world, messages, &settings,
                 ))
             })
             .collect();

@@ -166,7 +166,11 @@ fn aws_service_events_are_management_events_of_their_recipient_account() {
         Record::parse(&service).unwrap().category(),
         EventCategory::Management
     );
-    let (delivered, insights) = select(&TrailConfig::default(), LOG_KEY, std::slice::from_ref(&service));
+    let (delivered, insights) = select(
+        &TrailConfig::default(),
+        LOG_KEY,
+        std::slice::from_ref(&service),
+    );
     assert!(insights.is_empty());
     let stream = format!(
         "{}_CloudTrail_{}",

@@ -46,15 +46,13 @@ impl CloudWatchLogs {
                         .retention_in_days(days as i32)
                         .send()
                         .await
-                        .map_err(|e| {
-                            failure("PutRetentionPolicy", &self.group, describe(&e), true)
-                        })?;
+                        .map_err(|e| failure("PutRetentionPolicy", &self.group, e, true))?;
                 }
             }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
-            Err(e) => return Err(failure("CreateLogGroup", &self.group, describe(&e), true)),
+            Err(e) => return Err(failure("CreateLogGroup", &self.group, e, true)),
         }
         match self
             .client
@@ -68,7 +66,7 @@ impl CloudWatchLogs {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
-            Err(e) => return Err(failure("CreateLogStream", stream, describe(&e), true)),
+            Err(e) => return Err(failure("CreateLogStream", stream, e, true)),
         }
         self.ready
             .lock()
@@ -78,11 +76,15 @@ impl CloudWatchLogs {
     }
 }
 
-fn failure(operation: &str, name: &str, reason: String, retryable: bool) -> SinkError {
-    SinkError {
+fn failure<E>(operation: &str, name: &str, error: E, retryable: bool) -> SinkError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    SinkError::new(
         retryable,
-        message: format!("{operation} {name}: {reason}"),
-    }
+        format!("{operation} {name}: {}", describe(&error)),
+    )
+    .caused_by(error)
 }
 
 impl LogSink for CloudWatchLogs {
@@ -137,15 +139,13 @@ impl LogSink for CloudWatchLogs {
                     // then the dead-letter queue), so nothing is lost.
                     let retryable =
                         !service.is_some_and(PutLogEventsError::is_invalid_parameter_exception);
-                    return Err(failure("PutLogEvents", stream, describe(&e), retryable));
+                    return Err(failure("PutLogEvents", stream, e, retryable));
                 }
             }
         }
-        Err(failure(
-            "PutLogEvents",
-            stream,
-            "stream missing after creation".into(),
+        Err(SinkError::new(
             true,
+            format!("PutLogEvents {stream}: stream missing after creation"),
         ))
     }
 }

@@ -22,22 +22,27 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use tokio::task::JoinSet;
 use trailwatch::deliver::ledger::LedgerError;
 use trailwatch::deliver::{Claim, ClaimOutcome, DeliveredLedger};
+use trailwatch::retry::RetryPolicy;
+use trailwatch::time::now_ms;
 
 use crate::describe;
 
 /// Conditional writes in flight at once per invocation.
 pub const PUT_CONCURRENCY: usize = 32;
-/// Rounds of SDK-retried attempts per ledger write before the record counts as unavailable.
-const LEDGER_ATTEMPTS: u32 = 4;
+/// Rounds of SDK-retried attempts per ledger write before the record counts as unavailable,
+/// with full-jitter pauses between them (100, 200, 400 ms at most).
+const LEDGER_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 4,
+    base: Duration::from_millis(50),
+    cap: Duration::from_millis(400),
+};
 /// DynamoDB: a standard write of an item up to 1 KB costs 1 write capacity unit (ledger
 /// items are about 150 bytes).
 pub const WCU_PER_ITEM: u64 = 1;
@@ -119,19 +124,16 @@ impl DynamoDbLedger {
             .count()
         {
             0 => Ok(()),
-            n => Err(LedgerError {
-                message: format!("{n} of {} {what} not written", claims.len()),
-            }),
+            n => Err(LedgerError::new(format!(
+                "{n} of {} {what} not written",
+                claims.len()
+            ))),
         }
     }
 
     /// Makes the writes, `PUT_CONCURRENCY` at a time; one outcome per write, in order.
     async fn write_all(&self, writes: Vec<Write>) -> Vec<ClaimOutcome> {
-        let expires_at = SystemTime::now()
-            .checked_add(self.ttl)
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs())
-            .to_string();
+        let expires_at = ((now_ms() + self.ttl.as_millis() as i64) / 1000).to_string();
         let mut outcomes = vec![ClaimOutcome::Unavailable; writes.len()];
         let mut tasks = JoinSet::new();
         let mut writes = writes.into_iter().enumerate();
@@ -164,8 +166,6 @@ async fn put(
     expires_at: &str,
     stats: &LedgerStats,
 ) -> ClaimOutcome {
-    let key = AttributeValue::S(write.key);
-    let sk = AttributeValue::S("dedup".to_owned());
     // The SDK's standard retries share a quota per client that a sustained error rate
     // drains; a ledger write that still fails is tried a few more times here, because giving
     // up sends the whole message back (and a failed confirm can double records).
@@ -173,60 +173,16 @@ async fn put(
     loop {
         attempt += 1;
         let sent = if write.kind == Kind::Release {
-            client
-                .delete_item()
-                .table_name(table)
-                .key("pk", key.clone())
-                .key("sk", sk.clone())
-                .condition_expression(OWN_CLAIM)
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
-                .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| {
-                    let conditional = e
-                        .as_service_error()
-                        .is_some_and(DeleteItemError::is_conditional_check_failed_exception);
-                    (conditional, describe(&e))
-                })
+            delete_claim(client, table, &write).await
         } else {
-            let state = if write.kind == Kind::Claim {
-                CLAIMED
-            } else {
-                DELIVERED
-            };
-            let mut request = client
-                .put_item()
-                .table_name(table)
-                .item("pk", key.clone())
-                .item("sk", sk.clone())
-                .item("owner", AttributeValue::S(write.owner.clone()))
-                .item("state", AttributeValue::S(state.to_owned()))
-                .item("expiresAt", AttributeValue::N(expires_at.to_owned()));
-            if write.kind == Kind::Claim {
-                request = request
-                    .condition_expression(format!("attribute_not_exists(pk) OR ({OWN_CLAIM})"))
-                    .expression_attribute_names("#owner", "owner")
-                    .expression_attribute_names("#state", "state")
-                    .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
-                    .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()));
-            }
-            request.send().await.map(drop).map_err(|e| {
-                let conditional = e
-                    .as_service_error()
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception);
-                (conditional, describe(&e))
-            })
+            put_item(client, table, &write, expires_at).await
         };
         match sent {
             Ok(()) => {
                 stats.calls.fetch_add(1, Ordering::Relaxed);
                 return ClaimOutcome::Ours;
             }
-            Err((true, _)) => {
+            Err(Failed::Condition) => {
                 stats.calls.fetch_add(1, Ordering::Relaxed);
                 if write.kind == Kind::Release {
                     return ClaimOutcome::Ours;
@@ -234,16 +190,92 @@ async fn put(
                 stats.taken.fetch_add(1, Ordering::Relaxed);
                 return ClaimOutcome::Taken;
             }
-            Err((false, reason)) => {
+            Err(Failed::Call(reason)) => {
                 stats.failed_calls.fetch_add(1, Ordering::Relaxed);
-                if attempt >= LEDGER_ATTEMPTS {
+                if !LEDGER_RETRY.allows_after(attempt) {
                     tracing::warn!(table = %table, reason = %reason, "ledger write failed");
                     return ClaimOutcome::Unavailable;
                 }
-                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                tokio::time::sleep(LEDGER_RETRY.delay(attempt)).await;
             }
         }
     }
+}
+
+/// Why a write did not happen.
+enum Failed {
+    /// Its condition did not hold (the answer, not a fault).
+    Condition,
+    /// No answer, even after the SDK's retries.
+    Call(String),
+}
+
+fn key(write: &Write) -> [(&'static str, AttributeValue); 2] {
+    [
+        ("pk", AttributeValue::S(write.key.clone())),
+        ("sk", AttributeValue::S("dedup".to_owned())),
+    ]
+}
+
+/// Deletes the owner's unconfirmed claim.
+async fn delete_claim(client: &Client, table: &str, write: &Write) -> Result<(), Failed> {
+    let [(pk, pk_value), (sk, sk_value)] = key(write);
+    client
+        .delete_item()
+        .table_name(table)
+        .key(pk, pk_value)
+        .key(sk, sk_value)
+        .condition_expression(OWN_CLAIM)
+        .expression_attribute_names("#owner", "owner")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
+        .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()))
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| match e.as_service_error() {
+            Some(s) if s.is_conditional_check_failed_exception() => Failed::Condition,
+            _ => Failed::Call(describe(&e)),
+        })
+}
+
+/// Puts a claim (conditioned on nobody else's) or a confirm.
+async fn put_item(
+    client: &Client,
+    table: &str,
+    write: &Write,
+    expires_at: &str,
+) -> Result<(), Failed> {
+    let state = if write.kind == Kind::Claim {
+        CLAIMED
+    } else {
+        DELIVERED
+    };
+    let [(pk, pk_value), (sk, sk_value)] = key(write);
+    let mut request = client
+        .put_item()
+        .table_name(table)
+        .item(pk, pk_value)
+        .item(sk, sk_value)
+        .item("owner", AttributeValue::S(write.owner.clone()))
+        .item("state", AttributeValue::S(state.to_owned()))
+        .item("expiresAt", AttributeValue::N(expires_at.to_owned()));
+    if write.kind == Kind::Claim {
+        request = request
+            .condition_expression(format!("attribute_not_exists(pk) OR ({OWN_CLAIM})"))
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":me", AttributeValue::S(write.owner.clone()))
+            .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.to_owned()));
+    }
+    request
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| match e.as_service_error() {
+            Some(s) if s.is_conditional_check_failed_exception() => Failed::Condition,
+            _ => Failed::Call(describe(&e)),
+        })
 }
 
 /// The ledger key of a record in a stream.

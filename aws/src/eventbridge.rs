@@ -50,6 +50,7 @@ impl EventBus for EventBridgeBus {
                     .as_service_error()
                     .is_none_or(|s| s.meta().code() != Some("ValidationException")),
                 message: format!("PutEvents to {}: {}", self.bus_name, describe(&e)),
+                source: Some(Box::new(e)),
             })?;
         Ok(output
             .entries()

@@ -36,6 +36,7 @@ use trailwatch::insights::store::{
     StoreError, StoredCell, StoredKey,
 };
 use trailwatch::insights::{KeyAttributions, MinuteCell, SeriesKey};
+use trailwatch::retry::RetryPolicy;
 
 use crate::describe;
 
@@ -53,6 +54,12 @@ pub const PUT_CONCURRENCY: usize = 16;
 pub const PART_ATTEMPTS: u32 = 5;
 /// Attempts at reading keys DynamoDB left unprocessed.
 pub const BATCH_GET_ATTEMPTS: u32 = 6;
+/// Pauses between BatchGetItem calls for keys left unprocessed: full jitter, 100 ms doubling.
+const UNPROCESSED_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: BATCH_GET_ATTEMPTS,
+    base: Duration::from_millis(50),
+    cap: Duration::from_secs(2),
+};
 
 const CLOCK_PK: &str = "insights#clock";
 const CLOCK_SK: &str = "clock";
@@ -116,10 +123,14 @@ fn expires_at(ttl: Duration) -> AttributeValue {
     AttributeValue::N(secs.to_string())
 }
 
-fn store_error<E: std::error::Error>(operation: &'static str, e: &E) -> StoreError {
-    StoreError {
+fn store_error<E>(operation: &'static str, e: E) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    StoreError::Call {
         operation,
-        message: describe(e),
+        message: describe(&e),
+        source: Box::new(e),
     }
 }
 
@@ -132,9 +143,21 @@ fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a
 }
 
 fn corrupt(operation: &'static str, what: String) -> StoreError {
-    StoreError {
+    StoreError::Corrupt {
         operation,
-        message: what,
+        what,
+        source: None,
+    }
+}
+
+fn corrupt_by<E>(operation: &'static str, what: String, e: E) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    StoreError::Corrupt {
+        operation,
+        what,
+        source: Some(Box::new(e)),
     }
 }
 
@@ -181,7 +204,7 @@ impl DynamoDbInsightsStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| store_error("GetItem clock", &e))?;
+            .map_err(|e| store_error("GetItem clock", e))?;
         match out.item() {
             Some(item) => Ok((
                 clock_of(item, "GetItem clock")?,
@@ -193,7 +216,7 @@ impl DynamoDbInsightsStore {
 
     fn cell_put(&self, batch_id: &str, part: u32, item: &CellItem) -> Result<Put, StoreError> {
         let cells = serde_json::to_string(&item.cells)
-            .map_err(|e| corrupt("TransactWriteItems", format!("cells: {e}")))?;
+            .map_err(|e| corrupt_by("TransactWriteItems", "cells".into(), e))?;
         Put::builder()
             .table_name(&*self.table)
             .item("pk", s(cells_pk(item.read_minute.div_euclid(60))))
@@ -208,7 +231,7 @@ impl DynamoDbInsightsStore {
             .item("cells", s(cells))
             .item("expiresAt", expires_at(CELL_TTL))
             .build()
-            .map_err(|e| store_error("TransactWriteItems", &e))
+            .map_err(|e| store_error("TransactWriteItems", e))
     }
 
     /// One attempt at writing a part against fence `closing`.
@@ -229,14 +252,14 @@ impl DynamoDbInsightsStore {
             .item("expiresAt", expires_at(CELL_TTL))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| store_error("TransactWriteItems", &e))?;
+            .map_err(|e| store_error("TransactWriteItems", e))?;
         let fence = ConditionCheck::builder()
             .table_name(&*self.table)
             .set_key(Some(self.clock_key().into_iter().collect()))
             .condition_expression("attribute_not_exists(closingThrough) OR closingThrough < :first")
             .expression_attribute_values(":first", n(first_read))
             .build()
-            .map_err(|e| store_error("TransactWriteItems", &e))?;
+            .map_err(|e| store_error("TransactWriteItems", e))?;
         let mut writes = vec![
             TransactWriteItem::builder().put(marker).build(),
             TransactWriteItem::builder().condition_check(fence).build(),
@@ -266,7 +289,7 @@ impl DynamoDbInsightsStore {
                         .iter()
                         .map(|r| r.code().unwrap_or("None").to_owned())
                         .collect(),
-                    _ => return Err(store_error("TransactWriteItems", &e)),
+                    _ => return Err(store_error("TransactWriteItems", e)),
                 };
                 let code = |i: usize| reasons.get(i).map_or("None", String::as_str);
                 if code(0) == "ConditionalCheckFailed" {
@@ -276,10 +299,11 @@ impl DynamoDbInsightsStore {
                 {
                     Ok(Attempt::Again(format!("cancelled: {reasons:?}")))
                 } else {
-                    Err(corrupt(
-                        "TransactWriteItems",
-                        format!("cancelled: {reasons:?}: {}", describe(&e)),
-                    ))
+                    Err(StoreError::Call {
+                        operation: "TransactWriteItems",
+                        message: format!("cancelled: {reasons:?}: {}", describe(&e)),
+                        source: Box::new(e),
+                    })
                 }
             }
         }
@@ -309,17 +333,17 @@ impl DynamoDbInsightsStore {
         match request.send().await {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) && remove_ok => Ok(false),
-            Err(e) if is_condition_failed(&e) => Err(corrupt(
+            Err(e) if is_condition_failed(&e) => Err(StoreError::LeaseLost {
                 operation,
-                format!("the evaluation lease is no longer held by {owner}"),
-            )),
-            Err(e) => Err(store_error(operation, &e)),
+                owner: owner.to_owned(),
+            }),
+            Err(e) => Err(store_error(operation, e)),
         }
     }
 
     async fn put_key(&self, key: &SeriesKey, stored: &StoredKey) -> Result<(), StoreError> {
         let attributions = gzip_json(&stored.attributions)
-            .map_err(|e| corrupt("PutItem key", format!("attributions of {key}: {e}")))?;
+            .map_err(|e| corrupt_by("PutItem key", format!("attributions of {key}"), e))?;
         StoreCalls::add(&self.calls.put_item);
         self.client
             .put_item()
@@ -339,7 +363,7 @@ impl DynamoDbInsightsStore {
             .item("expiresAt", expires_at(KEY_TTL))
             .send()
             .await
-            .map_err(|e| store_error("PutItem key", &e))?;
+            .map_err(|e| store_error("PutItem key", e))?;
         Ok(())
     }
 }
@@ -350,7 +374,7 @@ fn clock_of(
 ) -> Result<Clock, StoreError> {
     let open_keys = match text(item, "openKeys") {
         Some(json) => {
-            serde_json::from_str(json).map_err(|e| corrupt(operation, format!("openKeys: {e}")))?
+            serde_json::from_str(json).map_err(|e| corrupt_by(operation, "openKeys".into(), e))?
         }
         None => Vec::new(),
     };
@@ -373,24 +397,29 @@ enum Attempt {
     Again(String),
 }
 
-fn decode_key(item: &HashMap<String, AttributeValue>) -> Result<(SeriesKey, StoredKey), String> {
-    let key: SeriesKey = serde_json::from_str(text(item, "key").ok_or("no key")?)
-        .map_err(|e| format!("key: {e}"))?;
+fn decode_key(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<(SeriesKey, StoredKey), StoreError> {
+    const OPERATION: &str = "BatchGetItem keys";
+    let pk = text(item, "pk").unwrap_or("?");
+    let missing = |name: &str| corrupt(OPERATION, format!("key item {pk}: no {name}"));
+    let key: SeriesKey = serde_json::from_str(text(item, "key").ok_or_else(|| missing("key"))?)
+        .map_err(|e| corrupt_by(OPERATION, format!("key item {pk}: key"), e))?;
     let state = item
         .get("state")
         .and_then(|v| v.as_b().ok())
-        .ok_or("no state")?
+        .ok_or_else(|| missing("state"))?
         .as_ref()
         .to_vec();
     let attributions: KeyAttributions = match item.get("attributions").map(|v| v.as_b()) {
         Some(Ok(bytes)) => serde_json::from_reader(flate2::read::GzDecoder::new(bytes.as_ref()))
-            .map_err(|e| format!("attributions: {e}"))?,
+            .map_err(|e| corrupt_by(OPERATION, format!("key item {pk}: attributions"), e))?,
         _ => KeyAttributions::default(),
     };
     Ok((
         key,
         StoredKey {
-            through: number(item, "through").ok_or("no through")?,
+            through: number(item, "through").ok_or_else(|| missing("through"))?,
             state,
             attributions,
         },
@@ -411,13 +440,14 @@ impl CellStore for DynamoDbInsightsStore {
                 Attempt::Again(why) => last = why,
             }
         }
-        Err(corrupt(
-            "TransactWriteItems",
-            format!(
-                "part {} of batch {batch_id} not written after {PART_ATTEMPTS} attempts: {last}",
+        Err(StoreError::GaveUp {
+            operation: "TransactWriteItems",
+            what: format!(
+                "part {} of batch {batch_id} not written ({last})",
                 part.index
             ),
-        ))
+            attempts: PART_ATTEMPTS,
+        })
     }
 }
 
@@ -450,7 +480,7 @@ impl EvaluationStore for DynamoDbInsightsStore {
                 None => Ok(Some(Clock::default())),
             },
             Err(e) if is_condition_failed(&e) => Ok(None),
-            Err(e) => Err(store_error("UpdateItem lease", &e)),
+            Err(e) => Err(store_error("UpdateItem lease", e)),
         }
     }
 
@@ -488,10 +518,10 @@ impl EvaluationStore for DynamoDbInsightsStore {
         // Either the fence is already at or past `through` (fine) or the lease is gone.
         match self.read_clock().await? {
             (clock, Some(o)) if o == owner && clock.closing_through >= Some(through) => Ok(()),
-            _ => Err(corrupt(
-                "UpdateItem fence",
-                format!("the evaluation lease is no longer held by {owner}"),
-            )),
+            _ => Err(StoreError::LeaseLost {
+                operation: "UpdateItem fence",
+                owner: owner.to_owned(),
+            }),
         }
     }
 
@@ -516,7 +546,7 @@ impl EvaluationStore for DynamoDbInsightsStore {
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
-                    .map_err(|e| store_error("Query cells", &e))?;
+                    .map_err(|e| store_error("Query cells", e))?;
                 for item in page.items() {
                     let sk = text(item, "sk").unwrap_or("");
                     let read_minute: i64 = sk
@@ -526,7 +556,7 @@ impl EvaluationStore for DynamoDbInsightsStore {
                         .ok_or_else(|| corrupt("Query cells", format!("cell item sk {sk}")))?;
                     let cells: Vec<MinuteCell> =
                         serde_json::from_str(text(item, "cells").unwrap_or("[]"))
-                            .map_err(|e| corrupt("Query cells", format!("cell item {sk}: {e}")))?;
+                            .map_err(|e| corrupt_by("Query cells", format!("cell item {sk}"), e))?;
                     out.extend(
                         cells
                             .into_iter()
@@ -558,7 +588,7 @@ impl EvaluationStore for DynamoDbInsightsStore {
             let mut pending = Some(
                 request
                     .build()
-                    .map_err(|e| store_error("BatchGetItem keys", &e))?,
+                    .map_err(|e| store_error("BatchGetItem keys", e))?,
             );
             let mut attempt = 0;
             while let Some(wanted) = pending.take() {
@@ -570,14 +600,14 @@ impl EvaluationStore for DynamoDbInsightsStore {
                     .request_items(&*self.table, wanted)
                     .send()
                     .await
-                    .map_err(|e| store_error("BatchGetItem keys", &e))?;
+                    .map_err(|e| store_error("BatchGetItem keys", e))?;
                 for item in out
                     .responses()
                     .and_then(|r| r.get(&*self.table))
                     .map(Vec::as_slice)
                     .unwrap_or_default()
                 {
-                    found.push(decode_key(item).map_err(|e| corrupt("BatchGetItem keys", e))?);
+                    found.push(decode_key(item)?);
                 }
                 pending = out
                     .unprocessed_keys()
@@ -586,12 +616,13 @@ impl EvaluationStore for DynamoDbInsightsStore {
                     .cloned();
                 if pending.is_some() {
                     if attempt >= BATCH_GET_ATTEMPTS {
-                        return Err(corrupt(
-                            "BatchGetItem keys",
-                            format!("keys still unprocessed after {attempt} attempts"),
-                        ));
+                        return Err(StoreError::GaveUp {
+                            operation: "BatchGetItem keys",
+                            what: "keys still unprocessed".into(),
+                            attempts: attempt,
+                        });
                     }
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                    tokio::time::sleep(UNPROCESSED_RETRY.delay(attempt)).await;
                 }
             }
         }
@@ -621,7 +652,7 @@ impl EvaluationStore for DynamoDbInsightsStore {
                     first_error.get_or_insert(e);
                 }
                 Some(Err(e)) => {
-                    first_error.get_or_insert(corrupt("PutItem key", e.to_string()));
+                    first_error.get_or_insert(store_error("PutItem key", e));
                 }
                 None => break,
             }
@@ -631,7 +662,7 @@ impl EvaluationStore for DynamoDbInsightsStore {
 
     async fn save_clock_and_release(&self, owner: &str, clock: &Clock) -> Result<(), StoreError> {
         let open_keys = serde_json::to_string(&clock.open_keys)
-            .map_err(|e| corrupt("UpdateItem clock", format!("openKeys: {e}")))?;
+            .map_err(|e| corrupt_by("UpdateItem clock", "openKeys".into(), e))?;
         let mut values = vec![
             (":closed", n(clock.closed_through.unwrap_or(i64::MIN))),
             (":open", s(open_keys)),

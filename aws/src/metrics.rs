@@ -62,6 +62,30 @@ impl Emf {
         self
     }
 
+    /// The counts of a serialised report: each top-level whole number (and each yes/no, as
+    /// 1 or 0) under its name in PascalCase (`logEvents` → `LogEvents`), each list by its
+    /// length, except the fields named in `not_counts` (times, ids).
+    pub fn counts_of(mut self, report: &Value, not_counts: &[&str]) -> Self {
+        let Some(fields) = report.as_object() else {
+            return self;
+        };
+        for (name, value) in fields {
+            if not_counts.contains(&name.as_str()) {
+                continue;
+            }
+            let count = match value {
+                Value::Number(n) => n.as_u64().map(|n| n as usize),
+                Value::Bool(b) => Some(usize::from(*b)),
+                Value::Array(items) => Some(items.len()),
+                _ => None,
+            };
+            if let Some(count) = count {
+                self = self.count(&pascal(name), count);
+            }
+        }
+        self
+    }
+
     /// A duration in milliseconds.
     pub fn millis(mut self, name: &str, value: f64) -> Self {
         self.metrics.push((name.to_owned(), value, "Milliseconds"));
@@ -102,6 +126,15 @@ impl Emf {
         }
         Value::Object(root).to_string()
     }
+}
+
+/// `logEvents` → `LogEvents`.
+fn pascal(camel: &str) -> String {
+    let mut chars = camel.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
 }
 
 /// `too_old` → `TooOld`.
@@ -178,12 +211,8 @@ impl Intercept for CountAttempts {
     }
 }
 
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+/// The clock EMF lines are stamped with.
+pub use trailwatch::time::now_ms;
 
 #[cfg(test)]
 mod tests {
@@ -254,6 +283,20 @@ mod tests {
         };
         assert_eq!(after.retries_since(&before), 4);
         assert_eq!(before.retries_since(&before), 0);
+    }
+
+    #[test]
+    fn a_reports_counts_become_metrics_and_its_times_do_not() {
+        let report = json!({"batchId": "b", "logEvents": 12, "leased": true,
+            "closedThrough": 28_000_000, "batchItemFailures": [{"itemIdentifier": "m"}]});
+        let line = Emf::new("insights")
+            .counts_of(&report, &["closedThrough"])
+            .to_line(0);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["LogEvents"], 12);
+        assert_eq!(v["Leased"], 1);
+        assert_eq!(v["BatchItemFailures"], 1);
+        assert!(v.get("ClosedThrough").is_none() && v.get("BatchId").is_none());
     }
 
     #[test]

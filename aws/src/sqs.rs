@@ -6,7 +6,7 @@ use aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use trailwatch::deliver::limits::{SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES};
-use trailwatch::forward::{Jitter, RetryPolicy};
+use trailwatch::retry::RetryPolicy;
 
 use crate::{describe, is_transient};
 
@@ -25,6 +25,8 @@ pub struct SendError {
     pub failed: usize,
     pub total: usize,
     pub reason: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 #[derive(Clone)]
@@ -128,99 +130,104 @@ impl SqsSender {
         &self,
         queue_url: &str,
         bodies: &[B],
-        entry: impl Fn(
-            SendMessageBatchRequestEntryBuilder,
-            usize,
-        ) -> SendMessageBatchRequestEntryBuilder,
+        entry: impl Fn(EntryBuilder, usize) -> EntryBuilder,
     ) -> Result<SendStats, SendError> {
         let mut stats = SendStats::default();
-        let mut jitter = Jitter::new(bodies.len() as u64);
+        let refused = |failed, reason, source| SendError {
+            queue: queue_url.to_owned(),
+            failed,
+            total: bodies.len(),
+            reason,
+            source,
+        };
         for group in batches(bodies) {
             let mut pending: Vec<usize> = group;
             let mut attempt = 0;
             while !pending.is_empty() {
                 attempt += 1;
-                let entries: Vec<SendMessageBatchRequestEntry> = pending
-                    .iter()
-                    .map(|&i| {
-                        entry(
-                            SendMessageBatchRequestEntry::builder()
-                                .id(i.to_string())
-                                .message_body(bodies[i].as_ref()),
-                            i,
-                        )
-                        .build()
-                        .expect("id and body are set")
-                    })
-                    .collect();
                 stats.calls += 1;
-                let failure = match self
-                    .client
-                    .send_message_batch()
-                    .queue_url(queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                {
-                    Ok(output) => {
-                        let failed: Vec<(usize, String, bool)> = output
-                            .failed()
-                            .iter()
-                            .filter_map(|f| {
-                                let i = f.id().parse::<usize>().ok()?;
-                                Some((
-                                    i,
-                                    format!("{}: {}", f.code(), f.message().unwrap_or("")),
-                                    f.sender_fault(),
-                                ))
-                            })
-                            .collect();
-                        if failed.iter().any(|(_, _, sender_fault)| *sender_fault) {
-                            let (_, reason, _) =
-                                failed.iter().find(|f| f.2).cloned().unwrap_or_default();
-                            return Err(SendError {
-                                queue: queue_url.to_owned(),
-                                failed: failed.len(),
-                                total: bodies.len(),
-                                reason,
-                            });
-                        }
-                        let reason = failed.first().map(|f| f.1.clone()).unwrap_or_default();
-                        pending = failed.into_iter().map(|f| f.0).collect();
+                let reason = match self.call(queue_url, bodies, &pending, &entry).await {
+                    Call::Again(again, reason) => {
+                        pending = again;
                         reason
                     }
-                    // The SDK already retried throttling and transient faults; a call that
-                    // still fails transiently is tried again here, so that one unlucky send
-                    // does not fail a message whose log file took many sends (the whole file
-                    // would be read again).
-                    Err(e) if is_transient(&e) => describe(&e),
-                    Err(e) => {
-                        return Err(SendError {
-                            queue: queue_url.to_owned(),
-                            failed: pending.len(),
-                            total: bodies.len(),
-                            reason: describe(&e),
-                        })
+                    Call::Refused(failed, reason, source) => {
+                        return Err(refused(failed, reason, source))
                     }
                 };
                 if pending.is_empty() {
                     break;
                 }
-                if attempt >= RETRY.max_attempts {
-                    return Err(SendError {
-                        queue: queue_url.to_owned(),
-                        failed: pending.len(),
-                        total: bodies.len(),
-                        reason: failure,
-                    });
+                if !RETRY.allows_after(attempt) {
+                    return Err(refused(pending.len(), reason, None));
                 }
                 stats.retries += 1;
-                tokio::time::sleep(RETRY.delay(attempt, jitter.next_unit())).await;
+                tokio::time::sleep(RETRY.delay(attempt)).await;
             }
         }
         Ok(stats)
     }
+
+    /// One SendMessageBatch call of the `pending` bodies.
+    async fn call<B: AsRef<str>>(
+        &self,
+        queue_url: &str,
+        bodies: &[B],
+        pending: &[usize],
+        entry: &impl Fn(EntryBuilder, usize) -> EntryBuilder,
+    ) -> Call {
+        let entries: Vec<SendMessageBatchRequestEntry> = pending
+            .iter()
+            .map(|&i| {
+                let builder = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(bodies[i].as_ref());
+                entry(builder, i).build().expect("id and body are set")
+            })
+            .collect();
+        let sent = self
+            .client
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        match sent {
+            Ok(output) => {
+                let (mut again, mut reason) = (Vec::new(), String::new());
+                for f in output.failed() {
+                    let why = format!("{}: {}", f.code(), f.message().unwrap_or(""));
+                    if f.sender_fault() {
+                        return Call::Refused(output.failed().len(), why, None);
+                    }
+                    again.extend(f.id().parse::<usize>().ok());
+                    if reason.is_empty() {
+                        reason = why;
+                    }
+                }
+                Call::Again(again, reason)
+            }
+            // The SDK already retried throttling and transient faults; a call that still
+            // fails transiently is tried again here, so that one unlucky send does not fail
+            // a message whose log file took many sends (the whole file would be read again).
+            Err(e) if is_transient(&e) => Call::Again(pending.to_vec(), describe(&e)),
+            Err(e) => Call::Refused(pending.len(), describe(&e), Some(Box::new(e))),
+        }
+    }
 }
+
+type EntryBuilder = SendMessageBatchRequestEntryBuilder;
+
+/// What one SendMessageBatch call left to do.
+enum Call {
+    /// The entries to send again (SQS failed them, or the whole call failed transiently; none
+    /// when all were sent), and the first reason.
+    Again(Vec<usize>, String),
+    /// A failure sending again cannot fix: how many entries, why, and the SDK's error.
+    Refused(usize, String, Option<BoxError>),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Groups bodies (by index) into SendMessageBatch calls within the count and size limits.
 fn batches<B: AsRef<str>>(bodies: &[B]) -> Vec<Vec<usize>> {

@@ -3,21 +3,29 @@
 
 use aws_sdk_ssm::Client;
 
-use crate::describe;
+use crate::{describe, ConfigError};
 
-pub async fn parameter(client: &Client, name: &str) -> Result<String, String> {
+pub async fn parameter(client: &Client, name: &str) -> Result<String, ConfigError> {
     let output = client
         .get_parameter()
         .name(name)
         .with_decryption(true)
         .send()
         .await
-        .map_err(|e| format!("SSM parameter {name}: {}", describe(&e)))?;
+        .map_err(|e| ConfigError::Parameter {
+            name: name.to_owned(),
+            reason: describe(&e),
+            source: Some(Box::new(e)),
+        })?;
     output
         .parameter()
         .and_then(|p| p.value())
         .map(str::to_owned)
-        .ok_or_else(|| format!("SSM parameter {name} has no value"))
+        .ok_or_else(|| ConfigError::Parameter {
+            name: name.to_owned(),
+            reason: "it has no value".to_owned(),
+            source: None,
+        })
 }
 
 /// The trail configuration inline (JSON).
@@ -28,9 +36,9 @@ pub const TRAIL_CONFIG_PARAMETER_ENV: &str = "TRAILWATCH_TRAIL_CONFIG_PARAMETER"
 /// The trail configuration's text, as the functions are configured: from the SSM parameter
 /// named by `TRAILWATCH_TRAIL_CONFIG_PARAMETER` when set, else `TRAILWATCH_TRAIL_CONFIG`, else
 /// `{}` (CloudTrail's default trail).
-pub async fn trail_config_text(sdk: &aws_config::SdkConfig) -> Result<String, String> {
+pub async fn trail_config_text(sdk: &aws_config::SdkConfig) -> Result<String, ConfigError> {
     match std::env::var(TRAIL_CONFIG_PARAMETER_ENV) {
-        Ok(name) if !name.is_empty() => parameter(&Client::new(sdk), &name).await,
+        Ok(name) if !name.is_empty() => parameter(&crate::client(sdk), &name).await,
         _ => Ok(std::env::var(TRAIL_CONFIG_ENV).unwrap_or_else(|_| "{}".into())),
     }
 }

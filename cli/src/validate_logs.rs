@@ -5,10 +5,16 @@
 //! [`check`] follows the chains and hashes the log files into a [`check::Report`]; this module
 //! parses the command line and prints the report.
 
+mod chain;
 pub mod check;
 pub mod digest;
+mod digest_verdict;
+mod inventory;
 pub mod keys;
 pub mod layout;
+mod log_verdict;
+mod read;
+mod report;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +22,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::json;
+use thiserror::Error;
 use trailwatch::time::{format_event_time, parse_event_time};
 
 use crate::exit;
@@ -117,8 +124,30 @@ pub struct ValidateLogsArgs {
     pub json: bool,
 }
 
+/// Why `validate-logs` could not run.
+#[derive(Debug, Error)]
+pub enum ValidateLogsError {
+    #[error("--start-time is after --end-time")]
+    TimeRange,
+    #[error("--public-key {0}")]
+    PublicKey(#[from] keys::KeyError),
+    #[error("{}: not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Scan {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A time `--start-time`/`--end-time` cannot read.
+#[derive(Debug, Error)]
+#[error("'{0}' is not a UTC time like 2023-07-10T05:21:42Z, 2023-07-10T05:21Z or 2023-07-10")]
+pub struct TimeArgError(String);
+
 /// An ISO 8601 UTC time; also a date alone (midnight) and a time without seconds.
-fn parse_time(text: &str) -> Result<i64, String> {
+fn parse_time(text: &str) -> Result<i64, TimeArgError> {
     let b = text.as_bytes();
     let candidate = match b.len() {
         10 => format!("{text}T00:00:00Z"),
@@ -126,11 +155,7 @@ fn parse_time(text: &str) -> Result<i64, String> {
         17 if b[13] == b':' && b[16] == b'Z' => format!("{}:00Z", &text[..16]),
         _ => text.to_owned(),
     };
-    parse_event_time(&candidate).map_err(|_| {
-        format!(
-            "'{text}' is not a UTC time like 2023-07-10T05:21:42Z, 2023-07-10T05:21Z or 2023-07-10"
-        )
-    })
+    parse_event_time(&candidate).map_err(|_| TimeArgError(text.to_owned()))
 }
 
 pub fn run(args: ValidateLogsArgs) -> ExitCode {
@@ -165,20 +190,23 @@ pub fn run(args: ValidateLogsArgs) -> ExitCode {
 }
 
 /// Reads the keys and the folder and validates; `Err` is a usage error.
-pub fn validate(args: &ValidateLogsArgs) -> Result<Report, String> {
+pub fn validate(args: &ValidateLogsArgs) -> Result<Report, ValidateLogsError> {
     if let (Some(start), Some(end)) = (args.start_time, args.end_time) {
         if start > end {
-            return Err("--start-time is after --end-time".into());
+            return Err(ValidateLogsError::TimeRange);
         }
     }
     let mut keys = Vec::new();
     for path in &args.public_keys {
-        keys.extend(keys::load_public_keys(path).map_err(|e| format!("--public-key {e}"))?);
+        keys.extend(keys::load_public_keys(path)?);
     }
     if !args.folder.is_dir() {
-        return Err(format!("{}: not a folder", args.folder.display()));
+        return Err(ValidateLogsError::NotAFolder(args.folder.clone()));
     }
-    let scan = layout::scan(&args.folder).map_err(|e| format!("{}: {e}", args.folder.display()))?;
+    let scan = layout::scan(&args.folder).map_err(|source| ValidateLogsError::Scan {
+        path: args.folder.clone(),
+        source,
+    })?;
     let options = Options {
         start: args.start_time,
         end: args.end_time,
@@ -285,6 +313,37 @@ pub fn print_human(
         time_or(report.requested_start, "the oldest digest"),
         time_or(report.requested_end, "the newest digest")
     )?;
+    print_counts(report, out)?;
+    if !report.errors.is_empty() {
+        writeln!(
+            out,
+            "{} other problem{} (files or folders not checked)",
+            report.errors.len(),
+            if report.errors.len() == 1 { "" } else { "s" }
+        )?;
+    }
+    if report.keys.is_empty() {
+        writeln!(
+            out,
+            "Signatures NOT verified (no --public-key given): only the hash chain was checked, which whoever can rewrite the bucket can recompute"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Signatures verified with {} public key{}: {}",
+            report.keys.len(),
+            if report.keys.len() == 1 { "" } else { "s" },
+            report.keys.join(", ")
+        )?;
+    }
+    for note in &report.notes {
+        writeln!(out, "Note: {note}")?;
+    }
+    Ok(())
+}
+
+/// Results found, and the counts of digest and log files.
+fn print_counts(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     let digests = report.digest_counts();
     if digests.total == 0 {
         writeln!(out, "No digest files found")?;
@@ -325,31 +384,6 @@ pub fn print_human(
                 if extra == 1 { "" } else { "s" }
             )?;
         }
-    }
-    if !report.errors.is_empty() {
-        writeln!(
-            out,
-            "{} other problem{} (files or folders not checked)",
-            report.errors.len(),
-            if report.errors.len() == 1 { "" } else { "s" }
-        )?;
-    }
-    if report.keys.is_empty() {
-        writeln!(
-            out,
-            "Signatures NOT verified (no --public-key given): only the hash chain was checked, which whoever can rewrite the bucket can recompute"
-        )?;
-    } else {
-        writeln!(
-            out,
-            "Signatures verified with {} public key{}: {}",
-            report.keys.len(),
-            if report.keys.len() == 1 { "" } else { "s" },
-            report.keys.join(", ")
-        )?;
-    }
-    for note in &report.notes {
-        writeln!(out, "Note: {note}")?;
     }
     Ok(())
 }

@@ -9,6 +9,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+/// The retries [`forward`] makes.
+pub use crate::retry::RetryPolicy;
+
 /// PutEvents: at most 10 entries per call.
 pub const PUT_EVENTS_MAX_ENTRIES: usize = 10;
 /// PutEvents: the entries of one call must total less than 256 KB. Newer API models say 1 MB
@@ -142,11 +145,14 @@ impl EntryOutcome {
 }
 
 /// A whole call that failed, and whether trying again could succeed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct BusError {
     pub retryable: bool,
+    /// What failed and why, in one line.
     pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 /// Where entries go: an EventBridge bus in Lambda, a file in the local CLI.
@@ -156,35 +162,6 @@ pub trait EventBus {
         &self,
         entries: &[Entry],
     ) -> impl Future<Output = Result<Vec<EntryOutcome>, BusError>> + Send;
-}
-
-/// Exponential backoff with full jitter, bounded in attempts.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause before attempt `attempt` (from 1), jittered by `unit` in [0, 1).
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.cap);
-        ceiling.mul_f64(unit.clamp(0.0, 1.0))
-    }
 }
 
 /// What forwarding did, per entry index.
@@ -223,60 +200,24 @@ where
             ),
         ));
     }
-    let mut jitter = Jitter::new(entries.len() as u64);
     for call in calls {
         let mut pending = call;
         let mut attempt = 0;
         while !pending.is_empty() {
             attempt += 1;
-            let batch: Vec<Entry> = pending.iter().map(|&i| entries[i].clone()).collect();
             report.calls += 1;
-            let mut again = Vec::new();
-            let mut last_error = String::new();
-            match bus.put_events(&batch).await {
-                Ok(outcomes) if outcomes.len() == pending.len() => {
-                    for (&i, outcome) in pending.iter().zip(&outcomes) {
-                        match outcome {
-                            EntryOutcome::Accepted { .. } => report.accepted.push(i),
-                            EntryOutcome::Failed { code, message } if outcome.is_retryable() => {
-                                last_error = format!("{code}: {message}");
-                                again.push(i);
-                            }
-                            EntryOutcome::Failed { code, message } => {
-                                report.failed.push((i, format!("{code}: {message}")))
-                            }
-                        }
-                    }
-                }
-                Ok(outcomes) => {
-                    last_error = format!(
-                        "PutEvents answered {} outcomes for {} entries",
-                        outcomes.len(),
-                        pending.len()
-                    );
-                    again = pending.clone();
-                }
-                Err(e) if e.retryable => {
-                    last_error = e.message;
-                    again = pending.clone();
-                }
-                Err(e) => {
-                    report
-                        .failed
-                        .extend(pending.iter().map(|&i| (i, e.message.clone())));
-                }
-            }
+            let (again, last_error) = put_once(bus, entries, &pending, &mut report).await;
             if again.is_empty() {
                 break;
             }
-            if attempt >= policy.max_attempts {
+            if !policy.allows_after(attempt) {
                 report
                     .failed
                     .extend(again.iter().map(|&i| (i, last_error.clone())));
                 break;
             }
             report.retries += 1;
-            sleep(policy.delay(attempt, jitter.next_unit())).await;
+            sleep(policy.delay(attempt)).await;
             pending = again;
         }
     }
@@ -284,19 +225,47 @@ where
     report
 }
 
-/// A small deterministic generator for backoff jitter (xorshift); no randomness crate needed.
-pub struct Jitter(u64);
-
-impl Jitter {
-    pub fn new(seed: u64) -> Self {
-        Jitter(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
-    }
-
-    pub fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+/// One PutEvents call of the `pending` entries: the accepted and the refused for good go to
+/// `report`; returns the entries worth sending again and the last reason.
+async fn put_once<B: EventBus>(
+    bus: &B,
+    entries: &[Entry],
+    pending: &[usize],
+    report: &mut ForwardReport,
+) -> (Vec<usize>, String) {
+    let batch: Vec<Entry> = pending.iter().map(|&i| entries[i].clone()).collect();
+    match bus.put_events(&batch).await {
+        Ok(outcomes) if outcomes.len() == pending.len() => {
+            let (mut again, mut last_error) = (Vec::new(), String::new());
+            for (&i, outcome) in pending.iter().zip(&outcomes) {
+                match outcome {
+                    EntryOutcome::Accepted { .. } => report.accepted.push(i),
+                    EntryOutcome::Failed { code, message } if outcome.is_retryable() => {
+                        last_error = format!("{code}: {message}");
+                        again.push(i);
+                    }
+                    EntryOutcome::Failed { code, message } => {
+                        report.failed.push((i, format!("{code}: {message}")))
+                    }
+                }
+            }
+            (again, last_error)
+        }
+        Ok(outcomes) => (
+            pending.to_vec(),
+            format!(
+                "PutEvents answered {} outcomes for {} entries",
+                outcomes.len(),
+                pending.len()
+            ),
+        ),
+        Err(e) if e.retryable => (pending.to_vec(), e.message),
+        Err(e) => {
+            report
+                .failed
+                .extend(pending.iter().map(|&i| (i, e.message.clone())));
+            (Vec::new(), String::new())
+        }
     }
 }
 
@@ -458,13 +427,5 @@ mod tests {
             vec![0]
         );
         assert_eq!(report.calls, 3);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy::default();
-        assert!(p.delay(1, 0.999) < p.delay(3, 0.999));
-        assert!(p.delay(30, 0.999) <= p.cap);
-        assert_eq!(p.delay(2, 0.0), Duration::ZERO);
     }
 }

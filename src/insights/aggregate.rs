@@ -4,8 +4,10 @@
 //! (key, minute) with atomic `ADD`s ([`MinuteAggregate::count`] is the number to add; the
 //! sketches merge with [`MinuteAggregate::merge`]), so late and out-of-order files are fine.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -126,32 +128,13 @@ impl Selection {
     }
 }
 
-/// Identity hasher for keys that are already good 64-bit hashes.
-#[derive(Default)]
-pub(crate) struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type Prehashed = BuildHasherDefault<PrehashedHasher>;
-
 /// Interns series keys to dense ids without allocating on the hot path.
 #[derive(Debug, Default, Clone)]
 pub struct KeyIndex {
-    by_hash: HashMap<u64, u32, Prehashed>,
+    /// Ids by the in-memory hash of their key (no allocation per lookup).
+    by_hash: FxHashMap<u64, u32>,
     /// Keys whose 64-bit hash collided with an earlier one (practically never used).
-    collided: HashMap<SeriesKey, u32>,
+    collided: FxHashMap<SeriesKey, u32>,
     keys: Vec<SeriesKey>,
 }
 
@@ -174,7 +157,7 @@ impl KeyIndex {
 
     /// The id of a key, if known.
     pub fn get(&self, key: SeriesKeyRef<'_>) -> Option<u32> {
-        let h = key.stable_hash();
+        let h = FxBuildHasher.hash_one(key);
         let id = *self.by_hash.get(&h)?;
         if self.keys[id as usize].as_ref() == key {
             return Some(id);
@@ -184,7 +167,7 @@ impl KeyIndex {
 
     /// The id of a key, added if new. The bool says whether it was new.
     pub fn intern(&mut self, key: SeriesKeyRef<'_>) -> (u32, bool) {
-        let h = key.stable_hash();
+        let h = FxBuildHasher.hash_one(key);
         match self.by_hash.get(&h) {
             Some(&id) if self.keys[id as usize].as_ref() == key => (id, false),
             Some(_) => {

@@ -29,7 +29,13 @@ use serde::Deserialize;
 
 use super::key::InsightType;
 
-/// Parameters of the detector (DESIGN §3.8). Defaults are the validated prototype values.
+/// Most windows a configuration may use.
+pub const MAX_WINDOWS: usize = 4;
+/// Raw and cleaned per-minute counts a key keeps: the longest window is at most this.
+pub const MINUTE_RING: usize = 16;
+
+/// Parameters of the detector (docs/insights-design.md §3.8). Defaults are the validated
+/// prototype values.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct DetectorParams {
@@ -283,12 +289,12 @@ impl InsightsConfig {
             reason,
         };
         let d = &self.detector;
-        if d.windows.is_empty() || d.windows.len() > super::detector::MAX_WINDOWS {
+        if d.windows.is_empty() || d.windows.len() > MAX_WINDOWS {
             return Err(invalid("detector.windows", "needs 1 to 4 windows"));
         }
         if d.windows
             .iter()
-            .any(|&w| w == 0 || w as usize > super::detector::MINUTE_RING)
+            .any(|&w| w == 0 || w as usize > MINUTE_RING)
         {
             return Err(invalid(
                 "detector.windows",

@@ -11,10 +11,8 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::aggregate::{MinuteAggregate, MinuteAggregator, MinuteCell, ObserveStats};
-use super::config::{DetectorParams, InsightsConfig};
-use super::detector::{
-    InsightState, KeyState, StateDecodeError, StepContext, Transition, MINUTE_RING,
-};
+use super::config::{DetectorParams, InsightsConfig, MINUTE_RING};
+use super::detector::{InsightState, KeyState, StateDecodeError, StepContext, Transition};
 use super::key::SeriesKey;
 use super::output::{attributions, insight_record};
 use crate::record::Record;
@@ -24,7 +22,7 @@ const MINUTES_PER_DAY: i64 = 1440;
 /// Daily attribution rollups kept per key: the 7 baseline days, the start day and one spare.
 const ROLLUP_DAYS: i64 = 9;
 
-/// Attribution sketches of one key, kept out of the hot state (DESIGN §3.6): the last closed
+/// Attribution sketches of one key, kept out of the hot state (docs/insights-design.md §3.6): the last closed
 /// minutes, daily rollups, and the open Insight's sketches.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -335,107 +333,138 @@ impl InsightsEngine {
             return Vec::new();
         };
         let origin_day = origin.div_euclid(MINUTES_PER_DAY);
-        let previously_closed = self.closed_through;
-        let watermark = i64::from(self.config.watermark_minutes);
-        let top = self.config.attribution_top;
-        let mut emitted: Vec<(i64, u32, u8, String)> = Vec::new();
-        let mut transitions = Vec::new();
+        let mut emitted = Vec::new();
         for id in 0..self.keys.len() {
-            let drained = self.pending.drain_key_through(id as u32, through);
-            let entry = &mut self.keys[id];
-            let params = &self.params[entry.params];
-            let live = entry
-                .state
-                .last_minute()
-                .is_some_and(|l| l < through && entry.state.is_live_at(l + 1, params));
-            if drained.is_empty() && !live {
-                continue;
-            }
-            let key = self.pending.index().key(id as u32);
-            let ctx = StepContext::new(params, origin_day);
-            let mut emit = |entry: &mut KeyEntry, transitions: &mut Vec<Transition>| {
-                for t in transitions.drain(..) {
-                    let (insight, baseline) = match t.state {
-                        InsightState::Start => {
-                            let insight =
-                                entry.attrs.merged_recent(t.start_minute, t.closed_minute);
-                            let baseline = entry.attrs.baseline_for(t.start_minute);
-                            entry.attrs.insight = Some(insight.clone());
-                            entry.attrs.baseline = Some(baseline.clone());
-                            (insight, baseline)
-                        }
-                        InsightState::End => (
-                            entry.attrs.insight.take().unwrap_or_default(),
-                            entry.attrs.baseline.take().unwrap_or_default(),
-                        ),
-                    };
-                    let attribs = attributions(
-                        key.insight_type,
-                        &insight,
-                        t.insight_duration,
-                        &baseline,
-                        t.baseline_duration,
-                        top,
-                    );
-                    let detected = (t.closed_minute + 1 + watermark) * MS_PER_MINUTE;
-                    let record = insight_record(key, &t, Some(attribs), Some(detected));
-                    let order = u8::from(t.state == InsightState::Start);
-                    emitted.push((t.closed_minute, id as u32, order, record.to_json()));
-                }
-            };
-            for (minute, agg) in drained {
-                let count = u32::try_from(agg.count).unwrap_or(u32::MAX);
-                let late = previously_closed.is_some_and(|c| minute <= c)
-                    || entry.state.last_minute().is_some_and(|l| minute <= l);
-                if late {
-                    entry.state.add_late(minute, count);
-                    entry.attrs.add_to_day(minute, &agg);
-                    self.stats.late_minutes += 1;
-                    continue;
-                }
-                {
-                    let attrs = &entry.attrs;
-                    let familiar = |start, t| attrs.familiar(start, t);
-                    let ctx = StepContext {
-                        familiar: Some(&familiar),
-                        ..ctx
-                    };
-                    entry.state.advance_idle(minute - 1, &ctx, &mut transitions);
-                }
-                emit(entry, &mut transitions);
-                entry.attrs.push_minute(minute, agg);
-                {
-                    let attrs = &entry.attrs;
-                    let familiar = |start, t| attrs.familiar(start, t);
-                    let ctx = StepContext {
-                        familiar: Some(&familiar),
-                        ..ctx
-                    };
-                    entry.state.step(minute, count, &ctx, &mut transitions);
-                }
-                emit(entry, &mut transitions);
-                self.stats.minutes_evaluated += 1;
-            }
-            {
-                let attrs = &entry.attrs;
-                let familiar = |start, t| attrs.familiar(start, t);
-                let ctx = StepContext {
-                    familiar: Some(&familiar),
-                    ..ctx
-                };
-                entry.state.advance_idle(through, &ctx, &mut transitions);
-            }
-            emit(entry, &mut transitions);
+            self.close_key(id, through, origin_day, &mut emitted);
         }
         self.closed_through = Some(through);
-        emitted.sort_by_key(|(minute, id, order, _)| (*minute, *order, *id));
-        for (_, _, order, _) in &emitted {
-            if *order == 1 {
+        emitted.sort_by_key(|e| (e.closed_minute, e.order, e.id));
+        for e in &emitted {
+            if e.order == 1 {
                 self.stats.starts += 1;
             } else {
                 self.stats.ends += 1;
             }
         }
-        emitted.into_iter().map(|(_, _, _, json)| json).collect()
+        emitted.into_iter().map(|e| e.json).collect()
+    }
+
+    /// Steps key `id` through its pending minutes up to `through`, then its idle minutes.
+    fn close_key(&mut self, id: usize, through: i64, origin_day: i64, out: &mut Vec<Emitted>) {
+        let drained = self.pending.drain_key_through(id as u32, through);
+        let entry = &mut self.keys[id];
+        let params = &self.params[entry.params];
+        let live = entry
+            .state
+            .last_minute()
+            .is_some_and(|l| l < through && entry.state.is_live_at(l + 1, params));
+        if drained.is_empty() && !live {
+            return;
+        }
+        let mut emitter = Emitter {
+            key: self.pending.index().key(id as u32),
+            id: id as u32,
+            watermark: i64::from(self.config.watermark_minutes),
+            top: self.config.attribution_top,
+            out,
+        };
+        let ctx = StepContext::new(params, origin_day);
+        let mut transitions = Vec::new();
+        for (minute, agg) in drained {
+            let count = u32::try_from(agg.count).unwrap_or(u32::MAX);
+            let late = self.closed_through.is_some_and(|c| minute <= c)
+                || entry.state.last_minute().is_some_and(|l| minute <= l);
+            if late {
+                entry.state.add_late(minute, count);
+                entry.attrs.add_to_day(minute, &agg);
+                self.stats.late_minutes += 1;
+                continue;
+            }
+            entry.with_familiar(ctx, |state, ctx| {
+                state.advance_idle(minute - 1, ctx, &mut transitions)
+            });
+            emitter.emit(&mut entry.attrs, &mut transitions);
+            entry.attrs.push_minute(minute, agg);
+            entry.with_familiar(ctx, |state, ctx| {
+                state.step(minute, count, ctx, &mut transitions)
+            });
+            emitter.emit(&mut entry.attrs, &mut transitions);
+            self.stats.minutes_evaluated += 1;
+        }
+        entry.with_familiar(ctx, |state, ctx| {
+            state.advance_idle(through, ctx, &mut transitions)
+        });
+        emitter.emit(&mut entry.attrs, &mut transitions);
+    }
+}
+
+impl KeyEntry {
+    /// Runs `f` on the key's state with the attribution check of familiar bursts.
+    fn with_familiar(
+        &mut self,
+        ctx: StepContext<'_>,
+        f: impl FnOnce(&mut KeyState, &StepContext<'_>),
+    ) {
+        let attrs = &self.attrs;
+        let familiar = |start, t| attrs.familiar(start, t);
+        let ctx = StepContext {
+            familiar: Some(&familiar),
+            ..ctx
+        };
+        f(&mut self.state, &ctx);
+    }
+}
+
+/// An Insights record produced while closing minutes, with its place in the output order.
+struct Emitted {
+    closed_minute: i64,
+    id: u32,
+    /// 1 for a Start, 0 for an End (Ends of a minute come first).
+    order: u8,
+    json: String,
+}
+
+/// Turns one key's transitions into records with their attributions.
+struct Emitter<'a> {
+    key: &'a SeriesKey,
+    id: u32,
+    watermark: i64,
+    top: usize,
+    out: &'a mut Vec<Emitted>,
+}
+
+impl Emitter<'_> {
+    fn emit(&mut self, attrs: &mut KeyAttributions, transitions: &mut Vec<Transition>) {
+        for t in transitions.drain(..) {
+            let (insight, baseline) = match t.state {
+                InsightState::Start => {
+                    let insight = attrs.merged_recent(t.start_minute, t.closed_minute);
+                    let baseline = attrs.baseline_for(t.start_minute);
+                    attrs.insight = Some(insight.clone());
+                    attrs.baseline = Some(baseline.clone());
+                    (insight, baseline)
+                }
+                InsightState::End => (
+                    attrs.insight.take().unwrap_or_default(),
+                    attrs.baseline.take().unwrap_or_default(),
+                ),
+            };
+            let attribs = attributions(
+                self.key.insight_type,
+                &insight,
+                t.insight_duration,
+                &baseline,
+                t.baseline_duration,
+                self.top,
+            );
+            let detected = (t.closed_minute + 1 + self.watermark) * MS_PER_MINUTE;
+            let record = insight_record(self.key, &t, Some(attribs), Some(detected));
+            self.out.push(Emitted {
+                closed_minute: t.closed_minute,
+                id: self.id,
+                order: u8::from(t.state == InsightState::Start),
+                json: record.to_json(),
+            });
+        }
     }
 }

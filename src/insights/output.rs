@@ -100,8 +100,9 @@ fn round_average(v: f64) -> f64 {
     (v * 1e10).round() / 1e10
 }
 
-/// The Insight's overall id (`sharedEventID`), common to its Start and End: a UUID-shaped hash
-/// of the series key and the onset minute.
+/// The Insight's overall id (`sharedEventID`), common to its Start and End: a version 8 UUID
+/// made of the pinned hash of the series key and the onset minute (a retried evaluation, or
+/// another version of trailwatch, emits the same id).
 pub fn shared_event_id(key: &SeriesKey, start_minute: i64) -> String {
     id_for(key, start_minute, "shared")
 }
@@ -127,17 +128,11 @@ fn id_for(key: &SeriesKey, start_minute: i64, tag: &str) -> String {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&halves[0].to_be_bytes());
     b[8..].copy_from_slice(&halves[1].to_be_bytes());
-    b[6] = (b[6] & 0x0f) | 0x80; // RFC 9562 version 8: custom
-    b[8] = (b[8] & 0x3f) | 0x80; // RFC variant
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    // RFC 9562 version 8 ("custom") with the RFC variant bits.
+    uuid::Builder::from_custom_bytes(b)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// Top contributors per attribute: `userIdentityArn`, `userAgent`, and for call-rate Insights
@@ -254,5 +249,22 @@ mod tests {
             assert_eq!(parts, vec![8, 4, 4, 4, 12], "{id}");
             assert_eq!(&id[14..15], "8");
         }
+    }
+
+    #[test]
+    fn ids_are_pinned_across_versions() {
+        let k = key();
+        let k = SeriesKey {
+            region: "us-east-1".into(),
+            ..k
+        };
+        assert_eq!(
+            shared_event_id(&k, 28_495_680),
+            "691cb34b-58a8-8395-9fc5-e492ad697349"
+        );
+        assert_eq!(
+            event_id(&k, 28_495_680, InsightState::End),
+            "8a8b3e75-896e-87a1-ba4b-8854f3d45bc9"
+        );
     }
 }

@@ -3,9 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::key::hash_str;
+use std::hash::BuildHasher;
 
-/// Values per attribute kept per (key, minute) and per daily rollup (DESIGN §3.6).
+use rustc_hash::FxBuildHasher;
+
+/// In-memory hash of a value (compared in full on a match; never persisted).
+fn hash_str(text: &str) -> u64 {
+    FxBuildHasher.hash_one(text)
+}
+
+/// Values per attribute kept per (key, minute) and per daily rollup (docs/insights-design.md §3.6).
 pub const SKETCH_CAPACITY: usize = 16;
 
 /// One tracked value.

@@ -96,12 +96,41 @@ pub enum PartOutcome {
     AlreadyCounted,
 }
 
-/// A store call that failed (after the SDK's own retries).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation}: {message}")]
-pub struct StoreError {
-    pub operation: &'static str,
-    pub message: String,
+/// The cause of a backend failure, kept with its own chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a store call failed (after the backend's own retries).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed the call; `message` is the cause chain as text, for logs.
+    #[error("{operation}: {message}")]
+    Call {
+        operation: &'static str,
+        message: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The evaluation lease is not (or no longer) held by this owner.
+    #[error("{operation}: the evaluation lease is not held by {owner}")]
+    LeaseLost {
+        operation: &'static str,
+        owner: String,
+    },
+    /// An item read back (or about to be written) does not have the expected shape.
+    #[error("{operation}: {what}")]
+    Corrupt {
+        operation: &'static str,
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A conditional write kept conflicting.
+    #[error("{operation}: {what} after {attempts} attempts")]
+    GaveUp {
+        operation: &'static str,
+        what: String,
+        attempts: u32,
+    },
 }
 
 /// The counting side of the port.
@@ -306,9 +335,9 @@ impl MemoryStore {
 fn lease_is(m: &Memory, owner: &str) -> Result<(), StoreError> {
     match &m.lease {
         Some((o, _)) if o == owner => Ok(()),
-        _ => Err(StoreError {
+        _ => Err(StoreError::LeaseLost {
             operation: "lease",
-            message: format!("the evaluation lease is not held by {owner}"),
+            owner: owner.to_owned(),
         }),
     }
 }
@@ -482,7 +511,10 @@ pub enum SnapshotError {
     #[error("another evaluation holds the lease; try again in a minute")]
     Busy,
     #[error("key {key}: state is not hex")]
-    BadState { key: String },
+    BadState {
+        key: String,
+        source: hex::FromHexError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -499,7 +531,7 @@ pub fn snapshot(engine: &InsightsEngine) -> Result<Snapshot, SnapshotError> {
         .filter_map(|key| {
             Some(SnapshotKey {
                 key: key.clone(),
-                state: hex(&engine.export_key_state(key)?),
+                state: hex::encode(engine.export_key_state(key)?),
                 attributions: engine.export_key_attributions(key)?.clone(),
             })
         })
@@ -524,8 +556,9 @@ pub async fn load_snapshot<S: EvaluationStore>(
 ) -> Result<usize, SnapshotError> {
     let mut keys = Vec::with_capacity(snapshot.keys.len());
     for k in &snapshot.keys {
-        let state = unhex(&k.state).ok_or_else(|| SnapshotError::BadState {
+        let state = hex::decode(&k.state).map_err(|source| SnapshotError::BadState {
             key: k.key.to_string(),
+            source,
         })?;
         keys.push((
             k.key.clone(),
@@ -591,20 +624,6 @@ async fn load_leased<S: EvaluationStore>(
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,6 +665,17 @@ mod tests {
         assert_ne!(a, batch_id("g", "s", ["1", "3"].into_iter()));
         assert_ne!(a, batch_id("g", "s2", ["1", "2"].into_iter()));
         assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn batch_ids_are_pinned_across_versions() {
+        // A batch counted before an upgrade and redelivered after it must be recognised.
+        let id = batch_id(
+            "CloudTrail/trailwatch",
+            "111122223333_CloudTrail_us-east-1",
+            ["3788", "3789"].into_iter(),
+        );
+        assert_eq!(id, "5dad083e6a6f3e83a76ba718a9150eed");
     }
 
     #[test]

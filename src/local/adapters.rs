@@ -163,9 +163,8 @@ impl LogSink for FileLogGroup {
         let result = self
             .write(stream, events)
             .map(|()| RejectedRanges::default())
-            .map_err(|e| SinkError {
-                retryable: false,
-                message: format!("writing {stream}.jsonl: {e}"),
+            .map_err(|e| {
+                SinkError::new(false, format!("writing {stream}.jsonl: {e}")).caused_by(e)
             });
         std::future::ready(result)
     }

@@ -6,8 +6,8 @@
 use std::sync::Mutex;
 
 use crate::deliver::{
-    deliver_messages_once, BatchLimits, Carrier, DeliveryReport, HeldMessage, Inbound,
-    InvocationOnly, LedgerReport, LogSink,
+    deliver_messages_once, Carrier, CarryError, DeliveryReport, DeliverySettings, HeldMessage,
+    Inbound, InvocationOnly, LedgerReport, LogSink,
 };
 use crate::select::{Destination, Outgoing, MESSAGE_DELIVERY_SPAN_MS};
 
@@ -81,14 +81,13 @@ pub fn deliver_group(
         .zip(&ids)
         .map(|(m, id)| Inbound { id, body: &m.body })
         .collect();
+    let settings = DeliverySettings::at(now_ms);
     block_on(deliver_messages_once(
         sink,
         &InvocationOnly,
         hold,
         &inbound,
-        now_ms,
-        None,
-        &BatchLimits::default(),
+        &settings,
     ))
 }
 
@@ -137,7 +136,7 @@ impl Carrier for LocalHold {
         }
     }
 
-    async fn send(&self, messages: Vec<HeldMessage>) -> Result<(), String> {
+    async fn send(&self, messages: Vec<HeldMessage>) -> Result<(), CarryError> {
         let now_ms = lock(&self.invocation).0;
         lock(&self.held).extend(messages.into_iter().map(|m| (m.body, now_ms)));
         Ok(())

@@ -8,6 +8,7 @@ use serde_json::Value;
 use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::DeliveryMessage;
 use trailwatch::ingest::{parse_message, WorkItem};
+use trailwatch_deliver_fn::DeliverPayload;
 use trailwatch_e2e::repo_root;
 use trailwatch_insights_fn::InsightsInvocation;
 use trailwatch_select_fn::SelectInvocation;
@@ -68,12 +69,22 @@ fn select_samples_are_invocations_the_select_function_understands() {
 }
 
 #[test]
-fn deliver_samples_carry_delivery_messages_fresh_and_held() {
+fn deliver_samples_carry_delivery_messages_fresh_held_and_direct() {
     let mut kinds = Vec::new();
     for (path, payload) in samples("deliver") {
-        let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(payload).unwrap();
-        for message in &event.records {
-            let body = message.body.as_deref().unwrap();
+        let text = payload.to_string();
+        let bodies: Vec<String> = match serde_json::from_str::<DeliverPayload>(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        {
+            DeliverPayload::Queue(event) => {
+                event.records.into_iter().map(|m| m.body.unwrap()).collect()
+            }
+            DeliverPayload::Message(raw) => {
+                kinds.push("direct");
+                vec![raw.get().to_owned()]
+            }
+        };
+        for body in &bodies {
             let opened = open_held(body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             for inner in &opened {
                 let parsed = DeliveryMessage::parse(inner)
@@ -87,7 +98,7 @@ fn deliver_samples_carry_delivery_messages_fresh_and_held() {
             }
         }
     }
-    for kind in ["fresh", "held"] {
+    for kind in ["fresh", "held", "direct"] {
         assert!(
             kinds.contains(&kind),
             "no deliver sample of a {kind} message"

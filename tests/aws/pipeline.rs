@@ -126,9 +126,7 @@ impl Stack {
                 body.len()
             );
         }
-        let response = trailwatch_deliver_fn::handle(&deliver, messages)
-            .await
-            .unwrap();
+        let response = trailwatch_deliver_fn::handle_batch(&deliver, messages).await;
         assert!(response.batch_item_failures.is_empty(), "deliver failures");
     }
 
@@ -478,6 +476,55 @@ async fn a_call_that_is_not_full_waits_in_its_streams_group_of_the_hold_queue() 
     assert_eq!(
         attributes.attributes().unwrap()[&A::ApproximateNumberOfMessagesNotVisible],
         "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_message_invoked_directly_is_delivered_or_refused_with_an_error_type() {
+    use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+    use trailwatch::deliver::InvocationOnly;
+    use trailwatch_deliver_fn::{handle, DeliverPayload};
+    let stack = Stack::new().await;
+    let deliver = stack.deliver();
+    let all: Vec<String> = invictus_files().into_iter().flat_map(|(_, r)| r).collect();
+    let records = recent(&all, 30);
+    let stream = stream_of(&records[0]);
+    let mine: Vec<&str> = records
+        .iter()
+        .filter(|r| stream_of(r) == stream)
+        .take(3)
+        .map(String::as_str)
+        .collect();
+    let body = format!(
+        r#"{{"v":1,"stream":"{stream}","records":[{}]}}"#,
+        mine.join(",")
+    );
+    let invoke = |text: &str| {
+        let mut context = Context::default();
+        context.request_id = "request-1".into();
+        let payload: DeliverPayload = serde_json::from_str(text).unwrap();
+        handle(
+            &deliver,
+            &InvocationOnly,
+            LambdaEvent::new(payload, context),
+        )
+    };
+    let answer = invoke(&body).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(answer).unwrap(),
+        serde_json::json!({"recordsReceived": 3, "delivered": 3, "duplicates": 0, "setAside": 0})
+    );
+    assert_eq!(stack.stream(&stream).await, mine);
+
+    let refused = invoke(r#"{"v":2,"stream":"s","records":[]}"#)
+        .await
+        .unwrap_err();
+    let diagnostic = Diagnostic::from(refused);
+    assert_eq!(diagnostic.error_type, "trailwatch.InvalidPayload");
+    assert!(
+        diagnostic.error_message.contains("version 2"),
+        "{}",
+        diagnostic.error_message
     );
 }
 

@@ -6,17 +6,37 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use thiserror::Error;
 use trailwatch::ingest::{read_log_file, LogFileLimits};
 use trailwatch::local::log_files;
 
 use super::search::Searcher;
 
+/// Why there is nothing to search at a path.
+#[derive(Debug, Error)]
+pub enum LocalError {
+    #[error("{}: no such file or folder", .0.display())]
+    NotFound(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no stream files (*.jsonl, as trailwatch replay --out writes) and no CloudTrail log files (*.json, *.json.gz)", .0.display())]
+    NothingToRead(PathBuf),
+}
+
 /// Reads everything under `path` into the searcher. `Err` when there is nothing to read (the
 /// command cannot run); problems with single files or records go to the searcher.
-pub fn search_path(path: &Path, searcher: &mut Searcher) -> Result<(), String> {
+pub fn search_path(path: &Path, searcher: &mut Searcher) -> Result<(), LocalError> {
     if !path.exists() {
-        return Err(format!("{}: no such file or folder", path.display()));
+        return Err(LocalError::NotFound(path.to_owned()));
     }
+    let unreadable = |source| LocalError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
     if path.is_file() {
         searcher.files += 1;
         if is_jsonl(path) {
@@ -26,7 +46,7 @@ pub fn search_path(path: &Path, searcher: &mut Searcher) -> Result<(), String> {
         }
         return Ok(());
     }
-    let streams = jsonl_files(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let streams = jsonl_files(path).map_err(unreadable)?;
     if !streams.is_empty() {
         for file in &streams {
             searcher.files += 1;
@@ -35,17 +55,13 @@ pub fn search_path(path: &Path, searcher: &mut Searcher) -> Result<(), String> {
         return Ok(());
     }
     let logs: Vec<PathBuf> = log_files(&[path.to_owned()])
-        .map_err(|e| format!("{}: {e}", path.display()))?
+        .map_err(|e| unreadable(e.into()))?
         .into_iter()
         .filter(|f| f.has_records())
         .map(|f| f.path)
         .collect();
     if logs.is_empty() {
-        return Err(format!(
-            "{}: no stream files (*.jsonl, as trailwatch replay --out writes) and no CloudTrail \
-             log files (*.json, *.json.gz)",
-            path.display()
-        ));
+        return Err(LocalError::NothingToRead(path.to_owned()));
     }
     for file in &logs {
         searcher.files += 1;

@@ -4,6 +4,10 @@
 //! through more than asked.
 
 use aws_sdk_cloudwatchlogs::config::Region;
+use aws_sdk_cloudwatchlogs::error::SdkError;
+use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
+use aws_sdk_cloudwatchlogs::types::FilteredLogEvent;
+use thiserror::Error;
 use trailwatch::time::MS_PER_HOUR;
 
 use super::query::{AttributeKey, Query};
@@ -33,25 +37,39 @@ pub struct Calls {
 /// missed. The exact range is applied to eventTime here.
 const WINDOW_SLACK_MS: i64 = MS_PER_HOUR;
 
+/// Why CloudWatch Logs could not be asked.
+#[derive(Debug, Error)]
+pub enum GroupError {
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("no AWS Region for log group {0}: give --region or set AWS_REGION")]
+    NoRegion(String),
+    #[error(
+        "FilterLogEvents on log group {group}: {}",
+        trailwatch_aws::describe(source)
+    )]
+    Filter {
+        group: String,
+        #[source]
+        source: Box<SdkError<FilterLogEventsError>>,
+    },
+}
+
 /// Reads the log group's matching events into the searcher. `Err` when CloudWatch Logs could
 /// not be asked (no such group, no credentials…): no partial answer is printed then.
 pub fn search_group(
     source: &GroupSource,
     query: &Query,
     searcher: &mut Searcher,
-) -> Result<Calls, String> {
+) -> Result<Calls, GroupError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))?;
+        .map_err(GroupError::Runtime)?;
     runtime.block_on(fetch(source, query, searcher))
 }
 
-async fn fetch(
-    source: &GroupSource,
-    query: &Query,
-    searcher: &mut Searcher<'_>,
-) -> Result<Calls, String> {
+async fn client(source: &GroupSource) -> Result<aws_sdk_cloudwatchlogs::Client, GroupError> {
     let mut loader = trailwatch_aws::config_loader();
     if let Some(region) = &source.region {
         loader = loader.region(Region::new(region.clone()));
@@ -61,69 +79,70 @@ async fn fetch(
     }
     let sdk = loader.load().await;
     if sdk.region().is_none() {
-        return Err(format!(
-            "no AWS Region for log group {}: give --region or set AWS_REGION",
-            source.group
-        ));
+        return Err(GroupError::NoRegion(source.group.clone()));
     }
-    let client = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    Ok(aws_sdk_cloudwatchlogs::Client::new(&sdk))
+}
+
+/// Every page of FilterLogEvents, through the SDK's paginator (which stops when NextToken is
+/// absent or repeats).
+async fn fetch(
+    source: &GroupSource,
+    query: &Query,
+    searcher: &mut Searcher<'_>,
+) -> Result<Calls, GroupError> {
+    let client = client(source).await?;
     let mut calls = Calls {
         pattern: filter_pattern(query),
         ..Calls::default()
     };
-    let mut token: Option<String> = None;
-    loop {
-        let out = client
-            .filter_log_events()
-            .log_group_name(&source.group)
-            .set_log_stream_name_prefix(source.stream_prefix.clone())
-            .set_start_time(
-                query
-                    .start_ms
-                    .map(|s| s.saturating_sub(WINDOW_SLACK_MS).max(0)),
-            )
-            .set_end_time(query.end_ms.map(|e| e.saturating_add(WINDOW_SLACK_MS)))
-            .set_filter_pattern(calls.pattern.clone())
-            .set_limit(source.page_limit)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "FilterLogEvents on log group {}: {}",
-                    source.group,
-                    trailwatch_aws::describe(&e)
-                )
-            })?;
+    let mut pages = client
+        .filter_log_events()
+        .log_group_name(&source.group)
+        .set_log_stream_name_prefix(source.stream_prefix.clone())
+        .set_start_time(
+            query
+                .start_ms
+                .map(|s| s.saturating_sub(WINDOW_SLACK_MS).max(0)),
+        )
+        .set_end_time(query.end_ms.map(|e| e.saturating_add(WINDOW_SLACK_MS)))
+        .set_filter_pattern(calls.pattern.clone())
+        .set_limit(source.page_limit)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|source_error| GroupError::Filter {
+            group: source.group.clone(),
+            source: Box::new(source_error),
+        })?;
         calls.calls += 1;
-        for event in out.events() {
+        for event in page.events() {
             calls.log_events += 1;
-            let stream = event.log_stream_name().unwrap_or("");
-            if source
-                .stream_prefix
-                .as_deref()
-                .is_some_and(|p| !stream.starts_with(p))
-            {
-                continue;
-            }
-            let id = event.event_id().unwrap_or("");
-            match event.message() {
-                Some(message) => searcher.record(message, || {
-                    format!("log group {}, stream {stream}, event {id}", source.group)
-                }),
-                None => searcher.problem(format!(
-                    "log group {}, stream {stream}, event {id}: no message",
-                    source.group
-                )),
-            }
-        }
-        match out.next_token() {
-            // An unchanged token would ask for the same page forever.
-            Some(next) if token.as_deref() != Some(next) => token = Some(next.to_owned()),
-            _ => break,
+            read_event(source, event, searcher);
         }
     }
     Ok(calls)
+}
+
+fn read_event(source: &GroupSource, event: &FilteredLogEvent, searcher: &mut Searcher<'_>) {
+    let stream = event.log_stream_name().unwrap_or("");
+    if source
+        .stream_prefix
+        .as_deref()
+        .is_some_and(|p| !stream.starts_with(p))
+    {
+        return;
+    }
+    let id = event.event_id().unwrap_or("");
+    match event.message() {
+        Some(message) => searcher.record(message, || {
+            format!("log group {}, stream {stream}, event {id}", source.group)
+        }),
+        None => searcher.problem(format!(
+            "log group {}, stream {stream}, event {id}: no message",
+            source.group
+        )),
+    }
 }
 
 /// The FilterLogEvents pattern that narrows the search to the query's attribute, where

@@ -14,9 +14,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgAction, Args, Parser, ValueEnum};
+use thiserror::Error;
 
 use crate::exit;
-use query::{decode_token, encode_token, looks_like_attribute, parse_attributes, Query};
+use query::{
+    decode_token, encode_token, looks_like_attribute, parse_attributes, Query, QueryError,
+};
 
 pub use event::{format_lookup_time, LookupEvent, ResourceOut};
 pub use log_group::filter_pattern;
@@ -167,9 +170,28 @@ pub enum OutputFormat {
 /// LookupEvents' default and largest page (MaxResults).
 const DEFAULT_PAGE: usize = 50;
 
+/// Why `trailwatch lookup` could not run.
+#[derive(Debug, Error)]
+pub enum LookupError {
+    #[error("--lookup-attributes takes AttributeKey=<key>,AttributeValue=<value>, not '{0}'")]
+    StrayValues(String),
+    #[error("{0} applies to --log-group only (a local folder holds every Region's events)")]
+    GroupOnlyFlag(&'static str),
+    #[error("give a folder or file to read (a trailwatch replay --out folder), or --log-group")]
+    NoSource,
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    #[error(transparent)]
+    LogGroup(#[from] log_group::GroupError),
+    #[error("writing the output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
 /// Parses the arguments of `trailwatch lookup` (what follows `lookup` on the command line),
 /// for callers that run the lookup in their own process with [`run_to`].
-pub fn parse_args<I, T>(args: I) -> Result<LookupArgs, String>
+pub fn parse_args<I, T>(args: I) -> Result<LookupArgs, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -182,9 +204,7 @@ where
     }
     let argv =
         std::iter::once(std::ffi::OsString::from("lookup")).chain(args.into_iter().map(Into::into));
-    Lookup::try_parse_from(argv)
-        .map(|l| l.args)
-        .map_err(|e| e.to_string())
+    Lookup::try_parse_from(argv).map(|l| l.args)
 }
 
 pub fn run(args: LookupArgs) -> ExitCode {
@@ -199,117 +219,29 @@ pub fn run(args: LookupArgs) -> ExitCode {
 pub fn run_to(args: LookupArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match lookup(args, out, err) {
         Ok(code) => code,
-        Err(message) => {
-            let _ = writeln!(err, "trailwatch lookup: {message}");
+        Err(e) => {
+            let _ = writeln!(err, "trailwatch lookup: {e}");
             exit::USAGE
         }
     }
 }
 
-fn lookup(mut args: LookupArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, String> {
-    // `--lookup-attributes` takes several values, so a folder written after it lands there.
-    let (attributes, stray): (Vec<String>, Vec<String>) =
-        std::mem::take(&mut args.lookup_attributes)
-            .into_iter()
-            .partition(|v| looks_like_attribute(v));
-    match stray.as_slice() {
-        [] => {}
-        [path] if args.path.is_none() && args.log_group.is_none() => {
-            args.path = Some(PathBuf::from(path))
-        }
-        _ => {
-            return Err(format!(
-                "--lookup-attributes takes AttributeKey=<key>,AttributeValue=<value>, not '{}'",
-                stray.join("' '")
-            ))
-        }
-    }
-    if args.log_group.is_none() {
-        let group_only = [
-            (
-                "--log-stream-name-prefix",
-                args.log_stream_name_prefix.is_some(),
-            ),
-            ("--region", args.region.is_some()),
-            ("--profile", args.profile.is_some()),
-            ("--log-page-limit", args.log_page_limit.is_some()),
-        ];
-        if let Some((flag, _)) = group_only.iter().find(|(_, given)| *given) {
-            return Err(format!(
-                "{flag} applies to --log-group only (a local folder holds every Region's events)"
-            ));
-        }
-    }
-    let query = Query {
-        attribute: parse_attributes(&attributes)?,
-        start_ms: args.start_time,
-        end_ms: args.end_time,
-        insight: args.event_category == Some(EventCategoryArg::Insight),
-        management_only: args.management_only,
-    };
-    if let (Some(start), Some(end)) = (query.start_ms, query.end_ms) {
-        if start > end {
-            return Err(format!(
-                "InvalidTimeRangeException: the start time ({}) is after the end time ({})",
-                format_lookup_time(start),
-                format_lookup_time(end)
-            ));
-        }
-    }
-    if let (true, Some(a)) = (query.insight, &query.attribute) {
-        if !a.key.supported_for_insights() {
-            return Err(format!(
-                "InvalidLookupAttributesException: Insights events are looked up by EventId, \
-                 EventName or EventSource, not {}",
-                a.key
-            ));
-        }
-    }
+fn lookup(
+    mut args: LookupArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, LookupError> {
+    let attributes = take_stray_path(&mut args)?;
+    check_group_flags(&args)?;
+    let query = build_query(&args, &attributes)?;
     let cursor = args
         .next_token
         .as_deref()
         .map(|t| decode_token(&query, t))
         .transpose()?;
-    let limit = match (args.max_results, args.max_items, args.no_paginate) {
-        (Some(n), _, _) => Some(usize::from(n)),
-        (None, Some(n), _) => Some(n as usize),
-        (None, None, true) => Some(DEFAULT_PAGE),
-        (None, None, false) => None,
-    };
-
     let started = std::time::Instant::now();
-    let mut searcher = search::Searcher::new(&query, cursor, limit);
-    let source =
-        match (&args.path, &args.log_group) {
-            (Some(path), None) => {
-                local::search_path(path, &mut searcher)?;
-                format!(
-                    "{} records read from {} files",
-                    searcher.records, searcher.files
-                )
-            }
-            (None, Some(group)) => {
-                let source = log_group::GroupSource {
-                    group: group.clone(),
-                    stream_prefix: args.log_stream_name_prefix.clone(),
-                    region: args.region.clone(),
-                    profile: args.profile.clone(),
-                    page_limit: args.log_page_limit,
-                };
-                let calls = log_group::search_group(&source, &query, &mut searcher)?;
-                format!(
-                "{} log events read from log group {group} in {} FilterLogEvents calls (filter \
-                 pattern: {})",
-                calls.log_events,
-                calls.calls,
-                calls.pattern.as_deref().unwrap_or("none")
-            )
-            }
-            _ => return Err(
-                "give a folder or file to read (a trailwatch replay --out folder), or --log-group"
-                    .into(),
-            ),
-        };
+    let mut searcher = search::Searcher::new(&query, cursor, page_limit(&args));
+    let source = search(&args, &query, &mut searcher)?;
 
     for line in searcher.problem_report() {
         let _ = writeln!(err, "trailwatch lookup: {line}");
@@ -318,13 +250,12 @@ fn lookup(mut args: LookupArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     let matched = searcher.matched;
     let page = searcher.into_page();
     let token = page.next.as_ref().map(|key| encode_token(&query, key));
-    let written = match args.output {
+    match args.output {
         OutputFormat::Json => output::write_json(out, &page.events, token.as_deref()),
         OutputFormat::Table => output::write_table(out, &page.events),
-    };
-    written
-        .and_then(|()| out.flush())
-        .map_err(|e| format!("writing the output: {e}"))?;
+    }
+    .and_then(|()| out.flush())
+    .map_err(LookupError::Output)?;
     let _ = writeln!(
         err,
         "trailwatch lookup: {} of {matched} matching events printed; {source}{} in {:.2?}",
@@ -346,4 +277,110 @@ fn lookup(mut args: LookupArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     } else {
         exit::OK
     })
+}
+
+/// The `--lookup-attributes` values that are attributes. The option takes several values, so
+/// a folder written after it lands there: it is taken as the path.
+fn take_stray_path(args: &mut LookupArgs) -> Result<Vec<String>, LookupError> {
+    let (attributes, stray): (Vec<String>, Vec<String>) =
+        std::mem::take(&mut args.lookup_attributes)
+            .into_iter()
+            .partition(|v| looks_like_attribute(v));
+    match stray.as_slice() {
+        [] => {}
+        [path] if args.path.is_none() && args.log_group.is_none() => {
+            args.path = Some(PathBuf::from(path))
+        }
+        _ => return Err(LookupError::StrayValues(stray.join("' '"))),
+    }
+    Ok(attributes)
+}
+
+fn check_group_flags(args: &LookupArgs) -> Result<(), LookupError> {
+    if args.log_group.is_some() {
+        return Ok(());
+    }
+    let group_only = [
+        (
+            "--log-stream-name-prefix",
+            args.log_stream_name_prefix.is_some(),
+        ),
+        ("--region", args.region.is_some()),
+        ("--profile", args.profile.is_some()),
+        ("--log-page-limit", args.log_page_limit.is_some()),
+    ];
+    match group_only.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(LookupError::GroupOnlyFlag(flag)),
+        None => Ok(()),
+    }
+}
+
+/// The query, validated as LookupEvents validates its request.
+fn build_query(args: &LookupArgs, attributes: &[String]) -> Result<Query, QueryError> {
+    let query = Query {
+        attribute: parse_attributes(attributes)?,
+        start_ms: args.start_time,
+        end_ms: args.end_time,
+        insight: args.event_category == Some(EventCategoryArg::Insight),
+        management_only: args.management_only,
+    };
+    if let (Some(start), Some(end)) = (query.start_ms, query.end_ms) {
+        if start > end {
+            return Err(QueryError::TimeRange {
+                start: format_lookup_time(start),
+                end: format_lookup_time(end),
+            });
+        }
+    }
+    if let (true, Some(a)) = (query.insight, &query.attribute) {
+        if !a.key.supported_for_insights() {
+            return Err(QueryError::NotForInsights(a.key));
+        }
+    }
+    Ok(query)
+}
+
+/// How many events to print: one page, a number of items, or all.
+fn page_limit(args: &LookupArgs) -> Option<usize> {
+    match (args.max_results, args.max_items, args.no_paginate) {
+        (Some(n), _, _) => Some(usize::from(n)),
+        (None, Some(n), _) => Some(n as usize),
+        (None, None, true) => Some(DEFAULT_PAGE),
+        (None, None, false) => None,
+    }
+}
+
+/// Reads the path or the log group into the searcher; returns what was read, for the summary.
+fn search(
+    args: &LookupArgs,
+    query: &Query,
+    searcher: &mut search::Searcher,
+) -> Result<String, LookupError> {
+    match (&args.path, &args.log_group) {
+        (Some(path), None) => {
+            local::search_path(path, searcher)?;
+            Ok(format!(
+                "{} records read from {} files",
+                searcher.records, searcher.files
+            ))
+        }
+        (None, Some(group)) => {
+            let source = log_group::GroupSource {
+                group: group.clone(),
+                stream_prefix: args.log_stream_name_prefix.clone(),
+                region: args.region.clone(),
+                profile: args.profile.clone(),
+                page_limit: args.log_page_limit,
+            };
+            let calls = log_group::search_group(&source, query, searcher)?;
+            Ok(format!(
+                "{} log events read from log group {group} in {} FilterLogEvents calls (filter \
+                 pattern: {})",
+                calls.log_events,
+                calls.calls,
+                calls.pattern.as_deref().unwrap_or("none")
+            ))
+        }
+        _ => Err(LookupError::NoSource),
+    }
 }

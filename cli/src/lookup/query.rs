@@ -4,7 +4,41 @@
 use std::cmp::Reverse;
 use std::fmt;
 
+use thiserror::Error;
 use trailwatch::time::parse_event_time;
+
+/// Why a lookup's request is refused, named after LookupEvents' exceptions.
+#[derive(Debug, Error)]
+pub enum QueryError {
+    #[error("InvalidLookupAttributesException: AttributeKey '{key}' is not one of {}{}", AttributeKey::ALL.map(AttributeKey::as_str).join(", "), hint.map(|k| format!(" (keys are case-sensitive: did you mean {k}?)")).unwrap_or_default())]
+    UnknownKey {
+        key: String,
+        hint: Option<AttributeKey>,
+    },
+    #[error("InvalidLookupAttributesException: '{0}' is not of the form AttributeKey=<key>,AttributeValue=<value>")]
+    NotShorthand(String),
+    #[error("InvalidLookupAttributesException: --lookup-attributes JSON must be [{{\"AttributeKey\":…,\"AttributeValue\":…}}]: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("InvalidLookupAttributesException: LookupEvents accepts at most one lookup attribute (the list can contain only one item); {0} were given")]
+    TooMany(usize),
+    #[error("InvalidLookupAttributesException: AttributeValue must be 1 to 2000 characters ('_', space, ',' and newline count as two); this one counts {0}")]
+    ValueLength(usize),
+    #[error("InvalidLookupAttributesException: ReadOnly takes true or false, not '{0}'")]
+    ReadOnlyValue(String),
+    #[error("InvalidLookupAttributesException: Insights events are looked up by EventId, EventName or EventSource, not {0}")]
+    NotForInsights(AttributeKey),
+    #[error("InvalidTimeRangeException: the start time ({start}) is after the end time ({end})")]
+    TimeRange { start: String, end: String },
+    #[error("InvalidNextTokenException: this NextToken was not written by trailwatch lookup")]
+    ForeignToken,
+    #[error("InvalidNextTokenException: the NextToken belongs to a lookup with other parameters; repeat it with the same --lookup-attributes, --start-time, --end-time, --event-category and --management-only")]
+    OtherQueryToken,
+}
+
+/// A time `--start-time`/`--end-time` cannot read.
+#[derive(Debug, Error)]
+#[error("'{0}' is not a time: give UNIX seconds (1709687100) or an ISO-8601 date or date-time (2024-03-06, 2024-03-06T01:05:00Z, 2024-03-06T02:05:00+01:00)")]
+pub struct TimeArgError(String);
 
 /// LookupEvents' `AttributeKey` enum (botocore `LookupAttributeKey`), spelled as AWS spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,19 +86,16 @@ impl AttributeKey {
         )
     }
 
-    fn parse(text: &str) -> Result<Self, String> {
+    fn parse(text: &str) -> Result<Self, QueryError> {
         if let Some(key) = Self::ALL.into_iter().find(|k| k.as_str() == text) {
             return Ok(key);
         }
-        let hint = Self::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(text))
-            .map(|k| format!(" (keys are case-sensitive: did you mean {}?)", k.as_str()))
-            .unwrap_or_default();
-        Err(format!(
-            "InvalidLookupAttributesException: AttributeKey '{text}' is not one of {}{hint}",
-            Self::ALL.map(AttributeKey::as_str).join(", ")
-        ))
+        Err(QueryError::UnknownKey {
+            key: text.to_owned(),
+            hint: Self::ALL
+                .into_iter()
+                .find(|k| k.as_str().eq_ignore_ascii_case(text)),
+        })
     }
 }
 
@@ -115,7 +146,7 @@ impl Query {
 /// (`AttributeKey=EventName,AttributeValue=DeleteBucket`, either order, the value may be
 /// quoted) or its JSON form (`[{"AttributeKey":"EventName","AttributeValue":"DeleteBucket"}]`).
 /// LookupEvents accepts at most one attribute.
-pub fn parse_attributes(values: &[String]) -> Result<Option<Attribute>, String> {
+pub fn parse_attributes(values: &[String]) -> Result<Option<Attribute>, QueryError> {
     let mut attributes = Vec::new();
     for value in values {
         let trimmed = value.trim_start();
@@ -126,11 +157,7 @@ pub fn parse_attributes(values: &[String]) -> Result<Option<Attribute>, String> 
         }
     }
     if attributes.len() > 1 {
-        return Err(format!(
-            "InvalidLookupAttributesException: LookupEvents accepts at most one lookup attribute \
-             (the list can contain only one item); {} were given",
-            attributes.len()
-        ));
+        return Err(QueryError::TooMany(attributes.len()));
     }
     let Some(attribute) = attributes.pop() else {
         return Ok(None);
@@ -147,13 +174,8 @@ pub fn looks_like_attribute(value: &str) -> bool {
     t.starts_with('[') || t.starts_with('{') || t.contains('=')
 }
 
-fn parse_shorthand(text: &str) -> Result<Attribute, String> {
-    let bad = || {
-        format!(
-            "InvalidLookupAttributesException: '{text}' is not of the form \
-             AttributeKey=<key>,AttributeValue=<value>"
-        )
-    };
+fn parse_shorthand(text: &str) -> Result<Attribute, QueryError> {
+    let bad = || QueryError::NotShorthand(text.to_owned());
     // The value is taken verbatim up to the end (or up to ",AttributeKey=" when the key comes
     // last), so values that contain commas work when the value is written last.
     let (key, value) = if let Some(rest) = text.strip_prefix("AttributeKey=") {
@@ -180,7 +202,7 @@ fn unquote(text: &str) -> &str {
     text
 }
 
-fn parse_json_attributes(text: &str) -> Result<Vec<Attribute>, String> {
+fn parse_json_attributes(text: &str) -> Result<Vec<Attribute>, QueryError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Json {
@@ -195,12 +217,7 @@ fn parse_json_attributes(text: &str) -> Result<Vec<Attribute>, String> {
         Many(Vec<Json>),
         One(Json),
     }
-    let parsed: OneOrMany = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "InvalidLookupAttributesException: --lookup-attributes JSON must be \
-             [{{\"AttributeKey\":…,\"AttributeValue\":…}}]: {e}"
-        )
-    })?;
+    let parsed: OneOrMany = serde_json::from_str(text).map_err(QueryError::Json)?;
     let list = match parsed {
         OneOrMany::Many(list) => list,
         OneOrMany::One(one) => vec![one],
@@ -218,7 +235,7 @@ fn parse_json_attributes(text: &str) -> Result<Vec<Attribute>, String> {
 /// LookupAttributeValue: 1–2000 characters, where `_`, space, `,` and newline count as two
 /// (botocore's LookupAttribute documentation). ReadOnly takes `true` or `false`: what AWS
 /// does with another value is not documented, so rather than return nothing we refuse it.
-fn check_value(attribute: &Attribute) -> Result<(), String> {
+fn check_value(attribute: &Attribute) -> Result<(), QueryError> {
     let cost: usize = attribute
         .value
         .chars()
@@ -231,18 +248,12 @@ fn check_value(attribute: &Attribute) -> Result<(), String> {
         })
         .sum();
     if attribute.value.is_empty() || cost > 2000 {
-        return Err(format!(
-            "InvalidLookupAttributesException: AttributeValue must be 1 to 2000 characters \
-             ('_', space, ',' and newline count as two); this one counts {cost}"
-        ));
+        return Err(QueryError::ValueLength(cost));
     }
     if attribute.key == AttributeKey::ReadOnly
         && !matches!(attribute.value.as_str(), "true" | "false")
     {
-        return Err(format!(
-            "InvalidLookupAttributesException: ReadOnly takes true or false, not '{}'",
-            attribute.value
-        ));
+        return Err(QueryError::ReadOnlyValue(attribute.value.clone()));
     }
     Ok(())
 }
@@ -251,7 +262,7 @@ fn check_value(attribute: &Attribute) -> Result<(), String> {
 /// LookupEvents takes them) or an ISO-8601 date or date-time (`2024-03-06`,
 /// `2024-03-06T01:05`, `2024-03-06T01:05:00Z`, `2024-03-06 01:05:00+02:00`). Times without a
 /// zone are UTC (CloudTrail's times are UTC); a date alone means its midnight.
-pub fn parse_time_arg(text: &str) -> Result<i64, String> {
+pub fn parse_time_arg(text: &str) -> Result<i64, TimeArgError> {
     let t = text.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let secs: f64 = t.parse().map_err(|_| bad_time(text))?;
@@ -289,11 +300,8 @@ fn split_offset(t: &str) -> Option<(&str, i64)> {
     Some((t, 0))
 }
 
-fn bad_time(text: &str) -> String {
-    format!(
-        "'{text}' is not a time: give UNIX seconds (1709687100) or an ISO-8601 date or \
-         date-time (2024-03-06, 2024-03-06T01:05:00Z, 2024-03-06T02:05:00+01:00)"
-    )
+fn bad_time(text: &str) -> TimeArgError {
+    TimeArgError(text.to_owned())
 }
 
 /// The order of Event history: newest first. Events of the same second are ordered by
@@ -317,21 +325,12 @@ pub fn encode_token(query: &Query, last: &SortKey) -> String {
         last.2,
         last.1
     );
-    text.bytes().map(|b| format!("{b:02x}")).collect()
+    hex::encode(text)
 }
 
-pub fn decode_token(query: &Query, token: &str) -> Result<SortKey, String> {
-    let bad = || {
-        "InvalidNextTokenException: this NextToken was not written by trailwatch lookup".to_owned()
-    };
-    let t = token.trim();
-    if t.len() % 2 != 0 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    let bytes: Vec<u8> = (0..t.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&t[i..i + 2], 16).unwrap_or(0))
-        .collect();
+pub fn decode_token(query: &Query, token: &str) -> Result<SortKey, QueryError> {
+    let bad = || QueryError::ForeignToken;
+    let bytes = hex::decode(token.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let mut parts = text.splitn(5, '|');
     if parts.next() != Some("tw1") {
@@ -342,12 +341,7 @@ pub fn decode_token(query: &Query, token: &str) -> Result<SortKey, String> {
     let hash = u64::from_str_radix(parts.next().ok_or_else(bad)?, 16).map_err(|_| bad())?;
     let event_id = parts.next().ok_or_else(bad)?.to_owned();
     if fingerprint != query.fingerprint() {
-        return Err(
-            "InvalidNextTokenException: the NextToken belongs to a lookup with other \
-             parameters; repeat it with the same --lookup-attributes, --start-time, --end-time, \
-             --event-category and --management-only"
-                .to_owned(),
-        );
+        return Err(QueryError::OtherQueryToken);
     }
     Ok((Reverse(time_ms), event_id, hash))
 }
@@ -375,7 +369,7 @@ mod tests {
     use super::*;
 
     fn one(v: &str) -> Result<Option<Attribute>, String> {
-        parse_attributes(&[v.to_owned()])
+        parse_attributes(&[v.to_owned()]).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -425,7 +419,7 @@ mod tests {
             "AttributeKey=EventName,AttributeValue=a".into(),
             "AttributeKey=EventName,AttributeValue=b".into(),
         ]);
-        assert!(two.unwrap_err().contains("at most one"));
+        assert!(two.unwrap_err().to_string().contains("at most one"));
     }
 
     #[test]
@@ -460,6 +454,7 @@ mod tests {
         let other = Query::default();
         assert!(decode_token(&other, &token)
             .unwrap_err()
+            .to_string()
             .contains("other parameters"));
         assert!(decode_token(&q, "zz").is_err());
     }

@@ -1,11 +1,13 @@
 //! CloudTrail's public keys and digest signatures (RSA PKCS#1 v1.5 with SHA-256).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
 use sha2::{Digest as _, Sha256};
+use thiserror::Error;
 
 /// A public key given with `--public-key`.
 #[derive(Debug, Clone)]
@@ -15,12 +17,79 @@ pub struct PublicKey {
     pub key: RsaPublicKey,
 }
 
+/// Why a file gave no public key.
+#[derive(Debug, Error)]
+pub enum KeyError {
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    NotAKey {
+        path: PathBuf,
+        #[source]
+        source: KeyFormatError,
+    },
+}
+
+/// Why bytes are not a public key in one of the accepted forms.
+#[derive(Debug, Error)]
+pub enum KeyFormatError {
+    #[error("neither DER nor text (PEM, base64 or list-public-keys JSON)")]
+    NotText,
+    #[error("not an RSA public key in DER (PKCS#1 or SPKI): {0}")]
+    NotRsaDer(#[source] rsa::pkcs8::spki::Error),
+    #[error("PEM: unterminated BEGIN line")]
+    UnterminatedBegin,
+    #[error("PEM: no {0}")]
+    NoEnd(String),
+    #[error(
+        "PEM {0}: a PEM {0}, not a public key (expected BEGIN RSA PUBLIC KEY or BEGIN PUBLIC KEY)"
+    )]
+    NotPublicPem(String),
+    #[error("PEM {label}: {source}")]
+    BadPem {
+        label: String,
+        /// `rsa`'s PKCS#1 or SPKI error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("no PEM block")]
+    NoPem,
+    #[error("not a public key: expected PEM, DER, base64 DER or list-public-keys JSON")]
+    Unrecognised,
+    #[error("not a public key: base64 text, but not an RSA public key in DER ({0})")]
+    Base64NotRsa(#[source] Box<KeyFormatError>),
+    #[error("JSON, but not readable: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("JSON without PublicKeyList (expected aws cloudtrail list-public-keys output)")]
+    NoPublicKeyList,
+    #[error("PublicKeyList is empty (try list-public-keys with an earlier --start-time)")]
+    EmptyPublicKeyList,
+    #[error("PublicKeyList[{0}] has no Value")]
+    NoValue(usize),
+    #[error("PublicKeyList[{index}].Value: {source}")]
+    BadValue {
+        index: usize,
+        #[source]
+        source: Box<KeyFormatError>,
+    },
+}
+
 /// Reads every public key in a file: PEM (`RSA PUBLIC KEY` = PKCS#1, `PUBLIC KEY` = SPKI, one
 /// or more blocks), DER (PKCS#1 or SPKI), the base64 of such a DER (a `Value` of
 /// `ListPublicKeys`), or the JSON that `aws cloudtrail list-public-keys` prints.
-pub fn load_public_keys(path: &Path) -> Result<Vec<PublicKey>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let keys = parse_public_keys(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load_public_keys(path: &Path) -> Result<Vec<PublicKey>, KeyError> {
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    let keys = parse_public_keys(&bytes).map_err(|source| KeyError::NotAKey {
+        path: path.to_owned(),
+        source,
+    })?;
     let count = keys.len();
     Ok(keys
         .into_iter()
@@ -36,12 +105,12 @@ pub fn load_public_keys(path: &Path) -> Result<Vec<PublicKey>, String> {
         .collect())
 }
 
-pub fn parse_public_keys(bytes: &[u8]) -> Result<Vec<RsaPublicKey>, String> {
+pub fn parse_public_keys(bytes: &[u8]) -> Result<Vec<RsaPublicKey>, KeyFormatError> {
     if bytes.first() == Some(&0x30) {
         return der_key(bytes).map(|k| vec![k]);
     }
     let text = std::str::from_utf8(bytes)
-        .map_err(|_| "neither DER nor text (PEM, base64 or list-public-keys JSON)".to_owned())?
+        .map_err(|_| KeyFormatError::NotText)?
         .trim();
     if text.contains("-----BEGIN ") {
         return pem_keys(text);
@@ -52,94 +121,76 @@ pub fn parse_public_keys(bytes: &[u8]) -> Result<Vec<RsaPublicKey>, String> {
     base64_key(text).map(|k| vec![k])
 }
 
-fn der_key(der: &[u8]) -> Result<RsaPublicKey, String> {
+/// PKCS#1 first, as ListPublicKeys returns it, then SPKI (what openssl writes).
+fn der_key(der: &[u8]) -> Result<RsaPublicKey, KeyFormatError> {
     RsaPublicKey::from_pkcs1_der(der)
         .or_else(|_| RsaPublicKey::from_public_key_der(der))
-        .map_err(|e| format!("not an RSA public key in DER (PKCS#1 or SPKI): {e}"))
+        .map_err(KeyFormatError::NotRsaDer)
 }
 
-fn pem_keys(text: &str) -> Result<Vec<RsaPublicKey>, String> {
+fn pem_keys(text: &str) -> Result<Vec<RsaPublicKey>, KeyFormatError> {
     let mut keys = Vec::new();
     let mut rest = text;
     while let Some(begin) = rest.find("-----BEGIN ") {
         let block = &rest[begin..];
         let label_end = block["-----BEGIN ".len()..]
             .find("-----")
-            .ok_or("PEM: unterminated BEGIN line")?;
+            .ok_or(KeyFormatError::UnterminatedBegin)?;
         let label = &block["-----BEGIN ".len().."-----BEGIN ".len() + label_end];
         let end_line = format!("-----END {label}-----");
         let end = block
             .find(&end_line)
-            .ok_or_else(|| format!("PEM: no {end_line}"))?;
+            .ok_or_else(|| KeyFormatError::NoEnd(end_line.clone()))?;
         let pem = &block[..end + end_line.len()];
         let key = match label {
-            "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_pem(pem).map_err(|e| e.to_string()),
-            "PUBLIC KEY" => RsaPublicKey::from_public_key_pem(pem).map_err(|e| e.to_string()),
-            other => Err(format!(
-                "a PEM {other}, not a public key (expected BEGIN RSA PUBLIC KEY or BEGIN PUBLIC KEY)"
-            )),
+            "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_pem(pem).map_err(|e| e.into()),
+            "PUBLIC KEY" => RsaPublicKey::from_public_key_pem(pem).map_err(|e| e.into()),
+            other => return Err(KeyFormatError::NotPublicPem(other.to_owned())),
         }
-        .map_err(|e| format!("PEM {label}: {e}"))?;
+        .map_err(|source| KeyFormatError::BadPem {
+            label: label.to_owned(),
+            source,
+        })?;
         keys.push(key);
         rest = &block[end + end_line.len()..];
     }
     if keys.is_empty() {
-        return Err("no PEM block".into());
+        return Err(KeyFormatError::NoPem);
     }
     Ok(keys)
 }
 
 /// The base64 text of a DER key, as `ListPublicKeys` returns it.
-fn base64_key(text: &str) -> Result<RsaPublicKey, String> {
+fn base64_key(text: &str) -> Result<RsaPublicKey, KeyFormatError> {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    let valid = !compact.is_empty()
-        && compact
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
-    if !valid {
-        return Err(
-            "not a public key: expected PEM, DER, base64 DER or list-public-keys JSON".into(),
-        );
-    }
-    // Decoded by the PEM reader, which wants lines of at most 64 characters.
-    let lines: Vec<&str> = compact
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-        .collect();
-    let body = lines.join("\n");
-    RsaPublicKey::from_pkcs1_pem(&format!(
-        "-----BEGIN RSA PUBLIC KEY-----\n{body}\n-----END RSA PUBLIC KEY-----\n"
-    ))
-    .or_else(|_| {
-        RsaPublicKey::from_public_key_pem(&format!(
-            "-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n"
-        ))
-    })
-    .map_err(|e| format!("not a public key: base64 text, but not an RSA public key in DER ({e})"))
+    let der = match base64::engine::general_purpose::STANDARD.decode(&compact) {
+        Ok(der) if !der.is_empty() => der,
+        _ => return Err(KeyFormatError::Unrecognised),
+    };
+    der_key(&der).map_err(|e| KeyFormatError::Base64NotRsa(Box::new(e)))
 }
 
 /// `aws cloudtrail list-public-keys` output: `{"PublicKeyList": [{"Value": base64 DER, ...}]}`.
-fn list_public_keys_json(text: &str) -> Result<Vec<RsaPublicKey>, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("JSON, but not readable: {e}"))?;
+fn list_public_keys_json(text: &str) -> Result<Vec<RsaPublicKey>, KeyFormatError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(KeyFormatError::Json)?;
     let list = value
         .get("PublicKeyList")
         .and_then(|l| l.as_array())
-        .ok_or("JSON without PublicKeyList (expected aws cloudtrail list-public-keys output)")?;
+        .ok_or(KeyFormatError::NoPublicKeyList)?;
     if list.is_empty() {
-        return Err(
-            "PublicKeyList is empty (try list-public-keys with an earlier --start-time)".into(),
-        );
+        return Err(KeyFormatError::EmptyPublicKeyList);
     }
     list.iter()
         .enumerate()
-        .map(|(i, entry)| {
+        .map(|(index, entry)| {
             let value = entry
                 .get("Value")
                 .and_then(|v| v.as_str())
-                .ok_or_else(|| format!("PublicKeyList[{i}] has no Value"))?;
-            base64_key(value).map_err(|e| format!("PublicKeyList[{i}].Value: {e}"))
+                .ok_or(KeyFormatError::NoValue(index))?;
+            base64_key(value).map_err(|e| KeyFormatError::BadValue {
+                index,
+                source: Box::new(e),
+            })
         })
         .collect()
 }
@@ -193,13 +244,17 @@ mod tests {
 
     #[test]
     fn what_is_not_a_public_key_says_why() {
-        let err = parse_public_keys(&fixture("test-key.pem")).unwrap_err();
+        let err = parse_public_keys(&fixture("test-key.pem"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PRIVATE KEY, not a public key"), "{err}");
         assert!(parse_public_keys(b"hello world")
             .unwrap_err()
+            .to_string()
             .contains("not a public key"));
         assert!(parse_public_keys(b"{\"a\":1}")
             .unwrap_err()
+            .to_string()
             .contains("PublicKeyList"));
         assert!(parse_public_keys(&[0x30, 0x03, 0x02, 0x01, 0x01]).is_err());
         assert!(parse_public_keys(&[0xff, 0xfe]).is_err());

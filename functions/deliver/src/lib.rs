@@ -2,22 +2,28 @@
 //! writes each record to the trail log group, in the stream CloudTrail would use, reporting
 //! every message not confirmed delivered as a batch-item failure so SQS brings it back.
 
+pub mod payload;
+
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use lambda_runtime::Error;
-use trailwatch::deliver::ledger::LedgerError;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
 use trailwatch::deliver::limits::is_valid_retention;
+use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::{
-    deliver_messages_once, BatchLimits, Carrier, Claim, ClaimOutcome, DeliveredLedger,
-    DeliveryReport, HeldMessage, Inbound, InvocationOnly, LedgerReport, NoCarry,
+    deliver_messages_once, Carrier, CarryError, Claim, ClaimOutcome, DeliveredLedger,
+    DeliveryMessage, DeliveryReport, DeliverySettings, HeldMessage, Inbound, InvocationOnly,
+    LedgerError, LedgerReport, NoCarry,
 };
 use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
 use trailwatch_aws::dedup::DynamoDbLedger;
-use trailwatch_aws::metrics::{self, CountAttempts, Emf, SdkCounts};
-use trailwatch_aws::required_env;
+use trailwatch_aws::function::{batch_response, HandlerError, Invocation};
+use trailwatch_aws::metrics::Emf;
 use trailwatch_aws::sqs::SqsSender;
+use trailwatch_aws::{client, required_env, ConfigError};
+
+pub use payload::{DeliverPayload, DeliverResponse, DirectReport};
 
 pub const LOG_GROUP_ENV: &str = "TRAILWATCH_LOG_GROUP";
 pub const RETENTION_ENV: &str = "TRAILWATCH_RETENTION_DAYS";
@@ -54,14 +60,14 @@ impl Carrier for HoldBack {
         self.max_wait_ms
     }
 
-    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), String> {
+    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), CarryError> {
         let messages: Vec<(String, String)> =
             held.into_iter().map(|m| (m.stream, m.body)).collect();
         self.sqs
             .send_grouped(&self.queue_url, &messages)
             .await
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(CarryError::new)
     }
 
     fn keeps(&self) -> bool {
@@ -75,31 +81,25 @@ impl Carrier for HoldBack {
 pub const KEEP_SECONDS: i64 = 20;
 
 impl DeliverContext {
-    pub fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+    pub fn from_env(sdk: &SdkConfig) -> Result<Self, ConfigError> {
         let group = required_env(LOG_GROUP_ENV)?;
-        let retention_days = match std::env::var(RETENTION_ENV) {
-            Ok(text) if !text.is_empty() => text
-                .parse::<u32>()
-                .ok()
-                .filter(|d| is_valid_retention(*d))
-                .ok_or_else(|| {
-                    format!("{RETENTION_ENV}={text} is not a retention CloudWatch Logs accepts")
-                })?,
-            _ => DEFAULT_RETENTION_DAYS,
+        const RETENTION: &str = "a retention CloudWatch Logs accepts";
+        let retention_days = match env_number(RETENTION_ENV, RETENTION)? {
+            Some(days) if is_valid_retention(days) => days,
+            Some(days) => {
+                return Err(ConfigError::Invalid {
+                    name: RETENTION_ENV.into(),
+                    value: days.to_string(),
+                    expected: RETENTION,
+                })
+            }
+            None => DEFAULT_RETENTION_DAYS,
         };
-        let max_wait_seconds = match std::env::var(MAX_WAIT_ENV) {
-            Ok(text) if !text.is_empty() => text
-                .parse::<u32>()
-                .map_err(|_| format!("{MAX_WAIT_ENV}={text} is not a whole number of seconds"))?,
-            _ => DEFAULT_MAX_WAIT_SECONDS,
-        };
+        let max_wait_seconds = env_number(MAX_WAIT_ENV, "a whole number of seconds")?
+            .unwrap_or(DEFAULT_MAX_WAIT_SECONDS);
         let hold = match std::env::var(HOLD_QUEUE_ENV) {
             Ok(queue_url) if !queue_url.is_empty() && max_wait_seconds > 0 => Some(HoldBack {
-                sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(
-                    aws_sdk_sqs::config::Builder::from(sdk)
-                        .interceptor(CountAttempts)
-                        .build(),
-                )),
+                sqs: SqsSender::new(client(sdk)),
                 queue_url,
                 max_wait_ms: i64::from(max_wait_seconds) * 1000,
             }),
@@ -112,23 +112,87 @@ impl DeliverContext {
         };
         Ok(DeliverContext {
             hold,
-            sink: CloudWatchLogs::new(
-                aws_sdk_cloudwatchlogs::Client::from_conf(
-                    aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
-                        .interceptor(CountAttempts)
-                        .build(),
-                ),
-                group,
-                Some(retention_days),
-            ),
+            sink: CloudWatchLogs::new(client(sdk), group, Some(retention_days)),
             retention_days,
         })
     }
 }
 
+/// An environment variable holding a whole number; `None` when it is unset or empty.
+fn env_number(name: &str, expected: &'static str) -> Result<Option<u32>, ConfigError> {
+    match std::env::var(name) {
+        Ok(text) if !text.is_empty() => text.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            name: name.into(),
+            value: text,
+            expected,
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// Handles an invocation: an SQS batch (the messages to bring back are its batch-item
+/// failures), or a delivery message invoked directly (an error unless all of it was handled,
+/// so that the invoker tries again).
+pub async fn handle<L: DeliveredLedger>(
+    context: &DeliverContext,
+    ledger: &L,
+    event: LambdaEvent<DeliverPayload>,
+) -> Result<DeliverResponse, HandlerError> {
+    match event.payload {
+        DeliverPayload::Queue(batch) => Ok(DeliverResponse::Batch(
+            deliver(context, ledger, batch).await.response,
+        )),
+        DeliverPayload::Message(body) => {
+            check_message(body.get())?;
+            let message = Inbound {
+                id: &event.context.request_id,
+                body: body.get(),
+            };
+            let done = deliver_inbound(context, ledger, &[message]).await;
+            if done.report.retry.is_empty() {
+                Ok(DeliverResponse::Delivered(DirectReport {
+                    records_received: done.report.records_received,
+                    delivered: done.report.delivered,
+                    duplicates: done.report.duplicates,
+                    set_aside: done.report.set_aside.len(),
+                }))
+            } else {
+                Err(HandlerError::failed(
+                    NOT_DELIVERED,
+                    not_delivered(&done.report),
+                ))
+            }
+        }
+    }
+}
+
+/// A directly invoked payload that is not a delivery message is refused as such (in a queue
+/// it would be set aside and brought back to reach the dead-letter queue).
+fn check_message(body: &str) -> Result<(), HandlerError> {
+    let opened = open_held(body).map_err(|e| HandlerError::payload(e.to_string()))?;
+    for inner in &opened {
+        DeliveryMessage::parse(inner).map_err(|e| HandlerError::payload(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// `errorType` of a delivery message invoked directly that must be invoked again.
+pub const NOT_DELIVERED: &str = "trailwatch.NotDelivered";
+
+/// Why a directly invoked message must come back: the first reason logged.
+fn not_delivered(report: &DeliveryReport) -> String {
+    let first = report.set_aside.first().map(|a| a.reason.as_str());
+    format!(
+        "{} of {} records not delivered yet ({})",
+        report.records_received - report.delivered - report.duplicates,
+        report.records_received,
+        first.unwrap_or("a call failed or CloudWatch Logs will accept them later")
+    )
+}
+
 /// Handles a batch with the planner's in-invocation dedupe only.
-pub async fn handle(context: &DeliverContext, event: SqsEvent) -> Result<SqsBatchResponse, Error> {
-    Ok(deliver(context, &InvocationOnly, event).await.response)
+pub async fn handle_batch(context: &DeliverContext, event: SqsEvent) -> SqsBatchResponse {
+    deliver(context, &InvocationOnly, event).await.response
 }
 
 /// What one invocation did: the response for Lambda and the reports behind it.
@@ -139,57 +203,48 @@ pub struct Delivered {
     pub ledger: LedgerReport,
 }
 
-/// Delivers a batch, remembering deliveries in `ledger` across invocations; logs the report
-/// and prints the invocation's metrics (EMF).
+/// Delivers an SQS batch, remembering deliveries in `ledger` across invocations; logs the
+/// report and prints the invocation's metrics (EMF). Held messages that came back alone are
+/// kept invisible in the hold queue meanwhile.
 pub async fn deliver<L: DeliveredLedger>(
     context: &DeliverContext,
     ledger: &L,
     event: SqsEvent,
 ) -> Delivered {
-    let ids: Vec<String> = event
-        .records
-        .iter()
-        .map(|m| m.message_id.clone().unwrap_or_default())
-        .collect();
     let inbound: Vec<Inbound<'_>> = event
         .records
         .iter()
-        .zip(&ids)
-        .map(|(m, id)| Inbound {
-            id,
-            body: m.body.as_deref().unwrap_or(""),
+        .map(|m| Inbound {
+            id: m.message_id.as_deref().unwrap_or_default(),
+            body: m.body.as_deref().unwrap_or_default(),
         })
         .collect();
-    let now_ms = metrics::now_ms();
-    let sdk_before = SdkCounts::now();
-    let (report, ledger_report) = match &context.hold {
-        Some(hold) => {
-            let done = deliver_now(context, ledger, hold, &inbound, now_ms).await;
-            keep_in_queue(hold, &event, &done.0.kept).await;
-            done
-        }
-        None => deliver_now(context, ledger, &NoCarry, &inbound, now_ms).await,
+    let done = deliver_inbound(context, ledger, &inbound).await;
+    if let Some(hold) = &context.hold {
+        keep_in_queue(hold, &event, &done.report.kept).await;
+    }
+    done
+}
+
+/// Delivers received messages through the context's sink and hold queue.
+async fn deliver_inbound<L: DeliveredLedger>(
+    context: &DeliverContext,
+    ledger: &L,
+    inbound: &[Inbound<'_>],
+) -> Delivered {
+    let invocation = Invocation::start();
+    let settings = DeliverySettings {
+        retention_days: Some(context.retention_days),
+        ..DeliverySettings::at(trailwatch::time::now_ms())
     };
-    let sdk_retries = SdkCounts::now().retries_since(&sdk_before);
+    let (report, ledger_report) = match &context.hold {
+        Some(hold) => deliver_messages_once(&context.sink, ledger, hold, inbound, &settings).await,
+        None => deliver_messages_once(&context.sink, ledger, &NoCarry, inbound, &settings).await,
+    };
     log_report(&report, &ledger_report);
-    println!(
-        "{}",
-        emf(&report, &ledger_report)
-            .count("SdkRetries", sdk_retries)
-            .to_line(now_ms)
-    );
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = report
-        .retry
-        .iter()
-        .map(|id| {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id.clone();
-            failure
-        })
-        .collect();
+    invocation.publish(emf(&report, &ledger_report));
     Delivered {
-        response,
+        response: batch_response(report.retry.iter().cloned()),
         report,
         ledger: ledger_report,
     }
@@ -219,27 +274,6 @@ async fn keep_in_queue(hold: &HoldBack, event: &SqsEvent, kept: &BTreeMap<String
     if failed > 0 {
         tracing::warn!(failed, reason = ?reason, "held messages not kept invisible: they come back at the end of the visibility timeout");
     }
-}
-
-async fn deliver_now<L: DeliveredLedger, C: Carrier>(
-    context: &DeliverContext,
-    ledger: &L,
-    carrier: &C,
-    inbound: &[Inbound<'_>],
-    now_ms: i64,
-) -> (DeliveryReport, LedgerReport) {
-    let retention = Some(context.retention_days);
-    let limits = BatchLimits::default();
-    deliver_messages_once(
-        &context.sink,
-        ledger,
-        carrier,
-        inbound,
-        now_ms,
-        retention,
-        &limits,
-    )
-    .await
 }
 
 /// The invocation's metrics in embedded metric format.
@@ -308,14 +342,7 @@ impl Ledger {
         match std::env::var(DEDUP_TABLE_ENV) {
             Ok(table) if !table.is_empty() => {
                 tracing::info!(table = %table, "duplicates dropped across invocations");
-                Ledger::DynamoDb(DynamoDbLedger::new(
-                    aws_sdk_dynamodb::Client::from_conf(
-                        aws_sdk_dynamodb::config::Builder::from(sdk)
-                            .interceptor(CountAttempts)
-                            .build(),
-                    ),
-                    table,
-                ))
+                Ledger::DynamoDb(DynamoDbLedger::new(client(sdk), table))
             }
             _ => {
                 tracing::warn!(

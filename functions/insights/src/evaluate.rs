@@ -163,7 +163,24 @@ where
     if clock.closing_through.is_none_or(|c| c < through) {
         store.fence(owner, through).await?;
     }
+    let mut engine = load_engine(store, config, &clock, after, through, &mut report).await?;
+    let records = engine.close_minutes_through(through);
+    forward_records(bus, settings, &records, &mut report).await?;
+    save_engine(store, &engine, through, owner, &mut report).await?;
+    report.records = records;
+    Ok(report)
+}
 
+/// An engine with the cells of `(after, through]` and the state of the keys they touch plus
+/// the keys with an open Insight; cells a key's saved state already covers are skipped.
+async fn load_engine<S: EvaluationStore>(
+    store: &S,
+    config: &InsightsConfig,
+    clock: &Clock,
+    after: i64,
+    through: i64,
+    report: &mut EvaluationReport,
+) -> Result<InsightsEngine, EvaluateError> {
     let cells = store.read_cells(after, through).await?;
     report.cells = cells.len();
     let keys: BTreeSet<SeriesKey> = cells
@@ -197,10 +214,17 @@ where
         }
         engine.observe_cell(&stored.cell);
     }
-    let records = engine.close_minutes_through(through);
+    Ok(engine)
+}
 
-    forward_records(bus, settings, &records, &mut report).await?;
-
+/// Saves every key evaluated as valid through `through`, then the clock with the lease.
+async fn save_engine<S: EvaluationStore>(
+    store: &S,
+    engine: &InsightsEngine,
+    through: i64,
+    owner: &str,
+    report: &mut EvaluationReport,
+) -> Result<(), EvaluateError> {
     let saved: Vec<(SeriesKey, StoredKey)> = engine
         .keys()
         .iter()
@@ -231,8 +255,7 @@ where
         )
         .await?;
     report.lease_released = true;
-    report.records = records;
-    Ok(report)
+    Ok(())
 }
 
 async fn forward_records<B: EventBus>(

@@ -15,6 +15,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::Error;
 use serde::Deserialize;
 use serde_json::Value;
+use trailwatch::deliver::message::MessageError;
 use trailwatch::deliver::DeliveryMessage;
 use trailwatch::forward::{
     forward, validate_source, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURCE,
@@ -44,10 +45,7 @@ impl InsightsContext {
         let source = std::env::var(EVENT_SOURCE_ENV).unwrap_or_else(|_| DEFAULT_SOURCE.into());
         validate_source(&source)?;
         Ok(InsightsContext {
-            bus: EventBridgeBus::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                required_env(EVENT_BUS_ENV)?,
-            ),
+            bus: EventBridgeBus::new(trailwatch_aws::client(sdk), required_env(EVENT_BUS_ENV)?),
             source,
         })
     }
@@ -72,7 +70,7 @@ impl StateContext {
             .map_err(|e| format!("Insights configuration: {e}"))?;
         Ok(StateContext {
             store: DynamoDbInsightsStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
+                trailwatch_aws::client(sdk),
                 required_env(STATE_TABLE_ENV)?,
             ),
             config,
@@ -245,8 +243,22 @@ pub async fn forward_batch(context: &InsightsContext, event: &SqsEvent) -> SqsBa
     response
 }
 
-async fn forward_message(context: &InsightsContext, body: &str) -> Result<(), String> {
-    let message = DeliveryMessage::parse(body).map_err(|e| e.to_string())?;
+/// Why a message of the Insights queue was not forwarded (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("not a delivery message: {0}")]
+    Message(#[from] MessageError),
+    #[error("{failed} of {total} records not forwarded (first: record {index}: {reason})")]
+    NotAccepted {
+        failed: usize,
+        total: usize,
+        index: usize,
+        reason: String,
+    },
+}
+
+async fn forward_message(context: &InsightsContext, body: &str) -> Result<(), ForwardError> {
+    let message = DeliveryMessage::parse(body)?;
     let entries: Vec<Entry> = message
         .records
         .iter()
@@ -274,11 +286,12 @@ async fn forward_message(context: &InsightsContext, body: &str) -> Result<(), St
     );
     match report.failed.first() {
         None => Ok(()),
-        Some((i, reason)) => Err(format!(
-            "{} of {} records not forwarded (first: record {i}: {reason})",
-            report.failed.len(),
-            entries.len()
-        )),
+        Some((index, reason)) => Err(ForwardError::NotAccepted {
+            failed: report.failed.len(),
+            total: entries.len(),
+            index: *index,
+            reason: reason.clone(),
+        }),
     }
 }
 

@@ -3,8 +3,8 @@
 //! select, and sends it packed to the delivery queue; Insights records go to the Insights queue.
 
 use aws_config::SdkConfig;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use lambda_runtime::{Diagnostic, Error};
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::Error;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -14,7 +14,8 @@ use trailwatch::select::{
     select_object, ConfigError, Destination, Matcher, Origin, Outbox, Outgoing, SelectCounts,
     SelectObjectError, SelectRun, TrailConfig,
 };
-use trailwatch_aws::metrics::{self, CountAttempts, Emf, SdkCounts};
+use trailwatch_aws::function::{batch_response, HandlerError, Invocation, FAILED};
+use trailwatch_aws::metrics::Emf;
 use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_aws::{required_env, ssm};
@@ -39,16 +40,8 @@ impl SelectContext {
         let config = TrailConfig::from_json(&config_text)
             .map_err(|e| format!("trail configuration: {e}"))?;
         Ok(SelectContext {
-            s3: S3Objects::new(aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(sdk)
-                    .interceptor(CountAttempts)
-                    .build(),
-            )),
-            sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(sdk)
-                    .interceptor(CountAttempts)
-                    .build(),
-            )),
+            s3: S3Objects::new(trailwatch_aws::client(sdk)),
+            sqs: SqsSender::new(trailwatch_aws::client(sdk)),
             delivery_queue: required_env(DELIVERY_QUEUE_ENV)?,
             insights_queue: required_env(INSIGHTS_QUEUE_ENV)?,
             matcher: config.compile(),
@@ -130,16 +123,18 @@ pub enum SelectError {
     Response(#[from] serde_json::Error),
 }
 
-impl From<SelectError> for Diagnostic {
+/// `errorType` of a dry run whose trail configuration CloudTrail would refuse.
+pub const INVALID_TRAIL_CONFIGURATION: &str = "trailwatch.InvalidTrailConfiguration";
+/// `errorType` of a notification that must be retried (an object unreadable for now, a send
+/// that failed).
+pub const MESSAGE_WILL_BE_RETRIED: &str = "trailwatch.MessageWillBeRetried";
+
+impl From<SelectError> for HandlerError {
     fn from(error: SelectError) -> Self {
-        let error_type = match &error {
-            SelectError::DryRun(_) => "InvalidTrailConfiguration",
-            SelectError::Retry(_) => "MessageWillBeRetried",
-            SelectError::Response(_) => "ResponseNotSerializable",
-        };
-        Diagnostic {
-            error_type: error_type.to_owned(),
-            error_message: error.to_string(),
+        match error {
+            SelectError::DryRun(e) => HandlerError::failed(INVALID_TRAIL_CONFIGURATION, e),
+            SelectError::Retry(e) => HandlerError::failed(MESSAGE_WILL_BE_RETRIED, e),
+            SelectError::Response(e) => HandlerError::failed(FAILED, e),
         }
     }
 }
@@ -152,34 +147,28 @@ pub async fn handle(
 ) -> Result<Value, SelectError> {
     match invocation {
         SelectInvocation::Queue(event) => {
-            let mut failures = Vec::new();
+            let mut failed = Vec::new();
             let mut totals = SelectTotals::default();
-            let sdk_before = SdkCounts::now();
+            let invocation = Invocation::start();
             for message in &event.records {
                 let id = message.message_id.clone().unwrap_or_default();
                 let body = message.body.as_deref().unwrap_or("");
                 if let Err(e) = process_counted(context, body, &mut totals).await {
                     tracing::error!(message_id = %id, error = %e, "message will be retried");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    failures.push(failure);
+                    failed.push(id);
                 }
             }
-            totals.messages_failed = failures.len();
-            totals.sdk_retries = SdkCounts::now().retries_since(&sdk_before);
-            println!("{}", totals.emf().to_line(metrics::now_ms()));
-            let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = failures;
-            Ok(serde_json::to_value(response)?)
+            totals.messages_failed = failed.len();
+            invocation.publish(totals.emf());
+            Ok(serde_json::to_value(batch_response(failed))?)
         }
         SelectInvocation::DryRun(request) => Ok(trailwatch::select::dry_run(&request)?),
         SelectInvocation::Direct(body) => {
             let mut totals = SelectTotals::default();
-            let sdk_before = SdkCounts::now();
+            let invocation = Invocation::start();
             let result = process_counted(context, &body, &mut totals).await;
             totals.messages_failed = usize::from(result.is_err());
-            totals.sdk_retries = SdkCounts::now().retries_since(&sdk_before);
-            println!("{}", totals.emf().to_line(metrics::now_ms()));
+            invocation.publish(totals.emf());
             result?;
             Ok(Value::Null)
         }
@@ -214,8 +203,6 @@ pub struct SelectTotals {
     pub messages_failed: usize,
     /// Digest files (`CloudTrail-Digest/`) named by notifications: not read, counted.
     pub digests_skipped: usize,
-    /// Attempts the SDK retried (throttling, 5xx, timeouts, dropped connections).
-    pub sdk_retries: usize,
 }
 
 impl SelectTotals {
@@ -246,7 +233,6 @@ impl SelectTotals {
             .count("SendMessageBatchCalls", self.send_calls)
             .count("SendRetries", self.send_retries)
             .count("MessagesFailed", self.messages_failed)
-            .count("SdkRetries", self.sdk_retries)
             .count("DigestsSkipped", self.digests_skipped)
     }
 }

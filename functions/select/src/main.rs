@@ -1,13 +1,15 @@
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
+use trailwatch_aws::function::{cold_start, serve, HandlerError};
 use trailwatch_select_fn::{handle, SelectContext, SelectInvocation};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    trailwatch_aws::logging::init();
-    let sdk = trailwatch_aws::lambda_sdk_config()?;
+    let sdk = cold_start()?;
     let context = SelectContext::from_env(&sdk).await?;
-    run(service_fn(|event: LambdaEvent<SelectInvocation>| {
+    serve(|event: LambdaEvent<SelectInvocation>| async {
         handle(&context, event.payload)
-    }))
+            .await
+            .map_err(HandlerError::from)
+    })
     .await
 }
