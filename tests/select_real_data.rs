@@ -164,9 +164,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "single-Region us-east-1 trail without global service events",
             config: json!({"HomeRegion": "us-east-1", "IsMultiRegionTrail": false, "IncludeGlobalServiceEvents": false}),
-            expect: |r| {
-                management(r) && region_is(r, "us-east-1") && !global_service_event(r)
-            },
+            expect: |r| management(r) && region_is(r, "us-east-1") && !global_service_event(r),
         },
         Case {
             name: "single-Region us-west-2 trail",
