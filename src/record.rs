@@ -248,6 +248,17 @@ pub enum RecordError {
     EventTime(#[from] EventTimeError),
 }
 
+impl RecordError {
+    /// What is wrong, in a few words without the particulars (for counts by kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RecordError::Json(_) => "fields of the wrong type",
+            RecordError::MissingEventTime => "no eventTime",
+            RecordError::EventTime(_) => "bad eventTime",
+        }
+    }
+}
+
 /// The category of a record, from `eventCategory` or derived for records older than 1.07.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventCategory {

@@ -122,15 +122,13 @@ impl LogObject {
         }
         match self.body.try_next().await {
             Ok(Some(chunk)) => {
-                let fed = self.decoder.feed(&chunk);
-                self.decoder.drain(&mut each);
+                let fed = self.decoder.feed(&chunk, &mut each);
                 fed.map_err(|source| self.unreadable(source))?;
                 Ok(true)
             }
             Ok(None) => {
                 self.finished = true;
-                let finished = self.decoder.finish();
-                self.decoder.drain(&mut each);
+                let finished = self.decoder.finish(&mut each);
                 finished.map_err(|source| self.unreadable(source))?;
                 Ok(false)
             }

@@ -96,15 +96,11 @@ impl LogObject for LocalObject {
             match self.reader.read(&mut self.chunk) {
                 Ok(0) => {
                     self.finished = true;
-                    let finished = self.decoder.finish();
-                    self.decoder.drain(&mut each);
-                    finished?;
+                    self.decoder.finish(&mut each)?;
                     return Ok(false);
                 }
                 Ok(n) => {
-                    let fed = self.decoder.feed(&self.chunk[..n]);
-                    self.decoder.drain(&mut each);
-                    fed?;
+                    self.decoder.feed(&self.chunk[..n], &mut each)?;
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

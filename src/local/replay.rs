@@ -89,8 +89,12 @@ pub struct ReplaySummary {
     pub files: usize,
     /// The select stage's counts, files that failed and digests skipped included.
     pub select: SelectCounts,
-    /// Problems in the input, each with its file and record position.
+    /// Problems in the input, each with its file and record position: every one of delivery,
+    /// and of the select stage the first few of each file then a summary (see
+    /// `select::problems`).
     pub problems: Vec<String>,
+    /// Problems in the input, listed or not.
+    pub problem_count: usize,
     /// Writes to the output folder that failed: the output is incomplete.
     pub output_errors: Vec<String>,
     pub delivery: DeliveryTotals,
@@ -335,6 +339,8 @@ impl LocalPipeline<'_> {
         summary.aws.cwl_events = self.group.events();
         summary.aws.cwl_ingested_bytes = self.group.ingested_bytes();
         summary.select = run.counts().clone();
+        summary.problem_count =
+            summary.select.rejected + summary.select.files_failed + summary.problems.len();
         let mut problems: Vec<String> = run.problems().iter().map(ToString::to_string).collect();
         problems.append(&mut summary.problems);
         summary.problems = problems;

@@ -17,19 +17,21 @@
 //! 3. The selectors: kept by the first selector that matches (OR across selectors).
 
 mod compiled;
+mod config_problem;
 mod dry_run;
 pub mod fields;
 mod interpret;
 pub mod model;
 mod object;
 mod packer;
-mod problem;
+pub mod problems;
 pub mod reference;
 mod run;
 pub mod validate;
 
 use crate::record::{EventCategory, Record};
 
+pub use config_problem::ConfigProblem;
 pub use dry_run::dry_run;
 pub use interpret::interpret;
 pub use model::{
@@ -40,9 +42,9 @@ pub use object::{
     select_object, LogObject, ObjectSource, Outbox, ReadError, SelectObjectError,
     SEND_EVERY_MESSAGES,
 };
-pub use problem::ConfigProblem;
+pub use problems::Problem;
 pub use run::{
-    Destination, Origin, Outgoing, Problem, SelectCounts, SelectRun, MESSAGE_DELIVERY_SPAN_MS,
+    Destination, Origin, Outgoing, SelectCounts, SelectRun, MESSAGE_DELIVERY_SPAN_MS,
     TYPICAL_DELIVERY_DELAY_MS,
 };
 

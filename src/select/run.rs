@@ -20,6 +20,7 @@ use crate::select::{Matcher, Verdict};
 
 use super::packer::{Packed, StreamPacker};
 pub use super::packer::{MESSAGE_DELIVERY_SPAN_MS, TYPICAL_DELIVERY_DELAY_MS};
+use super::problems::{Problem, ProblemLog};
 
 /// Where an outgoing message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,23 +55,6 @@ impl std::fmt::Display for Origin<'_> {
         match self.bucket {
             Some(bucket) => write!(f, "s3://{bucket}/{}", self.key),
             None => f.write_str(self.key),
-        }
-    }
-}
-
-/// A record that could not be taken, with where it was and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub origin: String,
-    pub index: Option<usize>,
-    pub reason: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.index {
-            Some(i) => write!(f, "{} record {i}: {}", self.origin, self.reason),
-            None => write!(f, "{}: {}", self.origin, self.reason),
         }
     }
 }
@@ -111,7 +95,7 @@ pub struct SelectRun<'m> {
     hasher: std::collections::hash_map::RandomState,
     outbox: Vec<Outgoing>,
     counts: SelectCounts,
-    problems: Vec<Problem>,
+    problems: ProblemLog,
 }
 
 /// The stream under which Insights records travel to the Insights queue.
@@ -130,7 +114,7 @@ impl<'m> SelectRun<'m> {
             hasher: Default::default(),
             outbox: Vec::new(),
             counts: SelectCounts::default(),
-            problems: Vec::new(),
+            problems: ProblemLog::default(),
         }
     }
 
@@ -139,9 +123,20 @@ impl<'m> SelectRun<'m> {
         &self.counts
     }
 
-    /// What could not be taken, each with where it was and why.
+    /// What could not be taken, each with where it was and why: the first few of each object
+    /// in full, the rest summarised (see `select::problems`).
     pub fn problems(&self) -> &[Problem] {
-        &self.problems
+        self.problems.kept()
+    }
+
+    /// The problems noted since the last call, to log as they happen.
+    pub fn new_problems(&mut self) -> &[Problem] {
+        self.problems.new_problems()
+    }
+
+    /// The object being read has ended: its problems beyond the first few are summarised.
+    pub fn object_done(&mut self) {
+        self.problems.object_done();
     }
 
     /// Takes one element of a log file: a record, or one the reader could not make out.
@@ -151,15 +146,16 @@ impl<'m> SelectRun<'m> {
             Ok(raw) => self.record(origin, item.index, raw),
             Err(problem) => {
                 self.counts.records_read += 1;
-                self.reject(origin, item.index, problem)
+                self.reject(origin, item.index, problem.kind(), problem)
             }
         }
     }
 
     /// An object that could not be read (to its end): counted, and described by `reason`.
-    pub fn file_failed(&mut self, origin: &Origin<'_>, reason: impl ToString) {
+    pub fn file_failed(&mut self, origin: &Origin<'_>, reason: impl std::fmt::Display) {
         self.counts.files_failed += 1;
-        self.note(origin, None, reason);
+        self.problems
+            .note(origin, None, "object unreadable", reason);
     }
 
     /// A digest file named where log files are expected: counted, not read.
@@ -178,11 +174,11 @@ impl<'m> SelectRun<'m> {
         self.counts.records_read += 1;
         let record = match Record::parse(raw) {
             Ok(record) => record,
-            Err(e) => return self.reject(origin, index, e),
+            Err(e) => return self.reject(origin, index, e.kind(), e),
         };
         let event_ms = match record.event_time_ms() {
             Ok(t) => t,
-            Err(e) => return self.reject(origin, index, e),
+            Err(e) => return self.reject(origin, index, e.kind(), e),
         };
         self.counts.newest_event_ms = self.counts.newest_event_ms.max(Some(event_ms));
         let delivered_ms = origin
@@ -211,6 +207,7 @@ impl<'m> SelectRun<'m> {
             return self.reject(
                 origin,
                 index,
+                "no log stream",
                 "no log stream can be named: recipientAccountId/awsRegion missing or invalid",
             );
         };
@@ -265,7 +262,9 @@ impl<'m> SelectRun<'m> {
         if text.len() > self.insights.max_record_bytes() {
             // CloudTrail caps records at 256 KB; an Insights record this large is corrupt input.
             let reason = format!("Insights record of {} bytes exceeds a message", text.len());
-            return self.reject(origin, index, reason).unwrap_or(());
+            return self
+                .reject(origin, index, "Insights record too large", reason)
+                .unwrap_or(());
         }
         if let Some(packed) = self.insights.push(text, delivered_ms) {
             self.send(Destination::Insights, packed);
@@ -282,18 +281,16 @@ impl<'m> SelectRun<'m> {
     }
 
     /// A record that could not be taken; `None` for the caller's convenience.
-    fn reject<T>(&mut self, origin: &Origin<'_>, index: usize, reason: impl ToString) -> Option<T> {
+    fn reject<T>(
+        &mut self,
+        origin: &Origin<'_>,
+        index: usize,
+        kind: &'static str,
+        reason: impl std::fmt::Display,
+    ) -> Option<T> {
         self.counts.rejected += 1;
-        self.note(origin, Some(index), reason);
+        self.problems.note(origin, Some(index), kind, reason);
         None
-    }
-
-    fn note(&mut self, origin: &Origin<'_>, index: Option<usize>, reason: impl ToString) {
-        self.problems.push(Problem {
-            origin: origin.to_string(),
-            index,
-            reason: reason.to_string(),
-        });
     }
 
     fn hash(&self, id: &str) -> u128 {
@@ -307,6 +304,7 @@ impl<'m> SelectRun<'m> {
 
     /// Moves partly filled messages to the outbox (at the end of the invocation).
     pub fn flush(&mut self) {
+        self.problems.object_done();
         let mut order: Vec<usize> = (0..self.packers.len()).collect();
         order.sort_by(|&a, &b| self.packers[a].stream.cmp(&self.packers[b].stream));
         for i in order {

@@ -11,8 +11,8 @@ use serde_json::Value;
 use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
 use trailwatch::select::{
-    select_object, ConfigError, Destination, Matcher, Origin, Outbox, Outgoing, SelectCounts,
-    SelectObjectError, SelectRun, TrailConfig,
+    select_object, ConfigError, Destination, Matcher, Origin, Outbox, Outgoing, Problem,
+    SelectCounts, SelectObjectError, SelectRun, TrailConfig,
 };
 use trailwatch_aws::function::{batch_response, HandlerError, Invocation, FAILED};
 use trailwatch_aws::metrics::Emf;
@@ -250,8 +250,9 @@ pub async fn process_counted(
     let selected = select_items(context, items, &mut run, totals).await;
     totals.add(run.counts());
     let retry = selected?;
-    for problem in run.problems() {
-        tracing::error!(problem = %problem, "record or file set aside");
+    // Those of objects were logged as they happened; these are the inline records'.
+    for problem in run.new_problems() {
+        log_problem(problem);
     }
     let c = run.counts();
     tracing::info!(
@@ -320,8 +321,18 @@ struct Queues<'a> {
     totals: &'a mut SelectTotals,
 }
 
+/// A record or file set aside: the first few of each object one by one, then a summary (see
+/// `trailwatch::select::problems`).
+fn log_problem(problem: &Problem) {
+    tracing::error!(problem = %problem, "record or file set aside");
+}
+
 impl Outbox for Queues<'_> {
     type Error = Retry;
+
+    fn problem(&mut self, problem: &Problem) {
+        log_problem(problem);
+    }
 
     async fn send(&mut self, messages: Vec<Outgoing>) -> Result<(), Retry> {
         if messages.is_empty() {
