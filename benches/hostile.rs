@@ -11,7 +11,9 @@
 //! Mode used internally: `--select FILE` runs the select path over one file and prints its
 //! peak RSS in KiB and the records it read.
 
-use std::io::Write;
+#[path = "../tests/support/hostile.rs"]
+mod hostile;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,7 +21,9 @@ use std::time::Duration;
 use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::ingest::parse_object_key;
 use trailwatch::local::{block_on, Input};
-use trailwatch::select::{select_object, Origin, Outbox, Outgoing, SelectRun, TrailConfig};
+use trailwatch::select::{select_object, Origin, SelectRun, TrailConfig};
+
+use hostile::{peak_rss_kib, Discard};
 
 const LIMIT_MIB: f64 = 64.0;
 
@@ -55,10 +59,7 @@ impl Element {
         match self {
             Element::One => "1".into(),
             Element::Empty => "{}".into(),
-            Element::Long => format!(
-                r#"{{"eventTime":"2024-01-01T00:00:00Z","readOnly":"{}"}}"#,
-                "x".repeat(1000)
-            ),
+            Element::Long => hostile::long_value_record(),
         }
     }
 }
@@ -76,7 +77,7 @@ fn main() {
     for (name, what, element, count) in INPUTS {
         let file = dir.join(format!("{name}.json.gz"));
         if !file.is_file() {
-            write_gzip(&file, element, count);
+            hostile::write_gzip(&file, &element.text(), count);
         }
         let gzip_kb = std::fs::metadata(&file).map_or(0, |m| m.len()) as f64 / 1e3;
         let select = select_peak(&file);
@@ -88,25 +89,6 @@ fn main() {
             if worst <= LIMIT_MIB { "yes" } else { "NO" }
         );
     }
-}
-
-/// `{"Records":[e,e,…]}` with `count` elements, gzip at the best ratio (the hostile case).
-fn write_gzip(path: &Path, element: Element, count: usize) {
-    let text = element.text();
-    let block = format!("{text},").repeat(10_000);
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(path).expect("writable"),
-        flate2::Compression::best(),
-    );
-    gz.write_all(b"{\"Records\":[").unwrap();
-    for _ in 0..(count - 1) / 10_000 {
-        gz.write_all(block.as_bytes()).unwrap();
-    }
-    for _ in 0..(count - 1) % 10_000 {
-        gz.write_all(format!("{text},").as_bytes()).unwrap();
-    }
-    gz.write_all(format!("{text}]}}").as_bytes()).unwrap();
-    gz.finish().unwrap();
 }
 
 /// The select path's peak RSS over `file`, in a child process, MiB.
@@ -124,21 +106,6 @@ fn select_peak(file: &Path) -> f64 {
         .and_then(|k| k.parse().ok())
         .unwrap_or(f64::NAN);
     kib / 1024.0
-}
-
-/// Discards what is sent, counting it.
-#[derive(Default)]
-struct Discard {
-    messages: usize,
-}
-
-impl Outbox for Discard {
-    type Error = std::convert::Infallible;
-
-    async fn send(&mut self, messages: Vec<Outgoing>) -> Result<(), Self::Error> {
-        self.messages += messages.len();
-        Ok(())
-    }
 }
 
 fn select_child(path: &Path) {
@@ -181,13 +148,4 @@ fn cli_peak(cli: &Path, file: &Path, dir: &Path) -> f64 {
         std::thread::sleep(Duration::from_millis(2));
     }
     peak as f64 / 1024.0
-}
-
-/// VmHWM of a process, KiB.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

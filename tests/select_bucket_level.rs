@@ -4,27 +4,14 @@
 //! `trailwatch::select::fields::resource_arn`; every test runs on the compiled matcher and on
 //! the reference interpreter.
 
+#[path = "support/select_check.rs"]
+mod check;
+
+use check::{config, kept};
 use serde_json::{json, Value};
-use trailwatch::record::Record;
-use trailwatch::select::{interpret, TrailConfig};
+use trailwatch::select::TrailConfig;
 
 const BUCKET: &str = "databackup-123456789010";
-
-fn config(value: Value) -> TrailConfig {
-    TrailConfig::from_value(&value).unwrap_or_else(|e| panic!("valid config expected: {e}"))
-}
-
-fn kept(config: &TrailConfig, record: &Value) -> bool {
-    let text = record.to_string();
-    let parsed = Record::parse(&text).expect("record parses");
-    let compiled = config.compile().evaluate(&parsed);
-    assert_eq!(
-        compiled,
-        interpret(config, &parsed),
-        "matcher and interpreter disagree on {text}"
-    );
-    compiled.is_keep()
-}
 
 /// A bucket-level data event of exactly the shape CloudTrail writes (the `ListObjects` record of
 /// a published CloudTrail log, cut to the fields that matter), listing `prefix` in `bucket`.

@@ -4,7 +4,9 @@
 //! the select path to 64 MiB; before the bound, 3 M bad elements took 715 MB). Every problem is
 //! still counted, and the first of each file are kept in full.
 
-use std::io::Write;
+#[path = "support/hostile.rs"]
+mod hostile;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -12,37 +14,12 @@ use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::ingest::parse_object_key;
 use trailwatch::local::{block_on, Input};
 use trailwatch::select::problems::PROBLEMS_KEPT_PER_OBJECT;
-use trailwatch::select::{select_object, Origin, Outbox, Outgoing, SelectRun, TrailConfig};
+use trailwatch::select::{select_object, Origin, SelectRun, TrailConfig};
+
+use hostile::{long_value_record, peak_rss_kib, write_gzip, Discard};
 
 const CHILD: &str = "TRAILWATCH_MEMORY_CHILD";
 const BOUND_KIB: u64 = 256 * 1024;
-
-fn hostile_file(path: &Path, element: &str, count: usize) {
-    let block = format!("{element},").repeat(10_000);
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(path).unwrap(),
-        flate2::Compression::best(),
-    );
-    gz.write_all(b"{\"Records\":[").unwrap();
-    for _ in 0..(count - 1) / 10_000 {
-        gz.write_all(block.as_bytes()).unwrap();
-    }
-    for _ in 0..(count - 1) % 10_000 {
-        gz.write_all(format!("{element},").as_bytes()).unwrap();
-    }
-    gz.write_all(format!("{element}]}}").as_bytes()).unwrap();
-    gz.finish().unwrap();
-}
-
-struct Discard;
-
-impl Outbox for Discard {
-    type Error = std::convert::Infallible;
-
-    async fn send(&mut self, _messages: Vec<Outgoing>) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
 
 /// In the child: selects the file and prints its peak RSS, records read, rejected and kept
 /// problems.
@@ -59,15 +36,10 @@ fn select_and_report(path: &Path) {
         &Input::File(path.to_owned()),
         &origin,
         &mut run,
-        &mut Discard,
+        &mut Discard::default(),
     ));
     run.flush();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let peak: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let peak = peak_rss_kib(std::process::id()).expect("/proc/self/status");
     println!(
         "measured {peak} {} {} {}",
         run.counts().records_read,
@@ -81,7 +53,7 @@ fn measure(name: &str, element: &str, count: usize) -> (u64, usize, usize, usize
     let dir = std::env::temp_dir().join(format!("trailwatch-memory-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{name}.json.gz"));
-    hostile_file(&file, element, count);
+    write_gzip(&file, element, count);
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -106,10 +78,7 @@ fn hostile_inputs_are_counted_in_bounded_memory() {
     if let Ok(path) = std::env::var(CHILD) {
         return select_and_report(Path::new(&path));
     }
-    let long = format!(
-        r#"{{"eventTime":"2024-01-01T00:00:00Z","readOnly":"{}"}}"#,
-        "x".repeat(1000)
-    );
+    let long = long_value_record();
     for (name, element, count) in [
         ("ones", "1", 3_000_000),
         ("empty", "{}", 1_000_000),

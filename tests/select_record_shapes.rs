@@ -2,29 +2,19 @@
 //! and its source (also in docs/selection.md, "Record shapes"). Real records from
 //! `shared/data` where it has them; the select stage run as the select function runs it.
 
+#[path = "support/select_check.rs"]
+mod check;
 #[path = "support/select_data.rs"]
 mod support;
 
+use check::{config, verdict_of as verdict};
 use serde_json::{json, Value};
 use trailwatch::deliver::DeliveryMessage;
 use trailwatch::ingest::parse_object_key;
 use trailwatch::record::{EventCategory, Record};
-use trailwatch::select::{
-    interpret, Destination, DropReason, Origin, SelectRun, TrailConfig, Verdict,
-};
+use trailwatch::select::{Destination, DropReason, Origin, SelectRun, TrailConfig, Verdict};
 
 const LOG_KEY: &str = "AWSLogs/123837392027/CloudTrail/us-east-1/2023/07/10/123837392027_CloudTrail_us-east-1_20230710T1200Z_abcdefghijklmnop.json.gz";
-
-fn config(value: Value) -> TrailConfig {
-    TrailConfig::from_value(&value).unwrap_or_else(|e| panic!("valid config expected: {e}"))
-}
-
-fn verdict(config: &TrailConfig, text: &str) -> Verdict {
-    let record = Record::parse(text).expect("record parses");
-    let compiled = config.compile().evaluate(&record);
-    assert_eq!(compiled, interpret(config, &record), "{text}");
-    compiled
-}
 
 /// The first real record whose value satisfies `pick`.
 fn real(pick: impl Fn(&Value) -> bool) -> String {
