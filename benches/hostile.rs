@@ -28,7 +28,7 @@ use hostile::{peak_rss_kib, Discard};
 const LIMIT_MIB: f64 = 64.0;
 
 /// The inputs of issue 17: (file name, what it is, its elements and how many).
-const INPUTS: [(&str, &str, Element, usize); 5] = [
+const INPUTS: [(&str, &str, Element, usize); 6] = [
     (
         "ones-3m",
         "3 M-item {\"Records\":[1,1,…]}",
@@ -44,6 +44,12 @@ const INPUTS: [(&str, &str, Element, usize); 5] = [
         Element::Long,
         100_000,
     ),
+    (
+        "valid-1m",
+        "1 M valid records, all kept",
+        Element::Valid,
+        1_000_000,
+    ),
 ];
 
 #[derive(Clone, Copy)]
@@ -52,6 +58,8 @@ enum Element {
     Empty,
     /// A record whose `readOnly` is a 1000-character string: refused, its value quoted.
     Long,
+    /// A valid record, kept and packed: what waits between two sends must stay small too.
+    Valid,
 }
 
 impl Element {
@@ -60,6 +68,7 @@ impl Element {
             Element::One => "1".into(),
             Element::Empty => "{}".into(),
             Element::Long => hostile::long_value_record(),
+            Element::Valid => hostile::VALID_RECORD.into(),
         }
     }
 }

@@ -91,6 +91,11 @@ pub struct RawItem<'a> {
     pub bytes: Result<&'a str, RecordProblem>,
 }
 
+/// Bytes of a log object read (or taken from a network chunk) at a time: at most about 8 MB of
+/// JSON at deflate's best ratio, so what a reader packs between two points where it can send
+/// stays small however well the input compresses.
+pub const READ_BYTES: usize = 8 * 1024;
+
 /// Compressed bytes decompressed at a time before the records they hold are handed over:
 /// deflate expands at most about 1032:1, so a slice is at most about 528 KB of JSON (260,000
 /// one-byte elements), whatever the file.
@@ -229,7 +234,8 @@ impl LogFileDecoder {
     }
 }
 
-/// Reads a whole log file from `reader` in 64 KiB chunks, handing each record to `each`.
+/// Reads a whole log file from `reader` in chunks of [`READ_BYTES`], handing each record to
+/// `each`.
 /// Returns the decompressed size. Records before a file-level error have been handed over.
 pub fn read_log_file(
     mut reader: impl io::Read,
@@ -237,7 +243,7 @@ pub fn read_log_file(
     mut each: impl FnMut(RawItem<'_>),
 ) -> Result<u64, FileError> {
     let mut decoder = LogFileDecoder::new(limits);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; READ_BYTES];
     loop {
         let n = match reader.read(&mut chunk) {
             Ok(0) => break,

@@ -34,6 +34,10 @@ pub fn long_value_record() -> String {
     )
 }
 
+/// A valid management record without an eventID (so never a duplicate): every copy is kept
+/// and packed, and a file of a million of them is a few hundred KB of gzip.
+pub const VALID_RECORD: &str = r#"{"eventTime":"2024-01-01T00:00:00Z","awsRegion":"us-east-1","recipientAccountId":"111122223333","eventCategory":"Management"}"#;
+
 /// Discards what is sent, counting the messages.
 #[derive(Default)]
 pub struct Discard {
