@@ -62,7 +62,7 @@ const APIS: [(&str, &str, bool); 12] = [
 fn record_text(rng: &mut Lcg, ms: i64) -> String {
     let (source, name, read_only) = APIS[rng.next() as usize % APIS.len()];
     let who = rng.next() % 40;
-    let error = if rng.next() % 20 == 0 {
+    let error = if rng.next().is_multiple_of(20) {
         r#","errorCode":"AccessDenied","errorMessage":"denied""#
     } else {
         ""
@@ -177,7 +177,7 @@ fn bench_state_size() {
         for (api, rate) in rates.iter().enumerate() {
             for _ in 0..rng.poisson(rate * diurnal) {
                 let (source, name, _) = APIS[api];
-                let err = if rng.next() % 10 == 0 {
+                let err = if rng.next().is_multiple_of(10) {
                     r#","errorCode":"ThrottlingException""#
                 } else {
                     ""

@@ -23,6 +23,10 @@ use trailwatch::ingest::{parse_object_key, read_log_file, LogFileLimits};
 use trailwatch::record::Record;
 use trailwatch::select::{Matcher, Origin, SelectRun, TrailConfig, SEND_EVERY_MESSAGES};
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::cpu_seconds;
+
 const CHUNK: usize = 64 * 1024;
 const TRAIL_CONFIG: &str = "events/trail-config.json";
 
@@ -134,20 +138,6 @@ impl Corpus {
 
 // ---------------------------------------------------------------------------------------------
 // CPU time
-
-/// User + system CPU seconds of this process and of its waited-for children, from /proc.
-fn cpu_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start at field 3.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<f64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    let tick = 100.0; // USER_HZ on Linux
-    let at = |n: usize| fields.get(n - 3).copied().unwrap_or(0.0) / tick;
-    (at(14) + at(15), at(16) + at(17))
-}
 
 #[derive(Clone)]
 struct Timing {

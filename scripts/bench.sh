@@ -8,7 +8,8 @@
 # Builds the three functions and the CLI in release mode, generates the corpus (scripts/gen-corpus.py,
 # ~1.1 GB of CloudTrail JSON as 170 MB of gzip under target/bench-corpus, skipped when already
 # there), runs benches/pipeline.rs, which prints one table of ratios measured in the same run,
-# then the selector, Insights and hostile-input (peak memory) benches. The table is also written to
+# then the selector, Insights, detection and hostile-input (peak memory) benches. The table is
+# also written to
 # target/bench-out/pipeline.md. TRAILWATCH_BENCH_ROUNDS (default 3) sets the repetitions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ cargo bench --quiet -p trailwatch --bench pipeline --no-run
 cargo bench --quiet -p trailwatch --bench pipeline -- "$@" | tee target/bench-out/pipeline.md
 
 if [ $# -eq 0 ]; then
-    for bench in selectors insights hostile; do
+    for bench in selectors insights detect hostile; do
         if [ -f "benches/$bench.rs" ]; then
             echo
             echo "### $bench (benches/$bench.rs)"

@@ -14,9 +14,21 @@
 # runs `trailwatch insights backtest` per stream, scores with ctscore.py and prints one table
 # row per scale and seed set. Targets: F1 >= 0.95, <= 0.2 false Starts/day, mean latency <= 2
 # min, no negative label fired.
+#
+#   scripts/insights-eval.sh families [insights-eval options]
+#
+# runs the repository's own scenario families instead (insights-eval/: weekly jobs,
+# daylight-saving shifts, Monday surges, daily ramps, with positives) over held-back seeds,
+# volumes and layouts, e.g. `families --seeds 101,102,103,104,105 --volumes 0.3,1,3,10` or
+# `families --layout 4x3 --seeds 101,102 --notes`; one markdown row per run (about 3 s per
+# account-region in a release build). See docs/insights-design.md §4.
 set -euo pipefail
 
 ROOT="$(git rev-parse --show-toplevel)"
+if [ "${1-}" = families ]; then
+  shift
+  cd "$ROOT" && exec cargo run --release -q -p trailwatch-insights-eval -- "$@"
+fi
 SHARED="$(cd "$ROOT/../shared/insights-eval" && pwd)"
 WORK="$ROOT/target/insights-eval"
 SEEDS="${SEEDS-1 2 3 4 5}"

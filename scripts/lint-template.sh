@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lints template.yaml offline: cfn-lint (errors, warnings AND informational findings) and
-# `sam validate --lint`. Exits non-zero on any finding. Needs .venv-sam (scripts/tools.sh).
+# Lints template.yaml offline: cfn-lint (errors, warnings AND informational findings),
+# `sam validate --lint` and checkov (every check passes or is skipped in the template with its
+# reason). Exits non-zero on any finding. Needs .venv-sam and .venv-checkov (scripts/tools.sh).
 #
 # Usage: scripts/lint-template.sh [TEMPLATE]      (default: template.yaml at the repo root)
 set -euo pipefail
@@ -33,6 +34,14 @@ echo "[lint] sam validate --lint --region us-east-1 --template-file ${TEMPLATE#"
 out="$("$SAM_BIN/sam" validate --lint --region us-east-1 --template-file "$TEMPLATE" 2>&1)" || status=1
 echo "$out"
 grep -q "is a valid SAM Template" <<<"$out" || status=1
+
+CHECKOV="$ROOT/.venv-checkov/bin/checkov"
+[[ -x "$CHECKOV" ]] || { echo "[lint] error: $CHECKOV missing: run scripts/tools.sh first" >&2; exit 1; }
+# --skip-download: no guideline download (the machines reach package registries only). It exits
+# non-zero on a failed check; the summary line counts passed, failed and skipped ones.
+echo "[lint] checkov -f ${TEMPLATE#"$ROOT"/} --framework cloudformation --skip-download"
+"$CHECKOV" -f "$TEMPLATE" --framework cloudformation --skip-download --compact >"$ROOT/target/checkov.txt" 2>&1 || status=1
+grep -E "^(Passed checks|Check:|\s+FAILED)" "$ROOT/target/checkov.txt" || tail -n 5 "$ROOT/target/checkov.txt"
 
 if [[ $status -eq 0 ]]; then
     echo "[lint] OK: no findings"

@@ -6,7 +6,8 @@
 #   scripts/moto.sh status   print the endpoint and exit 0 if it answers, else exit 1
 #   scripts/moto.sh reset    drop all moto state (POST /moto-api/reset)
 #
-# Files: target/moto.endpoint (e.g. http://127.0.0.1:5000), target/moto.pid, target/moto.log.
+# Files: target/moto.endpoint (e.g. http://127.0.0.1:5000), target/moto.pid, target/moto.log,
+# target/moto-calls.jsonl (IAM decisions for the functions' roles, see scripts/moto_server.py).
 # Port: $MOTO_PORT if set, else 5000 if free, else any free port.
 # Needs .venv-tools (scripts/tools.sh).
 set -euo pipefail
@@ -16,6 +17,7 @@ STATE="$ROOT/target"
 ENDPOINT_FILE="$STATE/moto.endpoint"
 PID_FILE="$STATE/moto.pid"
 LOG_FILE="$STATE/moto.log"
+CALLS_LOG="$STATE/moto-calls.jsonl"
 VENV_BIN="$ROOT/.venv-tools/bin"
 HOST=127.0.0.1
 START_TIMEOUT_S="${MOTO_START_TIMEOUT_S:-30}"
@@ -92,9 +94,10 @@ start() {
     log "starting moto_server on $endpoint (log: ${LOG_FILE#"$ROOT"/})"
     printf '\n=== %s moto_server -H %s -p %s\n' "$(date -u +%FT%TZ)" "$HOST" "$port" >>"$LOG_FILE"
     # setsid: own process group, so it outlives this script and a Ctrl-C in the caller's shell.
-    # scripts/moto_server.py: moto_server with DynamoDB requests isolated as DynamoDB isolates
-    # them (see the file).
-    setsid "$VENV_BIN/python" "$ROOT/scripts/moto_server.py" -H "$HOST" -p "$port" \
+    # scripts/moto_server.py: moto_server patched where the tests need AWS's behaviour (see the
+    # file): DynamoDB isolation, CloudFormation of the template, IAM for the functions' roles.
+    : >"$CALLS_LOG"
+    TRAILWATCH_MOTO_CALLS_LOG="$CALLS_LOG" setsid "$VENV_BIN/python" "$ROOT/scripts/moto_server.py" -H "$HOST" -p "$port" \
         >>"$LOG_FILE" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$PID_FILE"

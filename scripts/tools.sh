@@ -3,6 +3,8 @@
 #
 #   .venv-tools  moto[server], boto3, cargo-lambda (+ ziglang)   <- scripts/requirements-tools*.txt
 #   .venv-sam    aws-sam-cli, cfn-lint                           <- scripts/requirements-sam*.txt
+#   .venv-checkov  checkov (it pins boto3 and networkx versions the others cannot share)
+#                                                                <- scripts/requirements-checkov*.txt
 #
 # Two venvs, because `sam build` (BuildMethod: rust-cargolambda) runs cargo-lambda, which finds zig
 # through the first `python3` on PATH (`python3 -m ziglang`): the venv holding ziglang must come
@@ -92,6 +94,8 @@ ensure_venv tools .venv-tools \
 ensure_venv sam .venv-sam \
     "sam --version" \
     "cfn-lint --version"
+ensure_venv checkov .venv-checkov \
+    "checkov --version"
 
 if [[ $INSTALLED -eq 1 ]]; then
     # shellcheck source=scripts/env.sh

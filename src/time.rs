@@ -1,11 +1,23 @@
-//! UTC timestamps as CloudTrail writes them (`2023-07-10T11:47:39Z`), without a date library:
-//! the pipeline only needs epoch milliseconds, whole minutes and the reverse formatting.
+//! UTC timestamps as CloudTrail writes them (`2023-07-10T11:47:39Z`): epoch milliseconds,
+//! whole minutes and the reverse formatting. The calendar is the `time` crate's (already in
+//! the tree through the AWS SDK): it refuses what is not a date (`2024-02-30`) or not a time
+//! (second 60). Reading the fixed layout by position stays here, with the variants exports
+//! write.
+
+use time::error::ComponentRange;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 /// Why an `eventTime` could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{text}' is not a UTC time of the form YYYY-MM-DDTHH:MM:SS[.fff]Z")]
+#[error(
+    "'{text}' is not a UTC time of the form YYYY-MM-DDTHH:MM:SS[.fff]Z{}",
+    .calendar.map(|c| format!(" ({c})")).unwrap_or_default()
+)]
 pub struct EventTimeError {
     pub text: String,
+    /// What the calendar refused, when the layout was right.
+    #[source]
+    pub calendar: Option<ComponentRange>,
 }
 
 /// Milliseconds since the epoch, now: the one clock the functions and the CLI read.
@@ -22,93 +34,96 @@ pub const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` into epoch milliseconds. Also accepted, because
 /// exports and SIEMs rewrite CloudTrail times that way: a space instead of `T`, `+00:00`
 /// instead of `Z`, and no zone at all (CloudTrail times are always UTC). Other offsets are
-/// refused rather than guessed.
+/// refused rather than guessed, and so are dates and times the calendar does not have.
 pub fn parse_event_time(text: &str) -> Result<i64, EventTimeError> {
-    parse(text.as_bytes()).ok_or_else(|| EventTimeError {
+    let error = |calendar| EventTimeError {
         text: text.chars().take(64).collect(),
-    })
+        calendar,
+    };
+    let fields = Fields::read(text.as_bytes()).ok_or_else(|| error(None))?;
+    fields.epoch_ms().map_err(|e| error(Some(e)))
 }
 
-fn parse(b: &[u8]) -> Option<i64> {
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b' ')
-        || b[13] != b':'
-    {
-        return None;
-    }
-    if b[16] != b':' {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        b[range].iter().try_fold(0i64, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-        })
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut rest = &b[19..];
-    let mut millis = 0i64;
-    if let Some((&b'.', fraction)) = rest.split_first() {
-        let digits = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
+/// The numbers of a time in CloudTrail's layout, read by position; whether they make a date
+/// and a time is the calendar's to say.
+struct Fields {
+    year: i32,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    millis: u16,
+}
+
+impl Fields {
+    fn read(b: &[u8]) -> Option<Fields> {
+        if b.len() < 19
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
             return None;
         }
-        for (i, &c) in fraction[..digits].iter().take(3).enumerate() {
-            millis += i64::from(c - b'0') * [100, 10, 1][i];
+        let num = |range: std::ops::Range<usize>| -> Option<u16> {
+            b[range].iter().try_fold(0u16, |acc, &c| {
+                c.is_ascii_digit().then(|| acc * 10 + u16::from(c - b'0'))
+            })
+        };
+        let two = |at: usize| num(at..at + 2).map(|n| n as u8);
+        let mut rest = &b[19..];
+        let mut millis = 0u16;
+        if let Some((&b'.', fraction)) = rest.split_first() {
+            let digits = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                return None;
+            }
+            for (i, &c) in fraction[..digits].iter().take(3).enumerate() {
+                millis += u16::from(c - b'0') * [100, 10, 1][i];
+            }
+            rest = &fraction[digits..];
         }
-        rest = &fraction[digits..];
+        if !rest.is_empty() && rest != b"Z" && rest != b"+00:00" {
+            return None;
+        }
+        Some(Fields {
+            year: i32::from(num(0..4)?),
+            month: two(5)?,
+            day: two(8)?,
+            hour: two(11)?,
+            minute: two(14)?,
+            second: two(17)?,
+            millis,
+        })
     }
-    if !rest.is_empty() && rest != b"Z" && rest != b"+00:00" {
-        return None;
+
+    fn epoch_ms(&self) -> Result<i64, ComponentRange> {
+        let date = Date::from_calendar_date(self.year, Month::try_from(self.month)?, self.day)?;
+        let time = Time::from_hms_milli(self.hour, self.minute, self.second, self.millis)?;
+        let at = PrimitiveDateTime::new(date, time).assume_utc();
+        Ok(at.unix_timestamp() * 1000 + i64::from(self.millis))
     }
-    let days = days_from_civil(year, month, day);
-    Some(((days * 24 + hour) * 60 + minute) * MS_PER_MINUTE + second * 1000 + millis)
 }
 
-/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// (year, month, day) of a day number since the epoch.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Formats epoch milliseconds as CloudTrail does: `YYYY-MM-DDTHH:MM:SSZ` (whole seconds).
+/// Formats epoch milliseconds as CloudTrail does: `YYYY-MM-DDTHH:MM:SSZ` (whole seconds;
+/// outside years 1..=9999, the nearest of them).
 pub fn format_event_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let in_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let at = OffsetDateTime::from_unix_timestamp(secs).unwrap_or(if secs < 0 {
+        PrimitiveDateTime::MIN.assume_utc()
+    } else {
+        PrimitiveDateTime::MAX.assume_utc()
+    });
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
     )
 }
 
@@ -182,13 +197,43 @@ mod tests {
     }
 
     #[test]
+    fn dates_and_times_the_calendar_does_not_have_are_refused_with_the_reason() {
+        for bad in [
+            "2024-02-30T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-04-31T12:00:00Z",
+            "2024-01-00T00:00:00Z",
+            "2016-12-31T23:59:60Z",
+            "2024-01-01T24:00:00Z",
+            "2024-00-10T00:00:00Z",
+        ] {
+            let error = parse_event_time(bad).unwrap_err();
+            assert!(error.calendar.is_some(), "{bad}: {error}");
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+        // The last day of each month, leap years by the Gregorian rule.
+        for good in [
+            "2024-02-29T00:00:00Z",
+            "2000-02-29T00:00:00Z",
+            "2024-04-30T23:59:59Z",
+            "2024-12-31T23:59:59.999Z",
+        ] {
+            assert!(parse_event_time(good).is_ok(), "{good}");
+        }
+        assert!(parse_event_time("1900-02-29T00:00:00Z").is_err());
+    }
+
+    #[test]
     fn formatting_inverts_parsing() {
         for t in [
             "1999-12-31T23:59:59Z",
             "2023-07-10T11:47:39Z",
             "2100-03-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
         ] {
             assert_eq!(format_event_time(parse_event_time(t).unwrap()), t);
         }
+        assert_eq!(format_event_time(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(format_event_time(i64::MAX), "9999-12-31T23:59:59Z");
     }
 }

@@ -9,11 +9,12 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
+use trailwatch::deliver::ledger::{Attempt, BeginOutcome, Leases};
 use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::{
-    deliver_messages_once, BatchLimits, Carrier, CarryError, DeliveryMessage, DeliverySettings,
-    HeldMessage, Inbound, LogEvent, LogSink, MemoryLedger, MessagePacker, RejectedRanges,
-    SinkError,
+    deliver_messages_once, BatchLimits, Carrier, CarryError, Claim, ClaimOutcome, DeliveredLedger,
+    DeliveryMessage, DeliverySettings, HeldMessage, Inbound, LedgerError, LogEvent, LogSink,
+    MemoryLedger, MessagePacker, RejectedRanges, SinkError,
 };
 use trailwatch::time::format_event_time;
 
@@ -128,30 +129,33 @@ impl Carrier for World {
     }
 }
 
-/// Claims and releases that yield, so invocations interleave between ledger calls too.
+/// Ledger calls that yield, so invocations interleave between them too.
 struct SharedLedger(MemoryLedger);
 
-impl trailwatch::deliver::DeliveredLedger for SharedLedger {
-    async fn claim(
-        &self,
-        claims: &[trailwatch::deliver::Claim<'_>],
-    ) -> Vec<trailwatch::deliver::ClaimOutcome> {
+impl DeliveredLedger for SharedLedger {
+    async fn begin(&self, attempts: &[Attempt<'_>], leases: &Leases) -> Vec<BeginOutcome> {
         YieldOnce(false).await;
-        self.0.claim(claims).await
+        self.0.begin(attempts, leases).await
     }
-    async fn confirm(
-        &self,
-        delivered: &[trailwatch::deliver::Claim<'_>],
-    ) -> Result<(), trailwatch::deliver::ledger::LedgerError> {
+    async fn claim(&self, claims: &[Claim<'_>], leases: &Leases) -> Vec<ClaimOutcome> {
         YieldOnce(false).await;
-        self.0.confirm(delivered).await
+        self.0.claim(claims, leases).await
     }
-    async fn release(
-        &self,
-        claims: &[trailwatch::deliver::Claim<'_>],
-    ) -> Result<(), trailwatch::deliver::ledger::LedgerError> {
+    async fn confirm(&self, delivered: &[Claim<'_>], leases: &Leases) -> Result<(), LedgerError> {
+        YieldOnce(false).await;
+        self.0.confirm(delivered, leases).await
+    }
+    async fn release(&self, claims: &[Claim<'_>]) -> Result<(), LedgerError> {
         YieldOnce(false).await;
         self.0.release(claims).await
+    }
+    async fn finish(&self, deliveries: &[&str], leases: &Leases) -> Result<(), LedgerError> {
+        YieldOnce(false).await;
+        self.0.finish(deliveries, leases).await
+    }
+    async fn let_go(&self, attempts: &[Attempt<'_>]) -> Result<(), LedgerError> {
+        YieldOnce(false).await;
+        self.0.let_go(attempts).await
     }
 }
 

@@ -6,14 +6,16 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use trailwatch::deliver::limits::{PUT_LOG_EVENTS_MAX_AGE_MS, PUT_LOG_EVENTS_MAX_FUTURE_MS};
+use trailwatch::deliver::limits::{
+    FUTURE_TOLERANCE_MS, PUT_LOG_EVENTS_MAX_AGE_MS, PUT_LOG_EVENTS_MAX_FUTURE_MS,
+};
 use trailwatch::deliver::plan::minimum_batches;
 use trailwatch::deliver::{plan_batches, BatchLimits, LogEvent, Rejection};
 use trailwatch::time::{MS_PER_DAY, MS_PER_HOUR};
 
 const NOW: i64 = 1_700_000_000_000;
 
-/// An event: an offset from now (from 16 days back to 3 hours ahead), a message length and
+/// An event: an offset from now (from 16 days back to 3 hours ahead: past the tolerance), a message length and
 /// an eventID drawn from a small set so repeats happen.
 fn events_strategy(max_len: usize) -> impl Strategy<Value = Vec<(i64, usize, Option<u8>)>> {
     prop::collection::vec(
@@ -87,6 +89,8 @@ fn expected_rejection(event: &LogEvent<'_>, limits: &BatchLimits) -> Option<Reje
         Some(Rejection::TooLarge)
     } else if event.timestamp_ms < NOW - PUT_LOG_EVENTS_MAX_AGE_MS {
         Some(Rejection::TooOld)
+    } else if event.timestamp_ms > NOW + PUT_LOG_EVENTS_MAX_FUTURE_MS + FUTURE_TOLERANCE_MS {
+        Some(Rejection::TooFarAhead)
     } else if event.timestamp_ms > NOW + PUT_LOG_EVENTS_MAX_FUTURE_MS {
         Some(Rejection::TooNew)
     } else {

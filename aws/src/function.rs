@@ -38,6 +38,23 @@ where
     lambda_runtime::run(lambda_runtime::service_fn(handler)).await
 }
 
+/// Serves a function that could not start (no region or credentials, a missing variable, an
+/// invalid configuration): every invocation fails with the reason, logged once here, so that
+/// an invoker — Lambda, `cargo lambda invoke`, `sam local invoke` — hears why at once instead
+/// of waiting on a process that exited before the runtime API heard from it.
+pub async fn cannot_start(
+    function: &str,
+    why: impl std::fmt::Display,
+) -> Result<(), lambda_runtime::Error> {
+    let why = format!("the {function} function cannot start: {why}");
+    tracing::error!("{why}");
+    serve(|_: LambdaEvent<serde_json::Value>| {
+        let why = why.clone();
+        async move { Err::<serde_json::Value, _>(HandlerError::failed(CONFIGURATION, why)) }
+    })
+    .await
+}
+
 /// Why an invocation failed; Lambda reports it with [`HandlerError::error_type`] as the
 /// `errorType` and the whole cause chain as the `errorMessage`.
 #[derive(Debug, thiserror::Error)]

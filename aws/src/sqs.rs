@@ -5,7 +5,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
-use trailwatch::deliver::limits::{SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES};
+use trailwatch::deliver::limits::{PACKED_MESSAGE_BYTES, SQS_MAX_BATCH_MESSAGES};
 use trailwatch::retry::RetryPolicy;
 
 use crate::{describe, is_transient};
@@ -47,8 +47,8 @@ impl SqsSender {
     }
 
     /// Sends every body to the standard queue `queue_url` with SendMessageBatch (≤ 10 messages
-    /// and ≤ 256 KiB a call), retrying entries SQS reports as failed. Errors only if some body
-    /// is not sent.
+    /// and ≤ 256 KiB a call, a larger body alone), retrying entries SQS reports as failed.
+    /// Errors only if some body is not sent.
     pub async fn send_all(
         &self,
         queue_url: &str,
@@ -237,7 +237,7 @@ fn batches<B: AsRef<str>>(bodies: &[B]) -> Vec<Vec<usize>> {
     for (i, body) in bodies.iter().enumerate() {
         let body = body.as_ref();
         let full =
-            current.len() == SQS_MAX_BATCH_MESSAGES || bytes + body.len() > SQS_MAX_MESSAGE_BYTES;
+            current.len() == SQS_MAX_BATCH_MESSAGES || bytes + body.len() > PACKED_MESSAGE_BYTES;
         if full && !current.is_empty() {
             out.push(std::mem::take(&mut current));
             bytes = 0;
@@ -259,13 +259,13 @@ mod tests {
     fn batches_obey_count_and_size_limits() {
         // Every body fits one message (the packer guarantees it); calls never carry an empty batch.
         let bodies: Vec<String> = (0..25)
-            .map(|i| "x".repeat(1 + (i * 37_000) % SQS_MAX_MESSAGE_BYTES))
+            .map(|i| "x".repeat(1 + (i * 37_000) % PACKED_MESSAGE_BYTES))
             .collect();
         let groups = batches(&bodies);
         let mut seen: Vec<usize> = Vec::new();
         for g in &groups {
             assert!(!g.is_empty() && g.len() <= SQS_MAX_BATCH_MESSAGES);
-            assert!(g.iter().map(|&i| bodies[i].len()).sum::<usize>() <= SQS_MAX_MESSAGE_BYTES);
+            assert!(g.iter().map(|&i| bodies[i].len()).sum::<usize>() <= PACKED_MESSAGE_BYTES);
             seen.extend(g.iter().copied());
         }
         assert_eq!(seen, (0..25).collect::<Vec<_>>());

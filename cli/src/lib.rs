@@ -2,6 +2,7 @@
 //! account, plus the tools around a trail (Event history lookup, log file validation). One
 //! module per command; [`run`] parses the command line and dispatches.
 
+pub mod detect;
 pub mod insights;
 pub mod lookup;
 pub mod replay_view;
@@ -40,6 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Replay(replay_view::ReplayArgs),
+    Detect(detect::DetectArgs),
     #[command(subcommand)]
     Selectors(selectors::SelectorsCommand),
     #[command(subcommand)]
@@ -68,6 +70,7 @@ where
     };
     match cli.command {
         Command::Replay(args) => replay_view::run(args),
+        Command::Detect(args) => detect::run(args),
         Command::Selectors(command) => selectors::run(command),
         Command::Insights(command) => insights::run(command),
         Command::Lookup(args) => lookup::run(args),

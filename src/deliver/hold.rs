@@ -23,7 +23,7 @@ use std::future::Future;
 
 use super::ledger::{Claim, DeliveredLedger};
 use super::message::{seal_held, MessagePacker, DEFAULT_MESSAGE_BYTES};
-use super::pending::{claim_of, Inbound, Pending, StreamPlan};
+use super::pending::{claim_of, Pending, Received, StreamPlan};
 use super::report::DeliveryReport;
 
 /// Why held records may not have reached the queue.
@@ -85,8 +85,7 @@ impl Carrier for NoCarry {
 /// run.
 pub(crate) fn keep_lone_holds<C: Carrier>(
     carrier: &C,
-    messages: &[Inbound<'_>],
-    held_since: &[Option<i64>],
+    messages: &[Received<'_>],
     now_ms: i64,
     streams: &mut BTreeMap<String, Vec<Pending<'_>>>,
     report: &mut DeliveryReport,
@@ -96,11 +95,13 @@ pub(crate) fn keep_lone_holds<C: Carrier>(
         return;
     }
     streams.retain(|_, pending| {
-        let owner = messages[pending[0].message].id;
-        let alone = pending.iter().all(|p| messages[p.message].id == owner);
+        let owner = messages[pending[0].message].message_id;
+        let alone = pending
+            .iter()
+            .all(|p| messages[p.message].message_id == owner);
         let since = pending
             .iter()
-            .map(|p| held_since[p.message])
+            .map(|p| messages[p.message].since)
             .min()
             .flatten();
         match since {
@@ -119,6 +120,7 @@ pub(crate) fn keep_lone_holds<C: Carrier>(
 /// What holding back did.
 #[derive(Debug, Default)]
 pub(crate) struct Held {
+    /// Records of calls that are not full, held back.
     pub records: usize,
     /// Streams whose records had waited long enough: put in calls that are not full.
     pub waited_out: usize,
@@ -126,35 +128,49 @@ pub(crate) struct Held {
     pub released: usize,
     /// Records put at once because their claims could not be released.
     pub release_failed: usize,
-    /// Messages of held records that could not be sent: they come back.
+    /// Messages whose records could not be sent to wait: they come back.
     pub unsent: BTreeSet<String>,
     pub error: Option<String>,
 }
 
 /// Holds back the batches that are not full, in streams whose records have not waited too
-/// long: releases their claims, then sends them to the hold queue.
+/// long, and the records that wait for another delivery: releases the claims of the former,
+/// then sends them all to the hold queue. Without a queue to hold them in, the waiting
+/// records' messages come back.
 pub(crate) async fn hold_back<C: Carrier, L: DeliveredLedger>(
     carrier: &C,
     ledger: &L,
-    messages: &[Inbound<'_>],
-    held_since: &[Option<i64>],
+    messages: &[Received<'_>],
     now_ms: i64,
     planned: &mut [StreamPlan<'_, '_>],
 ) -> Held {
     let mut held = Held::default();
     let max_wait_ms = carrier.max_wait_ms();
-    if max_wait_ms <= 0 {
-        return held;
-    }
     let mut bodies = Vec::new();
     for sp in planned.iter_mut() {
-        match seal_tail(sp, held_since, now_ms, max_wait_ms) {
-            Tail::None => {}
-            Tail::WaitedOut => held.waited_out += 1,
-            Tail::Sealed(sealed, records) => {
-                bodies.extend(sealed);
-                held.records += records;
-            }
+        let tail = if max_wait_ms > 0 {
+            tail_to_hold(sp, messages, now_ms, max_wait_ms)
+        } else {
+            Vec::new()
+        };
+        if max_wait_ms > 0 && tail.is_empty() && sp.plan.full.iter().any(|full| !full) {
+            held.waited_out += 1;
+        }
+        let waiting = max_wait_ms > 0 && !sp.waiting.is_empty();
+        if let Some(sealed) = seal(sp, messages, &tail, waiting, now_ms) {
+            held.records += tail
+                .iter()
+                .map(|&b| sp.plan.batches[b].len())
+                .sum::<usize>();
+            bodies.extend(sealed);
+            sp.held = tail;
+            sp.waiting_sent = waiting;
+        }
+        if !sp.waiting_sent {
+            held.unsent.extend(
+                sp.waiting_records()
+                    .map(|p| messages[p.message].message_id.to_owned()),
+            );
         }
     }
     if bodies.is_empty() {
@@ -164,57 +180,63 @@ pub(crate) async fn hold_back<C: Carrier, L: DeliveredLedger>(
     held
 }
 
-/// What became of a stream's batches that are not full.
-enum Tail {
-    /// Every batch is full, or a record is too large for a held message: nothing held.
-    None,
-    /// Its records have waited long enough: put now.
-    WaitedOut,
-    /// Held: the messages that carry them, and how many records.
-    Sealed(Vec<HeldMessage>, usize),
-}
-
-/// Seals the records of a stream's batches that are not full into held messages, and marks
-/// those batches held.
-fn seal_tail(
-    sp: &mut StreamPlan<'_, '_>,
-    held_since: &[Option<i64>],
+/// The batches of a stream that are not full, unless its records have waited long enough
+/// (then they are put now).
+fn tail_to_hold(
+    sp: &StreamPlan<'_, '_>,
+    messages: &[Received<'_>],
     now_ms: i64,
     max_wait_ms: i64,
-) -> Tail {
+) -> Vec<usize> {
     let tail: Vec<usize> = (0..sp.plan.batches.len())
         .filter(|&b| !sp.plan.full[b])
         .collect();
-    if tail.is_empty() {
-        return Tail::None;
-    }
-    let records: Vec<(&str, usize)> = tail
+    // Since when the tail's records have been waiting: the earliest hold, or now.
+    let since = tail
         .iter()
         .flat_map(|&b| &sp.plan.batches[b])
-        .map(|&j| (sp.fresh_events[j].message, sp.pending_of(j).message))
-        .collect();
-    // Since when the tail's records have been waiting: the earliest hold, or now.
-    let since = records
-        .iter()
-        .filter_map(|&(_, m)| held_since[m])
+        .filter_map(|&j| messages[sp.pending_of(j).message].since)
         .min()
         .unwrap_or(now_ms);
     if now_ms - since >= max_wait_ms {
-        return Tail::WaitedOut;
+        return Vec::new();
     }
+    tail
+}
+
+/// Seals the records of the `tail` batches, and the waiting records when `waiting`, into held
+/// messages; `None` when there is nothing to hold, or a record too large for a held message
+/// (then nothing of the stream is held).
+fn seal(
+    sp: &StreamPlan<'_, '_>,
+    messages: &[Received<'_>],
+    tail: &[usize],
+    waiting: bool,
+    now_ms: i64,
+) -> Option<Vec<HeldMessage>> {
     // Each record keeps the time it was first held (its message's, or now), so that records
-    // joining older ones are not put early on their account.
+    // joining older ones are not put early on their account; a waiting record starts anew.
+    let mut records: Vec<(&str, i64)> = tail
+        .iter()
+        .flat_map(|&b| &sp.plan.batches[b])
+        .map(|&j| {
+            let p = sp.pending_of(j);
+            (p.event.message, messages[p.message].since.unwrap_or(now_ms))
+        })
+        .collect();
+    if waiting {
+        records.extend(sp.waiting_records().map(|p| (p.event.message, now_ms)));
+    }
     let packer = |first_held| {
         MessagePacker::waiting_since(sp.stream, DEFAULT_MESSAGE_BYTES, Some(first_held))
     };
-    let max_record_bytes = packer(since).max_record_bytes();
-    if records.iter().any(|(raw, _)| raw.len() > max_record_bytes) {
-        return Tail::None;
+    let max_record_bytes = packer(now_ms).max_record_bytes();
+    if records.is_empty() || records.iter().any(|(raw, _)| raw.len() > max_record_bytes) {
+        return None;
     }
     let mut packers: BTreeMap<i64, MessagePacker> = BTreeMap::new();
     let mut plain = Vec::new();
-    for &(raw, m) in &records {
-        let first_held = held_since[m].unwrap_or(now_ms);
+    for &(raw, first_held) in &records {
         plain.extend(
             packers
                 .entry(first_held)
@@ -230,18 +252,17 @@ fn seal_tail(
             body,
         })
         .collect();
-    sp.held = tail;
-    Tail::Sealed(sealed, records.len())
+    Some(sealed)
 }
 
 /// Releases the claims of the held records, then sends their messages. Released first: a new
 /// message may be received, and claim its records, at once. If releasing fails nothing is
 /// held back: the records are put now (still ours, or partly released: at worst doubled by a
-/// copy that claimed them meanwhile).
+/// copy that claimed them meanwhile), and the waiting records' messages come back.
 async fn release_then_send<C: Carrier, L: DeliveredLedger>(
     carrier: &C,
     ledger: &L,
-    messages: &[Inbound<'_>],
+    messages: &[Received<'_>],
     planned: &mut [StreamPlan<'_, '_>],
     bodies: Vec<HeldMessage>,
     held: &mut Held,
@@ -257,10 +278,10 @@ async fn release_then_send<C: Carrier, L: DeliveredLedger>(
     if let Err(e) = ledger.release(&claims).await {
         held.error = Some(format!("releasing their claims failed: {e}"));
         held.release_failed = claims.len();
-        held.records = 0;
         for sp in planned.iter_mut() {
             sp.held.clear();
         }
+        give_up(messages, planned, held);
         return;
     }
     held.released = claims.len();
@@ -269,12 +290,24 @@ async fn release_then_send<C: Carrier, L: DeliveredLedger>(
         // Neither put nor surely sent: their messages come back and claim them again (a copy
         // that was sent and came first delivers them instead).
         held.error = Some(format!("sending them to the queue failed: {e}"));
-        held.records = 0;
-        held.unsent = planned
-            .iter()
-            .flat_map(|sp| sp.held_records().map(|p| messages[p.message].id.to_owned()))
-            .collect();
+        held.unsent.extend(planned.iter().flat_map(|sp| {
+            sp.held_records()
+                .map(|p| messages[p.message].message_id.to_owned())
+        }));
+        give_up(messages, planned, held);
         return;
     }
     held.messages = sent;
+}
+
+/// Nothing was sent to wait after all: the waiting records' messages come back.
+fn give_up(messages: &[Received<'_>], planned: &mut [StreamPlan<'_, '_>], held: &mut Held) {
+    held.records = 0;
+    for sp in planned.iter_mut().filter(|sp| sp.waiting_sent) {
+        held.unsent.extend(
+            sp.waiting_records()
+                .map(|p| messages[p.message].message_id.to_owned()),
+        );
+        sp.waiting_sent = false;
+    }
 }

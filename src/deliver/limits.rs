@@ -1,6 +1,6 @@
 //! Every AWS limit delivery obeys, as a named constant with where it comes from.
 
-use crate::time::{MS_PER_DAY, MS_PER_HOUR};
+use crate::time::{MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 
 /// PutLogEvents: at most 10,000 events per call (InputLogEvents max 10000).
 pub const PUT_LOG_EVENTS_MAX_EVENTS: usize = 10_000;
@@ -14,12 +14,27 @@ pub const PUT_LOG_EVENTS_MAX_SPAN_MS: i64 = 24 * MS_PER_HOUR;
 pub const PUT_LOG_EVENTS_MAX_AGE_MS: i64 = 14 * MS_PER_DAY;
 /// PutLogEvents: events more than 2 hours in the future are rejected.
 pub const PUT_LOG_EVENTS_MAX_FUTURE_MS: i64 = 2 * MS_PER_HOUR;
-/// CloudTrail never sends an event larger than 256 KB to CloudWatch Logs (CWL itself now
-/// takes 1 MB); larger records are delivered as a stub pointing at the full record.
+/// How far beyond those 2 hours a record is still tried again later rather than set aside:
+/// 15 minutes, half a delivery message's retry life in the stack (5 receives, 365 s apart),
+/// so that a record this far ahead is accepted while its message still comes back. One
+/// further ahead would only wait for the dead-letter queue.
+pub const FUTURE_TOLERANCE_MS: i64 = 15 * MS_PER_MINUTE;
+/// CloudWatch Logs: one event is at most 1 MB ("Each log event can be no larger than 1 MB",
+/// PutLogEvents API reference, https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html;
+/// 256 KB until mid-2025). CloudTrail itself sends nothing over 256 KB to CloudWatch Logs;
+/// trailwatch delivers records up to this limit whole and a stub only for larger ones.
+pub const CWL_MAX_EVENT_BYTES: usize = 1_048_576;
+/// CloudTrail's own limit for events it sends to CloudWatch Logs (larger ones it drops).
 pub const CLOUDTRAIL_CWL_MAX_EVENT_BYTES: usize = 256 * 1024;
-/// SQS: a message body is at most 256 KiB (the limit trailwatch packs to between stages).
-pub const SQS_MAX_MESSAGE_BYTES: usize = 262_144;
-/// SQS: SendMessageBatch takes at most 10 messages and 256 KiB in all.
+/// SQS: a message body is at most 1 MiB since August 2025
+/// (https://aws.amazon.com/about-aws/whats-new/2025/08/amazon-sqs-max-payload-size-1mib/; the
+/// queue's `MaximumMessageSize`). Only a record too large for a packed message travels in a
+/// message this large, alone.
+pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
+/// What trailwatch packs a message between stages to, and sends per SendMessageBatch call:
+/// 256 KiB, a quarter of a PutLogEvents call (and SQS's limit until August 2025).
+pub const PACKED_MESSAGE_BYTES: usize = 262_144;
+/// SQS: SendMessageBatch takes at most 10 messages.
 pub const SQS_MAX_BATCH_MESSAGES: usize = 10;
 /// CloudWatch Logs: the retention values PutRetentionPolicy accepts.
 pub const CWL_RETENTION_DAYS: [u32; 22] = [

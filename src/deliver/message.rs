@@ -1,11 +1,17 @@
 //! The message the select stage sends the deliver stage: records for one log stream, exactly
 //! as received, packed up to the SQS message limit.
 //!
-//! `{"v":1,"stream":"<name>","records":[<record>,<record>]}`
+//! `{"v":1,"id":"<delivery id>","stream":"<name>","records":[<record>,<record>]}`
+//!
+//! The delivery id (32 hex digits, new for every message packed) names the delivery that
+//! owns the records' claims in the ledger (see `deliver::ledger`): it travels with the body,
+//! so a message SQS redelivers, or a dead-letter queue redrive sends again under a new
+//! message id, is still the same delivery. Messages without one (from before it) are owned
+//! by their SQS message id.
 //!
 //! A message the deliver stage sends back to the queue with records it holds for a fuller
-//! call (see `deliver::ledger`) also says since when its records have been held back:
-//! `{"v":1,"stream":"<name>","since":<epoch ms>,"records":[...]}`.
+//! call (see `deliver::hold`) also says since when its records have been held back:
+//! `{"v":1,"id":"<delivery id>","stream":"<name>","since":<epoch ms>,"records":[...]}`.
 //!
 //! Held-back messages travel compressed: the bodies of one stream's held records, as a JSON
 //! array, gzipped and base64-encoded in one envelope (see [`seal_held`] and [`open_held`]),
@@ -21,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::limits::{
-    CLOUDTRAIL_CWL_MAX_EVENT_BYTES, PUT_LOG_EVENTS_EVENT_OVERHEAD, PUT_LOG_EVENTS_MAX_BYTES,
-    SQS_MAX_MESSAGE_BYTES,
+    CWL_MAX_EVENT_BYTES, PACKED_MESSAGE_BYTES, PUT_LOG_EVENTS_EVENT_OVERHEAD,
+    PUT_LOG_EVENTS_MAX_BYTES, SQS_MAX_MESSAGE_BYTES,
 };
 use crate::record::Record;
 
@@ -32,6 +38,9 @@ pub const MESSAGE_VERSION: u32 = 1;
 #[derive(Debug, Deserialize)]
 pub struct DeliveryMessage<'a> {
     pub v: u32,
+    /// The delivery that owns its records' claims (absent in messages from before ids).
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub stream: Cow<'a, str>,
     /// Since when the records of a held-back message have been held back (the earliest).
@@ -47,6 +56,16 @@ pub enum MessageError {
     Json(#[from] serde_json::Error),
     #[error("delivery message version {0} is not supported (expected {MESSAGE_VERSION})")]
     Version(u32),
+    #[error("delivery id '{0}' is not 1 to {MAX_ID_BYTES} letters, digits, '-' or '_'")]
+    Id(String),
+}
+
+/// The longest delivery id accepted (trailwatch writes 32 hex digits).
+pub const MAX_ID_BYTES: usize = 64;
+
+/// A new delivery id: 128 random bits as 32 hex digits.
+pub fn new_delivery_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
 }
 
 impl<'a> DeliveryMessage<'a> {
@@ -54,6 +73,12 @@ impl<'a> DeliveryMessage<'a> {
         let message: DeliveryMessage<'a> = serde_json::from_str(body)?;
         if message.v != MESSAGE_VERSION {
             return Err(MessageError::Version(message.v));
+        }
+        if let Some(id) = &message.id {
+            let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            if id.is_empty() || id.len() > MAX_ID_BYTES || !id.bytes().all(allowed) {
+                return Err(MessageError::Id(id.chars().take(MAX_ID_BYTES).collect()));
+            }
         }
         Ok(message)
     }
@@ -65,18 +90,25 @@ pub const MESSAGES_PER_PUT_LOG_EVENTS: usize = 4;
 const DELIVERY_COST_PER_MESSAGE: usize = PUT_LOG_EVENTS_MAX_BYTES / MESSAGES_PER_PUT_LOG_EVENTS;
 
 /// Packs records of one destination into message bodies no larger than `max_bytes`, whose
-/// records cost at most a quarter of a PutLogEvents call.
+/// records cost at most a quarter of a PutLogEvents call, each with a delivery id of its own.
+/// A record too large for that travels alone, in a message of up to SQS's 1 MiB.
 #[derive(Debug)]
 pub struct MessagePacker {
-    header: String,
+    /// The header before the delivery id, and after it up to the records.
+    head: String,
+    tail: String,
     body: String,
     records: usize,
     /// PutLogEvents bytes of the records in `body`: their length plus 26 each.
     cost: usize,
     max_bytes: usize,
+    /// The largest message a record too large for `max_bytes` travels in, alone.
+    max_alone_bytes: usize,
 }
 
 const FOOTER: &str = "]}";
+/// The length of a delivery id from [`new_delivery_id`].
+const ID_BYTES: usize = 32;
 
 impl MessagePacker {
     pub fn new(stream: &str, max_bytes: usize) -> Self {
@@ -87,32 +119,50 @@ impl MessagePacker {
     pub fn waiting_since(stream: &str, max_bytes: usize, since: Option<i64>) -> Self {
         #[derive(Serialize)]
         struct Header<'a> {
-            v: u32,
             stream: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             since: Option<i64>,
         }
-        let mut header = serde_json::to_string(&Header {
-            v: MESSAGE_VERSION,
-            stream,
-            since,
-        })
-        .expect("a struct of strings serialises");
-        header.pop(); // the closing brace: records follow
-        header.push_str(",\"records\":[");
-        MessagePacker {
-            body: header.clone(),
-            header,
+        let header = serde_json::to_string(&Header { stream, since })
+            .expect("a struct of strings serialises");
+        // `{"stream":…}` becomes `","stream":…,"records":[`, after the id.
+        let tail = format!("\",{},\"records\":[", &header[1..header.len() - 1]);
+        let mut packer = MessagePacker {
+            head: format!("{{\"v\":{MESSAGE_VERSION},\"id\":\""),
+            tail,
+            body: String::new(),
             records: 0,
             cost: 0,
             max_bytes,
-        }
+            max_alone_bytes: SQS_MAX_MESSAGE_BYTES,
+        };
+        packer.start(String::new());
+        packer
     }
 
-    /// The largest record that fits in a message of its own.
-    pub fn max_record_bytes(&self) -> usize {
-        (self.max_bytes - self.header.len() - FOOTER.len())
+    /// The same packer with messages of a record alone up to `bytes` (tests use tiny ones).
+    pub fn alone_up_to(mut self, bytes: usize) -> Self {
+        self.max_alone_bytes = bytes;
+        self
+    }
+
+    fn header_len(&self) -> usize {
+        self.head.len() + ID_BYTES + self.tail.len()
+    }
+
+    /// The largest record packed with others.
+    fn max_packed_record_bytes(&self) -> usize {
+        (self.max_bytes - self.header_len() - FOOTER.len())
             .min(DELIVERY_COST_PER_MESSAGE - PUT_LOG_EVENTS_EVENT_OVERHEAD)
+    }
+
+    /// The largest record a message carries (alone, when it is larger than a packed message
+    /// takes): what one CloudWatch Logs event and one PutLogEvents call can hold.
+    pub fn max_record_bytes(&self) -> usize {
+        (self.max_alone_bytes - self.header_len() - FOOTER.len())
+            .max(self.max_packed_record_bytes())
+            .min(CWL_MAX_EVENT_BYTES)
+            .min(PUT_LOG_EVENTS_MAX_BYTES - PUT_LOG_EVENTS_EVENT_OVERHEAD)
     }
 
     /// Adds a record; returns a completed message when the record did not fit in the current one.
@@ -121,6 +171,8 @@ impl MessagePacker {
         debug_assert!(raw.len() <= self.max_record_bytes());
         let separator = usize::from(self.records > 0);
         let cost = raw.len() + PUT_LOG_EVENTS_EVENT_OVERHEAD;
+        // A record larger than a packed message takes, and whatever follows it, start a new
+        // message: it travels alone.
         let completed = if self.body.len() + separator + raw.len() + FOOTER.len() > self.max_bytes
             || self.cost + cost > DELIVERY_COST_PER_MESSAGE
         {
@@ -145,21 +197,28 @@ impl MessagePacker {
     }
 
     /// Completes the message being filled and starts the next one in `next`.
-    fn take_into(&mut self, mut next: String) -> Option<String> {
+    fn take_into(&mut self, next: String) -> Option<String> {
         if self.records == 0 {
             return None;
         }
-        next.push_str(&self.header);
-        let mut body = std::mem::replace(&mut self.body, next);
+        let mut body = self.start(next);
         body.push_str(FOOTER);
         self.records = 0;
         self.cost = 0;
         Some(body)
     }
+
+    /// Starts a message with a new delivery id in `next`; returns the one it replaces.
+    fn start(&mut self, mut next: String) -> String {
+        next.push_str(&self.head);
+        next.push_str(&new_delivery_id());
+        next.push_str(&self.tail);
+        std::mem::replace(&mut self.body, next)
+    }
 }
 
 /// Default packing limit for messages between stages.
-pub const DEFAULT_MESSAGE_BYTES: usize = SQS_MAX_MESSAGE_BYTES;
+pub const DEFAULT_MESSAGE_BYTES: usize = PACKED_MESSAGE_BYTES;
 
 /// How a held envelope starts (and a plain message never does).
 const HELD_PREFIX: &str = "{\"gz\":\"";
@@ -264,7 +323,7 @@ pub fn fit_record<'r>(
     location: RecordLocation<'_>,
     max_bytes: usize,
 ) -> Cow<'r, str> {
-    let limit = max_bytes.min(CLOUDTRAIL_CWL_MAX_EVENT_BYTES);
+    let limit = max_bytes.min(CWL_MAX_EVENT_BYTES);
     if record.raw().len() <= limit {
         Cow::Borrowed(record.raw())
     } else {
@@ -272,7 +331,8 @@ pub fn fit_record<'r>(
     }
 }
 
-/// A marked, truncated stand-in for a record too large to deliver (CloudTrail would drop it):
+/// A marked, truncated stand-in for a record too large to deliver (larger than CloudWatch
+/// Logs' event limit; CloudTrail drops what is over 256 KB):
 /// the identifying fields, the original size, and where the full record is.
 pub fn stub(record: &Record<'_>, location: RecordLocation<'_>) -> String {
     let f = &record.fields;
@@ -368,19 +428,24 @@ mod tests {
         }
     }
 
+    fn big_record(id: &str, pad: usize) -> String {
+        format!(
+            r#"{{"eventID":"{id}","eventTime":"2024-01-01T00:00:00Z","eventSource":"s3.amazonaws.com","eventName":"PutObject","userIdentity":{{"arn":"arn:aws:iam::1:user/u"}},"errorCode":"X","requestParameters":{{"p":"{}"}}}}"#,
+            "y".repeat(pad)
+        )
+    }
+
     #[test]
-    fn oversized_records_become_stubs_that_point_at_the_original() {
-        let big = format!(
-            r#"{{"eventID":"e1","eventTime":"2024-01-01T00:00:00Z","eventSource":"s3.amazonaws.com","eventName":"PutObject","userIdentity":{{"arn":"arn:aws:iam::1:user/u"}},"errorCode":"X","requestParameters":{{"p":"{}"}}}}"#,
-            "y".repeat(300 * 1024)
-        );
+    fn records_beyond_cloudwatch_logs_event_limit_become_stubs_that_point_at_the_original() {
+        let big = big_record("e1", CWL_MAX_EVENT_BYTES);
         let record = Record::parse(&big).unwrap();
         let location = RecordLocation {
             bucket: Some("b"),
             key: Some("k.json.gz"),
             index: 7,
         };
-        let fitted = fit_record(&record, location, DEFAULT_MESSAGE_BYTES - 100);
+        let packer = MessagePacker::new("s", DEFAULT_MESSAGE_BYTES);
+        let fitted = fit_record(&record, location, packer.max_record_bytes());
         let stub: serde_json::Value = serde_json::from_str(&fitted).unwrap();
         assert_eq!(stub["trailwatchTruncated"], true);
         assert_eq!(stub["eventID"], "e1");
@@ -396,8 +461,95 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_record_between_256_kb_and_the_event_limit_travels_whole_and_alone() {
+        // Larger than CloudTrail ever sends to CloudWatch Logs, within what CWL takes.
+        let big = big_record("big", 300 * 1024);
+        let record = Record::parse(&big).unwrap();
+        let mut packer = MessagePacker::new("s", DEFAULT_MESSAGE_BYTES);
+        let location = RecordLocation {
+            bucket: None,
+            key: None,
+            index: 0,
+        };
+        let fitted = fit_record(&record, location, packer.max_record_bytes());
+        assert!(matches!(fitted, Cow::Borrowed(_)), "delivered whole");
+        let small = big_record("small", 10);
+        let mut bodies: Vec<String> = [&small, &big, &small]
+            .iter()
+            .filter_map(|r| packer.push(r))
+            .collect();
+        bodies.extend(packer.take());
+        let records: Vec<usize> = bodies
+            .iter()
+            .map(|b| DeliveryMessage::parse(b).unwrap().records.len())
+            .collect();
+        assert_eq!(records, [1, 1, 1], "the big record alone");
+        assert!(bodies[1].len() > PACKED_MESSAGE_BYTES && bodies[1].len() <= SQS_MAX_MESSAGE_BYTES);
+        assert!(bodies[0].len() <= PACKED_MESSAGE_BYTES && bodies[2].len() <= PACKED_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn at_tiny_limits_a_record_too_large_to_pack_travels_alone_and_one_too_large_for_that_is_stubbed(
+    ) {
+        let mut packer = MessagePacker::new("s", 200).alone_up_to(600);
+        let header = 200 - packer.max_packed_record_bytes() - FOOTER.len();
+        assert_eq!(packer.max_record_bytes(), 600 - header - FOOTER.len());
+        let record = |n: usize| format!(r#"{{"eventID":"{n}","p":"{}"}}"#, "z".repeat(n));
+        let (small, alone) = (record(10), record(300));
+        assert!(alone.len() > packer.max_packed_record_bytes());
+        assert!(alone.len() <= packer.max_record_bytes());
+        let mut bodies: Vec<String> = [&small, &alone, &small, &small]
+            .iter()
+            .filter_map(|r| packer.push(r))
+            .collect();
+        bodies.extend(packer.take());
+        let sizes: Vec<usize> = bodies
+            .iter()
+            .map(|b| DeliveryMessage::parse(b).unwrap().records.len())
+            .collect();
+        assert_eq!(sizes, [1, 1, 2]);
+        assert!(bodies.iter().all(|b| b.len() <= 600));
+        assert!(bodies[1].len() > 200);
+        let too_big = record(700);
+        let too_big = Record::parse(&too_big).unwrap();
+        let location = RecordLocation {
+            bucket: None,
+            key: None,
+            index: 3,
+        };
+        assert!(matches!(
+            fit_record(&too_big, location, packer.max_record_bytes()),
+            Cow::Owned(_)
+        ));
+    }
+
+    #[test]
+    fn every_packed_message_carries_a_delivery_id_of_its_own() {
+        let mut packer = MessagePacker::new("s", 100);
+        let mut bodies: Vec<String> = (0..6)
+            .filter_map(|i| packer.push(&format!(r#"{{"eventID":"{i}"}}"#)))
+            .collect();
+        bodies.extend(packer.take());
+        assert!(bodies.len() > 2, "{bodies:?}");
+        let ids: std::collections::BTreeSet<String> = bodies
+            .iter()
+            .map(|b| DeliveryMessage::parse(b).unwrap().id.unwrap().into_owned())
+            .collect();
+        assert_eq!(ids.len(), bodies.len());
+        assert!(ids.iter().all(|id| id.len() == 32));
+        // Messages from before ids are still read; a forged id is refused.
+        let old = r#"{"v":1,"stream":"s","records":[{}]}"#;
+        assert_eq!(DeliveryMessage::parse(old).unwrap().id, None);
+        let forged = r#"{"v":1,"id":"a b","stream":"s","records":[]}"#;
+        assert!(matches!(
+            DeliveryMessage::parse(forged),
+            Err(MessageError::Id(_))
+        ));
+    }
+
     fn bodies_of(stream: &str, records: usize, pad: usize) -> Vec<String> {
-        let mut packer = MessagePacker::waiting_since(stream, SQS_MAX_MESSAGE_BYTES, Some(7));
+        let mut packer = MessagePacker::waiting_since(stream, PACKED_MESSAGE_BYTES, Some(7));
         let mut bodies = Vec::new();
         for i in 0..records {
             let record = format!(
@@ -414,9 +566,9 @@ mod tests {
     fn held_bodies_sealed_in_envelopes_open_to_the_same_bodies() {
         let bodies = bodies_of("1_CloudTrail_r", 900, 500);
         assert_eq!(bodies.len(), 4, "about a call's worth of records");
-        let sealed = seal_held("1_CloudTrail_r", &bodies, SQS_MAX_MESSAGE_BYTES);
+        let sealed = seal_held("1_CloudTrail_r", &bodies, PACKED_MESSAGE_BYTES);
         assert_eq!(sealed.len(), 1, "one envelope carries them all");
-        assert!(sealed[0].len() <= SQS_MAX_MESSAGE_BYTES);
+        assert!(sealed[0].len() <= PACKED_MESSAGE_BYTES);
         let opened: Vec<String> = sealed
             .iter()
             .flat_map(|e| open_held(e).unwrap())
@@ -430,8 +582,13 @@ mod tests {
     #[test]
     fn envelopes_stay_within_the_limit_and_records_that_do_not_compress_go_plain() {
         let bodies = bodies_of("s", 900, 500);
-        let sealed = seal_held("s", &bodies, 20_000);
-        assert!(sealed.len() > 1 && sealed.iter().all(|e| e.len() <= 20_000));
+        // The four bodies seal to about 20 KB together, 10 KB each.
+        let sealed = seal_held("s", &bodies, 15_000);
+        let sizes: Vec<usize> = sealed.iter().map(String::len).collect();
+        assert!(
+            sealed.len() > 1 && sizes.iter().all(|&n| n <= 15_000),
+            "{sizes:?}"
+        );
         let opened: Vec<String> = sealed
             .iter()
             .flat_map(|e| open_held(e).unwrap())

@@ -11,6 +11,16 @@ pub struct Inbound<'a> {
     pub body: &'a str,
 }
 
+/// A delivery message of the run, as read: the SQS message that carried it (what comes back
+/// when it must), the delivery that owns its records' claims, and since when its records have
+/// been held back, if they have.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received<'a> {
+    pub message_id: &'a str,
+    pub owner: &'a str,
+    pub since: Option<i64>,
+}
+
 /// One record of a received message, as an event of its stream.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pending<'a> {
@@ -20,7 +30,8 @@ pub(crate) struct Pending<'a> {
     pub event: LogEvent<'a>,
 }
 
-/// Where one stream's records stand: what is ours, the plan, which batches are held back.
+/// Where one stream's records stand: what is ours, the plan, which batches are held back,
+/// which records wait for another delivery.
 pub(crate) struct StreamPlan<'s, 'a> {
     pub stream: &'s str,
     pub pending: &'s [Pending<'a>],
@@ -30,6 +41,10 @@ pub(crate) struct StreamPlan<'s, 'a> {
     pub plan: Plan,
     /// Batches of `plan` sent back to the queue to wait for a fuller call.
     pub held: Vec<usize>,
+    /// Indices into `pending` of the records another live delivery holds (see
+    /// [`super::ledger::ClaimOutcome::Waiting`]), and whether they were sent to wait.
+    pub waiting: Vec<usize>,
+    pub waiting_sent: bool,
 }
 
 impl<'a> StreamPlan<'_, 'a> {
@@ -56,17 +71,22 @@ impl<'a> StreamPlan<'_, 'a> {
             .flat_map(|&b| &self.plan.batches[b])
             .map(|&j| self.pending_of(j))
     }
+
+    /// The pending records waiting for another delivery.
+    pub fn waiting_records(&self) -> impl Iterator<Item = &Pending<'a>> {
+        self.waiting.iter().map(|&i| &self.pending[i])
+    }
 }
 
-/// The ledger claim of a pending record of `stream`, owned by the message that carries it.
+/// The ledger claim of a pending record of `stream`, owned by the delivery that carries it.
 pub(crate) fn claim_of<'a>(
     stream: &'a str,
-    messages: &[Inbound<'a>],
+    messages: &[Received<'a>],
     p: &Pending<'a>,
 ) -> Claim<'a> {
     Claim {
         stream,
         event_id: p.event.event_id.unwrap_or_default(),
-        owner: messages[p.message].id,
+        owner: messages[p.message].owner,
     }
 }

@@ -7,7 +7,9 @@
 
 use std::collections::HashSet;
 
-use super::limits::{BatchLimits, PUT_LOG_EVENTS_MAX_AGE_MS, PUT_LOG_EVENTS_MAX_FUTURE_MS};
+use super::limits::{
+    BatchLimits, FUTURE_TOLERANCE_MS, PUT_LOG_EVENTS_MAX_AGE_MS, PUT_LOG_EVENTS_MAX_FUTURE_MS,
+};
 use crate::time::MS_PER_DAY;
 
 /// One event to deliver: its timestamp, its message, its eventID when known.
@@ -25,8 +27,12 @@ pub enum Rejection {
     TooOld,
     /// Older than the log group's retention: CloudWatch Logs will never accept it. Permanent.
     Expired,
-    /// More than 2 hours ahead of now: may be accepted later. Retryable.
+    /// More than 2 hours ahead of now, within the tolerance: accepted a little later.
+    /// Retryable.
     TooNew,
+    /// Further ahead than the 2 hours and [`FUTURE_TOLERANCE_MS`]: a time no retry within the
+    /// message's life would see accepted (a clock or a record gone wrong). Permanent.
+    TooFarAhead,
     /// Larger than a whole batch may be. Permanent (the select stage stubs such records).
     TooLarge,
 }
@@ -37,7 +43,25 @@ impl Rejection {
             Rejection::TooOld => "too_old",
             Rejection::Expired => "expired",
             Rejection::TooNew => "too_new",
+            Rejection::TooFarAhead => "too_far_ahead",
             Rejection::TooLarge => "too_large",
+        }
+    }
+
+    /// Why, in words.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::TooOld => {
+                "its eventTime is more than 14 days old (CloudWatch Logs refuses it; replay old \
+                 log files with `trailwatch replay`)"
+            }
+            Rejection::Expired => "its eventTime is older than the log group's retention",
+            Rejection::TooNew => "its eventTime is more than 2 hours ahead (accepted later)",
+            Rejection::TooFarAhead => {
+                "its eventTime is more than 2 hours 15 minutes ahead of now: no retry would see \
+                 it accepted"
+            }
+            Rejection::TooLarge => "it is larger than a PutLogEvents call",
         }
     }
 
@@ -80,6 +104,8 @@ pub fn plan_batches(
             Some(Rejection::TooOld)
         } else if retention_floor.is_some_and(|floor| event.timestamp_ms < floor) {
             Some(Rejection::Expired)
+        } else if event.timestamp_ms > newest_allowed + FUTURE_TOLERANCE_MS {
+            Some(Rejection::TooFarAhead)
         } else if event.timestamp_ms > newest_allowed {
             Some(Rejection::TooNew)
         } else {
@@ -150,6 +176,7 @@ pub fn minimum_batches(events: &[LogEvent<'_>], limits: &BatchLimits) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::limits::FUTURE_TOLERANCE_MS;
     use crate::time::MS_PER_HOUR;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -177,7 +204,7 @@ mod tests {
     fn events_outside_the_accepted_window_are_rejected_before_the_call() {
         let events = [
             event(NOW - 15 * MS_PER_DAY, "old"),
-            event(NOW + 3 * MS_PER_HOUR, "new"),
+            event(NOW + 2 * MS_PER_HOUR + 60_000, "new"),
             event(NOW, "ok"),
             event(NOW - 4 * MS_PER_DAY, "expired under 3-day retention"),
         ];
@@ -192,6 +219,45 @@ mod tests {
             ]
         );
         assert!(Rejection::TooNew.is_retryable() && !Rejection::TooOld.is_retryable());
+    }
+
+    #[test]
+    fn a_record_far_beyond_the_future_window_is_set_aside_not_retried() {
+        let events = [
+            event(
+                NOW + 2 * MS_PER_HOUR + FUTURE_TOLERANCE_MS,
+                "just within the tolerance",
+            ),
+            event(NOW + 2 * MS_PER_HOUR + FUTURE_TOLERANCE_MS + 1, "beyond it"),
+            event(NOW + 400 * MS_PER_DAY, "next year"),
+        ];
+        let plan = plan_batches(&events, NOW, None, &BatchLimits::default());
+        assert_eq!(
+            plan.rejected,
+            vec![
+                (0, Rejection::TooNew),
+                (1, Rejection::TooFarAhead),
+                (2, Rejection::TooFarAhead)
+            ]
+        );
+        assert!(!Rejection::TooFarAhead.is_retryable());
+    }
+
+    #[test]
+    fn an_event_as_large_as_a_call_allows_is_put_alone_and_a_byte_more_is_too_large() {
+        // CloudWatch Logs takes events up to 1 MB; a call's 1,048,576 bytes count 26 per event.
+        let limits = BatchLimits::default();
+        let largest = "x".repeat(limits.max_bytes - limits.event_overhead);
+        let too_large = "x".repeat(limits.max_bytes - limits.event_overhead + 1);
+        let events = [
+            event(NOW, "small"),
+            event(NOW + 1, &largest),
+            event(NOW + 2, &too_large),
+        ];
+        let plan = plan_batches(&events, NOW, None, &limits);
+        assert_eq!(plan.batches, vec![vec![0], vec![1]]);
+        assert_eq!(plan.full, vec![true, true]);
+        assert_eq!(plan.rejected, vec![(2, Rejection::TooLarge)]);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct DeliveryReport {
     /// them.
     pub held_back: usize,
     pub held_back_messages: usize,
+    /// Records that wait for another delivery holding their claim (sent to wait in a new
+    /// message, or brought back with their message): neither put nor dropped.
+    pub waiting: usize,
     /// Why records could not be held back (put at once when their claims could not be
     /// released; their messages come back when they could not be sent).
     pub hold_back_error: Option<String>,
@@ -65,7 +68,11 @@ impl DeliveryReport {
                 message_id,
                 record_index,
                 event_id,
-                format!("CloudWatch Logs does not accept it: {}", why.as_str()),
+                format!(
+                    "CloudWatch Logs does not accept it: {} ({})",
+                    why.as_str(),
+                    why.reason()
+                ),
             );
         }
     }
@@ -102,9 +109,14 @@ impl DeliveryReport {
 /// What the ledger did in one delivery run (on top of the [`DeliveryReport`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LedgerReport {
+    /// Deliveries begun (one write each).
+    pub began: usize,
     pub claimed: usize,
-    /// Records another message owns or that were already delivered (also in `duplicates`).
+    /// Records delivered before, or by a delivery that is done (also in `duplicates`).
     pub taken: usize,
+    /// Records of messages that are copies of a delivery done or in flight (also in
+    /// `duplicates`).
+    pub copies: usize,
     /// Records not delivered because the ledger could not answer (their messages retry).
     pub unavailable: usize,
     pub confirmed: usize,
@@ -114,7 +126,30 @@ pub struct LedgerReport {
     pub released: usize,
     /// Records not held back, but put at once, because their claims could not be released.
     pub release_failures: usize,
+    /// Deliveries recorded as done, and those whose record failed (at worst, duplicates if a
+    /// copy comes).
+    pub finished: usize,
+    pub finish_failures: usize,
+    /// Deliveries coming back, let go (one write each), and those that could not be (a copy
+    /// finds them held until this attempt's lease ends).
+    pub let_go: usize,
+    pub let_go_failures: usize,
     /// The fewest PutLogEvents calls the limits allow for the records put (per stream; see
     /// [`super::plan::minimum_batches`]), to compare `put_calls` with.
     pub minimum_put_calls: usize,
+}
+
+impl LedgerReport {
+    /// The ledger writes the run made (each a DynamoDB write request): begins, claims,
+    /// confirms, releases, finishes and lets go.
+    pub fn writes(&self) -> usize {
+        self.began
+            + self.claimed
+            + self.confirmed
+            + self.confirm_failures
+            + self.released
+            + self.finished
+            + self.finish_failures
+            + self.let_go
+    }
 }

@@ -31,6 +31,37 @@ pub fn stream_name(record: &Record<'_>, key: Option<&LogObjectKey<'_>>) -> Optio
     })
 }
 
+/// Checks that `record` belongs to `stream`, the stream its delivery message names: the
+/// deliver stage does not take a message's word for it (anyone able to send to the delivery
+/// queue could otherwise write a record into another account's stream). The stream must be
+/// `[<o-orgid>_]<account>_CloudTrail_<region>` with the record's `recipientAccountId` and
+/// `awsRegion`. A record lacking one of them (select then took it from the file's key, which
+/// the record does not carry) is checked on the part it has.
+pub fn check_stream(stream: &str, record: &Record<'_>) -> Result<(), String> {
+    let (owner, region) = stream
+        .rsplit_once("_CloudTrail_")
+        .filter(|(_, region)| is_name_part(region))
+        .ok_or_else(|| format!("{stream:?} is not a CloudTrail log stream name"))?;
+    let account = match owner.split_once('_') {
+        Some((org, account)) if org.starts_with("o-") && is_name_part(org) => account,
+        Some(_) => return Err(format!("{stream:?} is not a CloudTrail log stream name")),
+        None => owner,
+    };
+    let mismatch = |what: &str, value: &str| {
+        Err(format!(
+            "the record's {what} is {value:?}: it does not belong to stream {stream:?}"
+        ))
+    };
+    match (record.recipient_account_id(), record.aws_region()) {
+        (Some(a), _) if a != account => mismatch("recipientAccountId", a),
+        (_, Some(r)) if r != region => mismatch("awsRegion", r),
+        _ if !is_name_part(account) => {
+            Err(format!("{stream:?} is not a CloudTrail log stream name"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Account ids, regions and org ids are short and never contain CWL's forbidden ':' and '*'.
 fn is_name_part(s: &str) -> bool {
     !s.is_empty()
@@ -64,6 +95,38 @@ mod tests {
             stream_name(&r, Some(&key)).unwrap(),
             "o-abc123_111122223333_CloudTrail_us-east-1"
         );
+    }
+
+    #[test]
+    fn a_record_belongs_only_to_its_own_accounts_and_regions_stream() {
+        let r = Record::parse(r#"{"recipientAccountId":"111122223333","awsRegion":"eu-west-1"}"#)
+            .unwrap();
+        assert_eq!(
+            check_stream("111122223333_CloudTrail_eu-west-1", &r),
+            Ok(())
+        );
+        assert_eq!(
+            check_stream("o-abc123_111122223333_CloudTrail_eu-west-1", &r),
+            Ok(())
+        );
+        for other in [
+            "999988887777_CloudTrail_eu-west-1",
+            "111122223333_CloudTrail_us-east-1",
+            "o-abc123_999988887777_CloudTrail_eu-west-1",
+            "x_111122223333_CloudTrail_eu-west-1",
+            "111122223333_CloudTrail_",
+            "audit",
+        ] {
+            let error = check_stream(other, &r).unwrap_err();
+            assert!(error.contains(other), "{error}");
+        }
+        // Without recipientAccountId, select named the stream from the file's key.
+        let keyed = Record::parse(r#"{"awsRegion":"eu-west-1"}"#).unwrap();
+        assert_eq!(
+            check_stream("222233334444_CloudTrail_eu-west-1", &keyed),
+            Ok(())
+        );
+        assert!(check_stream("222233334444_CloudTrail_us-east-1", &keyed).is_err());
     }
 
     #[test]

@@ -511,7 +511,7 @@ mod tests {
                         state ^= state >> 17;
                         state ^= state << 5;
                         // Mostly plain bytes, so matches land anywhere, including past 64.
-                        if state % 61 == 0 {
+                        if state.is_multiple_of(61) {
                             alphabet[(state as usize / 61) % 3 + 1]
                         } else {
                             alphabet[(state as usize) % alphabet.len()].max(b'$')

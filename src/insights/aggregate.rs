@@ -86,6 +86,10 @@ pub struct ObserveStats {
     pub missing_api: u64,
     pub bad_event_time: u64,
     pub no_series: u64,
+    /// Events CloudTrail Insights would bill as analysed by the call-rate type (write events,
+    /// or every data event) and by the error-rate type (every event of an analysed category).
+    pub analysed_call_rate: u64,
+    pub analysed_error_rate: u64,
 }
 
 impl ObserveStats {
@@ -263,6 +267,12 @@ impl MinuteAggregator {
         let counts_rate =
             rate_on && (is_data || self.selection.read_in_call_rate || f.read_only == Some(false));
         let counts_error = error_on && error_code.is_some();
+        if rate_on && (is_data || f.read_only == Some(false)) {
+            self.stats.analysed_call_rate += 1;
+        }
+        if error_on {
+            self.stats.analysed_error_rate += 1;
+        }
         if !counts_rate && !counts_error {
             return Err(Skip::NoSeries);
         }

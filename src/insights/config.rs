@@ -96,6 +96,14 @@ pub struct DetectorParams {
     pub pseudo_events: f64,
     /// Whole UTC days of data before Starts are allowed. Default 1.
     pub warmup_days: u32,
+    /// Start gates expect a neighbouring hour's rate when it is at least `ratio_on` times the
+    /// minute's own, so a schedule moved by an hour (daylight saving, a drifting job) is not
+    /// news. Default true.
+    pub shifted_hours: bool,
+    /// Weekly recurrence: a burst needs `guard_beta` × the largest burst of the same weekday
+    /// within 90 minutes of the same time in the previous 4 weeks, once there were at least
+    /// this many of them (weekly jobs, Monday surges). Default 2; 0 disables it.
+    pub weekly_recurrence: u32,
     /// Pseudo-events shrinking the level correction (observed / expected over the hours 2–4
     /// before the current one, which scales the expectation of the Start gates when above 1, so
     /// slow ramps do not fire). 0 disables it. Default 5.
@@ -125,6 +133,8 @@ impl Default for DetectorParams {
             pseudo_events: 0.5,
             warmup_days: 1,
             level_pseudo_events: 5.0,
+            shifted_hours: true,
+            weekly_recurrence: 2,
         }
     }
 }

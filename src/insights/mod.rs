@@ -9,10 +9,12 @@
 //! * [`output`]: Insights records in CloudTrail's format with deterministic ids;
 //! * [`engine`]: the façade used by the CLI and the Lambda;
 //! * [`config`]: `InsightSelectors` plus trailwatch's extensions;
-//! * [`store`]: the port to the durable state the Lambda keeps between invocations.
+//! * [`store`]: the port to the durable state the Lambda keeps between invocations;
+//! * [`cost`]: what the function costs per million events, next to CloudTrail Insights.
 
 pub mod aggregate;
 pub mod config;
+pub mod cost;
 pub mod detector;
 pub mod engine;
 pub mod key;

@@ -4,7 +4,7 @@
 //! planner, the dedup ledger's conditional PutItem per delivered record
 //! (`src/deliver/ledger.rs`), PutEvents calls and entries for Insights records.
 
-use crate::deliver::limits::{SQS_MAX_BATCH_MESSAGES, SQS_MAX_MESSAGE_BYTES};
+use crate::deliver::limits::{PACKED_MESSAGE_BYTES, SQS_MAX_BATCH_MESSAGES};
 use crate::select::{Destination, Outgoing};
 
 /// SQS bills every 64 KB chunk of a request's payload as one request.
@@ -64,12 +64,12 @@ impl AwsCalls {
 }
 
 /// The payload bytes of each SendMessageBatch call for messages of these sizes, in order: at
-/// most [`SQS_MAX_BATCH_MESSAGES`] messages and [`SQS_MAX_MESSAGE_BYTES`] per call.
+/// most [`SQS_MAX_BATCH_MESSAGES`] messages and [`PACKED_MESSAGE_BYTES`] per call.
 pub fn send_message_batch_payloads(sizes: &[usize]) -> Vec<usize> {
     let mut calls = Vec::new();
     let (mut count, mut bytes) = (0, 0);
     for &size in sizes {
-        if count > 0 && (count == SQS_MAX_BATCH_MESSAGES || bytes + size > SQS_MAX_MESSAGE_BYTES) {
+        if count > 0 && (count == SQS_MAX_BATCH_MESSAGES || bytes + size > PACKED_MESSAGE_BYTES) {
             calls.push(bytes);
             (count, bytes) = (0, 0);
         }

@@ -373,7 +373,7 @@ impl LocalPipeline<'_> {
             let (report, ledger) = deliver_group(&self.group, &hold, &group.messages, now_ms);
             let aws = &mut self.summary.aws;
             aws.put_log_events += report.put_calls;
-            aws.dynamodb_put_item += ledger.claimed + ledger.confirmed + ledger.released;
+            aws.dynamodb_put_item += ledger.writes();
             self.note_set_aside(&report);
             self.summary.delivery.add(&report);
         }
@@ -549,8 +549,9 @@ mod tests {
         assert_eq!(summary.delivery.delivered, 15);
         assert_eq!(summary.aws.s3_get_object, 3);
         assert_eq!(
-            summary.aws.dynamodb_put_item, 15,
-            "one ledger claim per record"
+            summary.aws.dynamodb_put_item,
+            15 + 2,
+            "one ledger claim per record, a begin and a finish per delivery message"
         );
         assert_eq!(summary.aws.put_log_events, 1);
         assert_eq!(summary.aws.sqs_messages, 1);

@@ -38,6 +38,7 @@ use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use fault_proxy::{Fault, FaultPlan, FaultProxy, Service};
 use tokio::task::JoinSet;
+use trailwatch::deliver::ledger::DEFAULT_CLAIM_LEASE_MS;
 use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::plan::minimum_batches;
 use trailwatch::deliver::{
@@ -507,6 +508,12 @@ struct DeliverTotals {
     claimed: usize,
     confirmed: usize,
     confirm_failures: usize,
+    /// Every ledger write: begins, claims, confirms, releases, finishes, lets go.
+    ledger_writes: usize,
+    /// Records of messages that were copies of a delivery done or in flight.
+    copies: usize,
+    /// Records that waited for another delivery's claim.
+    waiting: usize,
     put_calls: usize,
     failed_puts: usize,
     set_aside: Vec<String>,
@@ -680,6 +687,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
         delivery_queue: delivery.clone(),
         insights_queue: insights.clone(),
         matcher: TrailConfig::default().compile(),
+        accept_records: false,
     });
     let deliver = Arc::new(DeliverContext {
         sink: CloudWatchLogs::new(
@@ -694,6 +702,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
             queue_url: hold.clone(),
             max_wait_ms: i64::from(DEFAULT_MAX_WAIT_SECONDS) * 1000,
         }),
+        claim_lease_ms: DEFAULT_CLAIM_LEASE_MS,
     });
     let ledger = Arc::new(L::build(&faulty, &table));
 
@@ -788,6 +797,9 @@ async fn scenario<L: TestLedger>(generated: usize) {
             t.ledger_taken += done.ledger.taken;
             t.ledger_unavailable += done.ledger.unavailable;
             t.claimed += done.ledger.claimed;
+            t.ledger_writes += done.ledger.writes();
+            t.copies += done.ledger.copies;
+            t.waiting += r.waiting;
             t.confirmed += done.ledger.confirmed;
             t.released += done.ledger.released;
             t.confirm_failures += done.ledger.confirm_failures;
@@ -895,9 +907,10 @@ async fn scenario<L: TestLedger>(generated: usize) {
             *by_kind.entry(*k).or_default() += n;
         }
     }
-    // One conditional write per claimed record, one per confirm, one per release: what the
-    // DynamoDB ledger writes (before retries), whichever ledger ran.
-    let ledger_writes = (t.claimed + t.confirmed + t.released) as u64;
+    // One conditional write per claimed record, per confirm, per release, and per delivery
+    // begun, finished or let go: what the DynamoDB ledger writes (before retries), whichever
+    // ledger ran.
+    let ledger_writes = t.ledger_writes as u64;
     let put_ratio = puts.forwarded as f64 / global_minimum as f64;
     println!(
         "== fault injection: {:.0}% of S3/SQS/CloudWatch Logs/DynamoDB calls failing (seed {seed})",
@@ -952,8 +965,9 @@ async fn scenario<L: TestLedger>(generated: usize) {
     );
     println!("  PutLogEvents            {:>9.0} / {:>9.0}  ({} landed = {put_ratio:.3}× the minimum for the whole input, {global_minimum} = {:.0}/M; deliver made {} calls)",
         per_million(puts.forwarded), per_million(puts.requests), puts.forwarded, per_million(global_minimum as u64), t.put_calls);
-    println!("  ledger writes           {:>9.0} (= DynamoDB write calls and WCU; {} claims + {} confirms + {} releases)",
-        per_million(ledger_writes), t.claimed, t.confirmed, t.released);
+    println!("  ledger writes           {:>9.0} (= DynamoDB write calls and WCU; {} claims + {} confirms + {} releases + {} for deliveries begun, finished, let go; {} records of copies dropped, {} records waited for another delivery)",
+        per_million(ledger_writes), t.claimed, t.confirmed, t.released,
+        t.ledger_writes - t.claimed - t.confirmed - t.confirm_failures - t.released, t.copies, t.waiting);
     if let Some(stats) = ledger.stats() {
         println!("  DynamoDB PutItem        {:>9.0} / {:>9.0}  (ledger: {} answered writes = {:.0} WCU per million records, {} refused as duplicates, {} failed attempts)",
             per_million(ledger_puts.forwarded), per_million(ledger_puts.requests),

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_lambda_events::cloudwatch_logs::{LogEntry, LogsEvent};
 use serde_json::{json, Value};
 use trailwatch::insights::store::{Clock, EvaluationStore, StoredKey};
 use trailwatch::insights::{InsightsConfig, InsightsEngine, SeriesKey};
@@ -13,6 +12,7 @@ use trailwatch::record::Record;
 use trailwatch::time::{format_event_time, MS_PER_MINUTE};
 use trailwatch_aws::eventbridge::EventBridgeBus;
 use trailwatch_aws::insights_state::DynamoDbInsightsStore;
+use trailwatch_e2e::invocations::{logs_batch, schedule_event, subscription_payload};
 use trailwatch_e2e::{create_queue, create_state_table, drain_queue, route_to_queue, sdk, unique};
 use trailwatch_insights_fn::count::count_batch;
 use trailwatch_insights_fn::fixtures::{burst_stream, record, DAY0_MS};
@@ -20,24 +20,6 @@ use trailwatch_insights_fn::fixtures::{burst_stream, record, DAY0_MS};
 const SOURCE: &str = "trailwatch.e2e";
 use trailwatch_insights_fn::evaluate::EvaluateSettings;
 use trailwatch_insights_fn::{handle_with_state, InsightsContext, StateContext};
-
-/// A CloudWatch Logs subscription batch of `records`; `tag` makes its event ids unique.
-fn logs_batch(tag: &str, records: &[String]) -> LogsEvent {
-    let mut event = LogsEvent::default();
-    event.aws_logs.data.message_type = "DATA_MESSAGE".into();
-    event.aws_logs.data.owner = "111122223333".into();
-    event.aws_logs.data.log_group = "CloudTrail/trailwatch".into();
-    event.aws_logs.data.log_stream = "111122223333_CloudTrail_us-east-1".into();
-    event.aws_logs.data.subscription_filters = vec!["trailwatch-insights".into()];
-    for (i, text) in records.iter().enumerate() {
-        let mut entry = LogEntry::default();
-        entry.id = format!("{tag}{i:06}");
-        entry.timestamp = Record::parse(text).unwrap().event_time_ms().unwrap();
-        entry.message = text.clone();
-        event.aws_logs.data.log_events.push(entry);
-    }
-    event
-}
 
 async fn new_store() -> (DynamoDbInsightsStore, String, aws_config::SdkConfig) {
     let sdk = sdk().await;
@@ -199,31 +181,6 @@ async fn cells_of_a_fenced_minute_are_stored_as_late_data() {
         .await
         .unwrap()
         .is_empty());
-}
-
-/// The Lambda payload CloudWatch Logs sends: `{"awslogs":{"data":"<base64 of gzip>"}}`.
-/// (`aws_lambda_events` serialises without base64 padding but decodes with it, as CloudWatch
-/// Logs sends it: the padding is put back here.)
-fn subscription_payload(event: &LogsEvent) -> Value {
-    let mut payload = serde_json::to_value(event).unwrap();
-    let data = payload["awslogs"]["data"].as_str().unwrap().to_owned();
-    let padded = format!("{data}{}", "=".repeat((4 - data.len() % 4) % 4));
-    payload["awslogs"]["data"] = Value::String(padded);
-    payload
-}
-
-fn schedule_event(now_ms: i64, n: usize) -> Value {
-    json!({
-        "version": "0",
-        "id": format!("schedule-{n}"),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": format_event_time(now_ms - now_ms % 1000),
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/every-minute"],
-        "detail": {}
-    })
 }
 
 /// Runs the schedule at `now_ms` until the clock has caught up; returns the evaluation reports.

@@ -4,19 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use serde_json::Value;
 use trailwatch::select::TrailConfig;
-use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
-use trailwatch_aws::eventbridge::EventBridgeBus;
-use trailwatch_aws::s3::S3Objects;
-use trailwatch_aws::sqs::SqsSender;
 use trailwatch_deliver_fn::DeliverContext;
+use trailwatch_e2e::deployed::{contexts, notify_as_the_output_says, publish};
 use trailwatch_e2e::*;
-use trailwatch_insights_fn::InsightsContext;
 use trailwatch_select_fn::SelectContext;
 
+/// template.yaml deployed in moto, with the trail bucket notifying its ingest queue as the
+/// stack's output says; every queue, the table, bus and log group are the stack's.
 struct Stack {
+    deployed: DeployedStack,
     sdk: aws_config::SdkConfig,
     sqs: aws_sdk_sqs::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
@@ -28,67 +26,59 @@ struct Stack {
 }
 
 impl Stack {
-    /// A trail bucket notifying an ingest queue, the two inter-stage queues and a log group
-    /// name, all unique to the test.
     async fn new() -> Stack {
-        let sdk = sdk().await;
-        let s3 = s3_client(&sdk);
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let bucket = unique("trail");
-        s3.create_bucket().bucket(&bucket).send().await.unwrap();
-        let ingest = create_queue(&sqs, &unique("ingest")).await;
-        let ingest_arn = queue_arn(&sqs, &ingest).await;
-        s3.put_bucket_notification_configuration()
-            .bucket(&bucket)
-            .notification_configuration(
-                NotificationConfiguration::builder()
-                    .queue_configurations(
-                        QueueConfiguration::builder()
-                            .queue_arn(ingest_arn)
-                            .events(Event::S3ObjectCreated)
-                            .build()
-                            .unwrap(),
-                    )
-                    .build(),
-            )
-            .send()
+        Self::with(StackOptions::default()).await
+    }
+
+    /// With `sns_topic`, the trail's topic notifies the queue instead of the bucket.
+    async fn with(options: StackOptions) -> Stack {
+        let bucket_notifies = !options.sns_topic;
+        let deployed = tokio::task::spawn_blocking(move || DeployedStack::deploy(&options))
             .await
             .unwrap();
+        let sdk = sdk().await;
+        if bucket_notifies {
+            notify_as_the_output_says(&deployed, &s3_client(&sdk)).await;
+        }
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        // S3 sends a test event when the notification is configured: the select function
+        // acknowledges it; drop it here so that the tests see their own files only.
+        let ingest = deployed.output("IngestQueueUrl").to_owned();
+        drain_queue(&sqs, &ingest).await;
         Stack {
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
-            delivery: create_queue(&sqs, &unique("delivery")).await,
-            insights: create_queue(&sqs, &unique("insights")).await,
-            group: unique("CloudTrail/trailwatch"),
-            sqs,
-            bucket,
+            delivery: deployed.output("DeliveryQueueUrl").to_owned(),
+            insights: deployed.output("InsightsQueueUrl").to_owned(),
+            group: deployed.output("TrailLogGroupName").to_owned(),
+            bucket: deployed.bucket.clone(),
             ingest,
+            sqs,
             sdk,
+            deployed,
         }
     }
 
     fn select(&self) -> SelectContext {
-        SelectContext {
-            s3: S3Objects::new(s3_client(&self.sdk)),
-            sqs: SqsSender::new(self.sqs.clone()),
-            delivery_queue: self.delivery.clone(),
-            insights_queue: self.insights.clone(),
-            matcher: TrailConfig::default().compile(),
-        }
+        let function = self.deployed.function("SelectFunction");
+        contexts::select(function, &self.sdk, &TrailConfig::default())
     }
 
+    /// The deliver function as deployed, but putting every call at once (no hold queue): the
+    /// hold queue has its own test below.
     fn deliver(&self) -> DeliverContext {
+        let function = self.deployed.function("DeliverFunction");
         DeliverContext {
-            sink: CloudWatchLogs::new(self.logs.clone(), self.group.clone(), Some(90)),
-            retention_days: 90,
             hold: None,
+            ..contexts::deliver(function, &self.sdk)
         }
     }
 
+    /// Puts a log file where the trail writes it: under the stack's key prefix.
     async fn put_object(&self, key: &str, body: Vec<u8>) {
         s3_client(&self.sdk)
             .put_object()
             .bucket(&self.bucket)
-            .key(key)
+            .key(format!("{}{key}", self.deployed.key_prefix()))
             .body(body.into())
             .send()
             .await
@@ -126,8 +116,13 @@ impl Stack {
                 body.len()
             );
         }
-        let response = trailwatch_deliver_fn::handle_batch(&deliver, messages).await;
-        assert!(response.batch_item_failures.is_empty(), "deliver failures");
+        let ledger = contexts::ledger(self.deployed.function("DeliverFunction"), &self.sdk);
+        let done = trailwatch_deliver_fn::deliver(&deliver, &ledger, messages).await;
+        assert!(
+            done.response.batch_item_failures.is_empty(),
+            "deliver failures: {:?}",
+            done.report.set_aside
+        );
     }
 
     async fn stream(&self, name: &str) -> Vec<String> {
@@ -179,18 +174,9 @@ async fn every_record_of_a_real_trail_reaches_its_stream_once_and_unaltered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_carried_by_eventbridge_is_delivered_as_received() {
-    let stack = Stack::new().await;
+    // With IngestFromEventBridge the stack's own rule on the default bus feeds the ingest queue.
+    let stack = Stack::with(StackOptions::default().with("IngestFromEventBridge", "true")).await;
     let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
-    route_to_queue(
-        &events,
-        &stack.sqs,
-        None,
-        r#"{"detail-type":["AWS API Call via CloudTrail","AWS Console Sign In via CloudTrail"]}"#,
-        &stack.ingest,
-    )
-    .await;
-    // moto sends S3's test event when the notification is configured: drop it first.
-    drain_queue(&stack.sqs, &stack.ingest).await;
     let (_, records) = invictus_files().into_iter().next().unwrap();
     let record = recent(&records[..1], 5).remove(0);
     events
@@ -247,14 +233,16 @@ async fn a_record_carried_by_eventbridge_is_delivered_as_received() {
 async fn native_insights_records_reach_the_insights_bus() {
     let stack = Stack::new().await;
     let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
-    let bus = unique("insights-bus");
-    events.create_event_bus().name(&bus).send().await.unwrap();
+    let insights_function = stack.deployed.function("InsightsFunction");
+    let bus = stack.deployed.output("InsightsBusName").to_owned();
+    let source = insights_function.required(trailwatch_insights_fn::EVENT_SOURCE_ENV);
+    // A rule of the user's on the stack's bus, as the README shows.
     let alerts = create_queue(&stack.sqs, &unique("alerts")).await;
     route_to_queue(
         &events,
         &stack.sqs,
         Some(&bus),
-        r#"{"source":["trailwatch.cloudtrail"],"detail-type":["AWS Insight via CloudTrail"]}"#,
+        &format!(r#"{{"source":["{source}"],"detail-type":["AWS Insight via CloudTrail"]}}"#),
         &alerts,
     )
     .await;
@@ -287,10 +275,7 @@ async fn native_insights_records_reach_the_insights_bus() {
             .is_empty(),
         "Insights are not delivered as trail records"
     );
-    let context = InsightsContext {
-        bus: EventBridgeBus::new(events.clone(), bus.clone()),
-        source: "trailwatch.cloudtrail".into(),
-    };
+    let context = contexts::insights(insights_function, &stack.sdk);
     let batch = drain_queue(&stack.sqs, &stack.insights).await;
     let response = trailwatch_insights_fn::handle(&context, serde_json::to_value(&batch).unwrap())
         .await
@@ -411,17 +396,10 @@ async fn a_call_that_is_not_full_waits_in_its_streams_group_of_the_hold_queue() 
     use aws_sdk_sqs::types::QueueAttributeName as A;
     use trailwatch::deliver::message::open_held;
     use trailwatch::deliver::MemoryLedger;
-    use trailwatch_deliver_fn::HoldBack;
     let stack = Stack::new().await;
-    let hold = create_hold_queue(&stack.sqs, 30).await;
-    let deliver = DeliverContext {
-        hold: Some(HoldBack {
-            sqs: SqsSender::new(stack.sqs.clone()),
-            queue_url: hold.clone(),
-            max_wait_ms: 120_000,
-        }),
-        ..stack.deliver()
-    };
+    let hold = stack.deployed.output("HoldQueueUrl").to_owned();
+    let deliver = contexts::deliver(stack.deployed.function("DeliverFunction"), &stack.sdk);
+    assert_eq!(deliver.hold.as_ref().unwrap().queue_url, hold);
     let ledger = MemoryLedger::default();
     // A few records of one stream: far from a full call, so they are held back.
     let all: Vec<String> = invictus_files().into_iter().flat_map(|(_, r)| r).collect();
@@ -480,6 +458,111 @@ async fn a_call_that_is_not_full_waits_in_its_streams_group_of_the_hold_queue() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trails_sns_notifications_reach_the_ingest_queue_and_their_files_are_delivered() {
+    // The README's alternative to bucket notifications: the stack subscribes the ingest queue
+    // to the trail's topic, and CloudTrail publishes one notification per file written.
+    let stack = Stack::with(StackOptions {
+        sns_topic: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let good = recent(&invictus_files()[0].1, 10);
+    let key = "AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10/via-sns.json.gz";
+    stack.put_object(key, gzip_log_file(&good)).await;
+    let notification = serde_json::json!({
+        "s3Bucket": stack.bucket,
+        "s3ObjectKey": [format!("{}{key}", stack.deployed.key_prefix())],
+    });
+    let topic = stack.deployed.parameters["CloudTrailSnsTopicArn"].clone();
+    tokio::task::spawn_blocking(move || publish(&topic, &notification.to_string()))
+        .await
+        .unwrap();
+    stack.run_select_and_deliver().await;
+    let got = stack.stream(&stream_of(&good[0])).await;
+    let mut want = good.clone();
+    want.sort();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(got_sorted, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_carried_in_a_message_are_refused_unless_the_stack_ingests_them() {
+    // IngestFromEventBridge=false: every record must come from a file in the trail bucket. A
+    // principal able to send to the queue (moto does not evaluate the queue policy that
+    // denies it) cannot inject records.
+    let stack = Stack::new().await;
+    let record = recent(&invictus_files()[0].1[..1], 5).remove(0);
+    let envelope = serde_json::json!({
+        "version": "0", "id": "forged", "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.iam", "account": "218007301253", "time": "2023-07-10T00:00:00Z",
+        "region": "us-east-1", "resources": [],
+        "detail": serde_json::from_str::<Value>(&record).unwrap(),
+    });
+    let inline = format!(r#"{{"Records":[{record}]}}"#);
+    for body in [envelope.to_string(), inline] {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.ingest)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let batch = drain_queue(&stack.sqs, &stack.ingest).await;
+    assert_eq!(batch.records.len(), 2);
+    let response = trailwatch_select_fn::handle(&stack.select(), invocation(&batch))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["batchItemFailures"].as_array().unwrap().len(),
+        2,
+        "both kept for the DLQ, where its alarm shows them: {response}"
+    );
+    assert!(drain_queue(&stack.sqs, &stack.delivery)
+        .await
+        .records
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_message_cannot_put_a_record_into_another_accounts_stream() {
+    let stack = Stack::new().await;
+    let record = recent(&invictus_files()[0].1[..1], 5).remove(0);
+    let own = stream_of(&record);
+    let other = "999988887777_CloudTrail_us-east-1";
+    let mut message = aws_lambda_events::sqs::SqsMessage::default();
+    message.message_id = Some("forged-1".into());
+    message.body = Some(format!(
+        r#"{{"v":1,"stream":"{other}","records":[{record}]}}"#
+    ));
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = vec![message];
+    let ledger = contexts::ledger(stack.deployed.function("DeliverFunction"), &stack.sdk);
+    let done = trailwatch_deliver_fn::deliver(&stack.deliver(), &ledger, event).await;
+    assert_eq!(done.report.delivered, 0);
+    assert_eq!(done.report.rejected.get("wrong_stream"), Some(&1));
+    assert_eq!(done.report.set_aside.len(), 1);
+    assert!(
+        done.report.set_aside[0].reason.contains(other),
+        "{:?}",
+        done.report.set_aside
+    );
+    let streams = stack
+        .logs
+        .describe_log_streams()
+        .log_group_name(&stack.group)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        streams.log_streams().is_empty(),
+        "nothing written to {other} or {own}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_message_invoked_directly_is_delivered_or_refused_with_an_error_type() {
     use lambda_runtime::{Context, Diagnostic, LambdaEvent};
     use trailwatch::deliver::InvocationOnly;
@@ -532,4 +615,126 @@ async fn a_delivery_message_invoked_directly_is_delivered_or_refused_with_an_err
 fn invocation(batch: &aws_lambda_events::sqs::SqsEvent) -> trailwatch_select_fn::SelectInvocation {
     trailwatch_select_fn::SelectInvocation::from_payload(serde_json::to_value(batch).unwrap())
         .unwrap()
+}
+
+/// A backfill: old log files copied into the trail bucket. CloudWatch Logs refuses events
+/// more than 14 days old, so the deliver function sets those records aside — counted in its
+/// metrics (`RejectedTooOld`), each logged with its reason — and delivers the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_older_than_14_days_are_set_aside_counted_and_never_silently_dropped() {
+    let stack = Stack::new().await;
+    let all: Vec<String> = invictus_files().into_iter().flat_map(|(_, r)| r).collect();
+    let recent_records = recent(&all, 30);
+    let stream = stream_of(&recent_records[0]);
+    let mine: Vec<String> = recent_records
+        .into_iter()
+        .filter(|r| stream_of(r) == stream)
+        .take(4)
+        .collect();
+    // Two of them moved 20 days back.
+    let old: Vec<String> = recent(&mine[..2], 20 * 24 * 60);
+    let body = format!(
+        r#"{{"v":1,"stream":"{stream}","records":[{}]}}"#,
+        old.iter()
+            .chain(&mine[2..])
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut message = aws_lambda_events::sqs::SqsMessage::default();
+    message.message_id = Some("backfill-1".into());
+    message.body = Some(body);
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = vec![message];
+    let done = trailwatch_deliver_fn::deliver(
+        &stack.deliver(),
+        &trailwatch::deliver::InvocationOnly,
+        event,
+    )
+    .await;
+    assert!(done.response.batch_item_failures.is_empty(), "not retried");
+    assert_eq!(done.report.delivered, 2);
+    assert_eq!(done.report.rejected.get("too_old"), Some(&2));
+    assert_eq!(done.report.set_aside.len(), 2);
+    for aside in &done.report.set_aside {
+        assert!(
+            aside.reason.contains("more than 14 days old"),
+            "{}",
+            aside.reason
+        );
+        assert!(aside.event_id.is_some() && aside.record_index.is_some());
+    }
+    let line: serde_json::Value =
+        serde_json::from_str(&trailwatch_deliver_fn::emf(&done.report, &done.ledger).to_line(0))
+            .unwrap();
+    assert_eq!(
+        (line["RejectedTooOld"].clone(), line["SetAside"].clone()),
+        (2.into(), 2.into())
+    );
+    assert_eq!(stack.stream(&stream).await, mine[2..]);
+}
+
+/// CloudWatch Logs takes events up to 1 MB (CloudTrail itself never sends one over 256 KB):
+/// a 300 KB record travels whole, alone in a delivery message of up to SQS's 1 MiB, and is
+/// delivered as it is; one too large for that message (a few bytes short of 1 MiB: the log
+/// file reader refuses records over 1 MiB) is delivered as a stub pointing at the full
+/// record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_between_256_kb_and_1_mb_is_delivered_whole() {
+    use trailwatch::deliver::limits::{PACKED_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES};
+    let stack = Stack::new().await;
+    let all: Vec<String> = invictus_files().into_iter().flat_map(|(_, r)| r).collect();
+    let records = recent(&all, 30);
+    let stream = stream_of(&records[0]);
+    let mine: Vec<String> = records
+        .into_iter()
+        .filter(|r| stream_of(r) == stream)
+        .take(3)
+        .collect();
+    let pad = |record: &str, bytes: usize| {
+        format!(
+            r#"{},"trailwatchTestPadding":"{}"}}"#,
+            &record[..record.len() - 1],
+            "p".repeat(bytes)
+        )
+    };
+    let big = pad(&mine[1], 300 * 1024);
+    let huge = pad(&mine[2], 0);
+    let huge = pad(&mine[2], (1 << 20) - 16 - huge.len());
+    let file = vec![mine[0].clone(), big.clone(), huge];
+    stack
+        .put_object(
+            "AWSLogs/123837392027/CloudTrail/us-east-1/2023/07/10/123837392027_CloudTrail_us-east-1_20230710T1150Z_big.json.gz",
+            gzip_log_file(&file),
+        )
+        .await;
+    let select = stack.select();
+    let notifications = drain_queue(&stack.sqs, &stack.ingest).await;
+    trailwatch_select_fn::handle(&select, invocation(&notifications))
+        .await
+        .unwrap();
+    let messages = drain_queue(&stack.sqs, &stack.delivery).await;
+    let sizes: Vec<usize> = messages
+        .records
+        .iter()
+        .map(|m| m.body.as_deref().unwrap().len())
+        .collect();
+    assert!(
+        sizes.iter().all(|&n| n <= SQS_MAX_MESSAGE_BYTES),
+        "{sizes:?}"
+    );
+    assert!(sizes.iter().any(|&n| n > PACKED_MESSAGE_BYTES), "{sizes:?}");
+    let response = trailwatch_deliver_fn::handle_batch(&stack.deliver(), messages).await;
+    assert!(response.batch_item_failures.is_empty());
+    let delivered = stack.stream(&stream).await;
+    assert_eq!(delivered.len(), 3);
+    assert!(
+        delivered.contains(&mine[0]) && delivered.contains(&big),
+        "whole"
+    );
+    let stub = delivered
+        .iter()
+        .find(|m| m.contains("trailwatchTruncated"))
+        .expect("the record beyond 1 MB as a stub");
+    assert!(stub.len() < 4 * 1024);
 }

@@ -15,6 +15,10 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use serde_json::value::RawValue;
 use trailwatch::time::{format_event_time, parse_event_time, MS_PER_MINUTE};
 
+pub mod deployed;
+pub mod invocations;
+pub use deployed::{DeployedFunction, DeployedStack, StackOptions};
+
 pub const REGION: &str = "us-east-1";
 
 /// The moto endpoint the tests talk to.
@@ -46,15 +50,29 @@ pub fn shared_data() -> PathBuf {
 
 /// The production SDK configuration, pointed at moto with dummy credentials.
 pub async fn sdk() -> SdkConfig {
+    sdk_with(aws_sdk_s3::config::Credentials::new(
+        "testing", "testing", None, None, "moto",
+    ))
+    .await
+}
+
+/// The production SDK configuration, pointed at moto, signing with `credentials`.
+pub async fn sdk_with(credentials: aws_sdk_s3::config::Credentials) -> SdkConfig {
     trailwatch_aws::config_loader()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(Region::new(REGION))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "moto",
-        ))
+        .credentials_provider(credentials)
         .load()
         .await
+}
+
+/// What moto_server.py decided for each request signed with a role's session: one JSON object
+/// a line (`key`, `action`, `resource`, `allowed`). `scripts/moto.sh` names the file.
+pub fn calls_log() -> PathBuf {
+    std::env::var_os("TRAILWATCH_TEST_CALLS_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/moto-calls.jsonl"))
 }
 
 /// S3 against moto needs path-style addressing (no bucket subdomains on 127.0.0.1).

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use trailwatch::insights::cost::{cost, Workload};
 use trailwatch::insights::store::{Clock, Snapshot};
 use trailwatch::time::{format_event_time, MS_PER_MINUTE};
 use trailwatch_aws::insights_state::CELL_TTL;
@@ -40,6 +41,36 @@ pub(super) fn backtest_summary(
         sizes.mean_bytes,
         sizes.max_bytes,
         took.as_secs_f64(),
+    ) + &cost_line(detection, written, took)
+}
+
+/// The Insights function's cost for these events at the measured speed, next to CloudTrail
+/// Insights' price (`trailwatch::insights::cost`).
+fn cost_line(detection: &Detection, written: usize, took: Duration) -> String {
+    let stats = detection.engine.stats();
+    let observed = detection.engine.observe_stats();
+    let w = Workload {
+        analysed_call_rate: observed.analysed_call_rate,
+        analysed_error_rate: observed.analysed_error_rate,
+        records: observed.records,
+        key_minutes: stats.minutes_evaluated + stats.late_minutes,
+        insight_records: written as u64,
+        cpu_seconds: took.as_secs_f64(),
+    };
+    let c = cost(&w);
+    let (ours, theirs) = c.per_million(&w);
+    let per = |usd: f64| usd / (w.analysed_call_rate + w.analysed_error_rate).max(1) as f64 * 1e6;
+    format!(
+        "\ncost per million events analysed ({} analysed: {} call rate, {} error rate): \
+         trailwatch USD {ours:.3} (Lambda {:.3}, DynamoDB {:.3}, EventBridge {:.3}) vs \
+         CloudTrail Insights USD {theirs:.2}: {:.0}x cheaper",
+        w.analysed_call_rate + w.analysed_error_rate,
+        w.analysed_call_rate,
+        w.analysed_error_rate,
+        per(c.lambda),
+        per(c.dynamodb_writes + c.dynamodb_reads),
+        per(c.eventbridge),
+        theirs / ours.max(1e-12),
     )
 }
 

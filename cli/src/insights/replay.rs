@@ -8,8 +8,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 
-use trailwatch::ingest::ObjectKind;
-use trailwatch::ingest::{read_log_file, LogFileLimits};
+use trailwatch::ingest::{read_log_file, LogFileLimits, ObjectKind};
 use trailwatch::insights::{InsightsConfig, InsightsEngine};
 use trailwatch::local::{in_delivery_order, log_files};
 use trailwatch::record::Record;

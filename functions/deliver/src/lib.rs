@@ -2,133 +2,28 @@
 //! writes each record to the trail log group, in the stream CloudTrail would use, reporting
 //! every message not confirmed delivered as a batch-item failure so SQS brings it back.
 
+pub mod context;
 pub mod payload;
 
 use std::collections::BTreeMap;
 
-use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use trailwatch::deliver::limits::is_valid_retention;
+use trailwatch::deliver::ledger::DEFAULT_RUN_LEASE_MS;
 use trailwatch::deliver::message::open_held;
 use trailwatch::deliver::{
-    deliver_messages_once, Carrier, CarryError, Claim, ClaimOutcome, DeliveredLedger,
-    DeliveryMessage, DeliveryReport, DeliverySettings, HeldMessage, Inbound, InvocationOnly,
-    LedgerError, LedgerReport, NoCarry,
+    deliver_messages_once, DeliveredLedger, DeliveryMessage, DeliveryReport, DeliverySettings,
+    Inbound, InvocationOnly, LedgerReport, NoCarry, Rejection,
 };
-use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
-use trailwatch_aws::dedup::DynamoDbLedger;
 use trailwatch_aws::function::{batch_response, HandlerError, Invocation};
 use trailwatch_aws::metrics::Emf;
-use trailwatch_aws::sqs::SqsSender;
-use trailwatch_aws::{client, required_env, ConfigError};
 
+pub use context::{
+    DeliverContext, HoldBack, Ledger, CLAIM_LEASE_ENV, DEDUP_TABLE_ENV, DEFAULT_MAX_WAIT_SECONDS,
+    DEFAULT_RETENTION_DAYS, HOLD_QUEUE_ENV, KEEP_SECONDS, LOG_GROUP_ENV, MAX_WAIT_ENV,
+    RETENTION_ENV,
+};
 pub use payload::{DeliverPayload, DeliverResponse, DirectReport};
-
-pub const LOG_GROUP_ENV: &str = "TRAILWATCH_LOG_GROUP";
-pub const RETENTION_ENV: &str = "TRAILWATCH_RETENTION_DAYS";
-/// The table remembering delivered eventIDs across invocations (the stack's state table).
-/// Unset: duplicates are dropped within an invocation only.
-pub const DEDUP_TABLE_ENV: &str = "TRAILWATCH_DEDUP_TABLE";
-/// CloudTrail's log groups are created with 90 days unless told otherwise.
-pub const DEFAULT_RETENTION_DAYS: u32 = 90;
-/// The hold queue (its URL; a FIFO queue, one message group per stream): where records of a
-/// call that is not full wait for more of their stream. Unset: every call is put at once.
-pub const HOLD_QUEUE_ENV: &str = "TRAILWATCH_HOLD_QUEUE_URL";
-/// How long a record may wait for a fuller call, in seconds (0: never held back).
-pub const MAX_WAIT_ENV: &str = "TRAILWATCH_MAX_WAIT_SECONDS";
-/// CloudTrail itself takes about 5 minutes to deliver a record to CloudWatch Logs; holding
-/// one back for at most two more fills the calls of every busy stream.
-pub const DEFAULT_MAX_WAIT_SECONDS: u32 = 120;
-
-pub struct DeliverContext {
-    pub sink: CloudWatchLogs,
-    pub retention_days: u32,
-    pub hold: Option<HoldBack>,
-}
-
-/// The hold queue as the place where records wait for a fuller call: each message goes to
-/// its stream's message group, so the tails of a stream meet one invocation at a time.
-pub struct HoldBack {
-    pub sqs: SqsSender,
-    pub queue_url: String,
-    pub max_wait_ms: i64,
-}
-
-impl Carrier for HoldBack {
-    fn max_wait_ms(&self) -> i64 {
-        self.max_wait_ms
-    }
-
-    async fn send(&self, held: Vec<HeldMessage>) -> Result<(), CarryError> {
-        let messages: Vec<(String, String)> =
-            held.into_iter().map(|m| (m.stream, m.body)).collect();
-        self.sqs
-            .send_grouped(&self.queue_url, &messages)
-            .await
-            .map(drop)
-            .map_err(CarryError::new)
-    }
-
-    fn keeps(&self) -> bool {
-        true
-    }
-}
-
-/// How long a held message that came back alone stays invisible at most before it comes back
-/// (its stream's group waits behind it meanwhile). Shorter keeps latency and each record's
-/// last wait closer to the limit; longer means fewer receives.
-pub const KEEP_SECONDS: i64 = 20;
-
-impl DeliverContext {
-    pub fn from_env(sdk: &SdkConfig) -> Result<Self, ConfigError> {
-        let group = required_env(LOG_GROUP_ENV)?;
-        const RETENTION: &str = "a retention CloudWatch Logs accepts";
-        let retention_days = match env_number(RETENTION_ENV, RETENTION)? {
-            Some(days) if is_valid_retention(days) => days,
-            Some(days) => {
-                return Err(ConfigError::Invalid {
-                    name: RETENTION_ENV.into(),
-                    value: days.to_string(),
-                    expected: RETENTION,
-                })
-            }
-            None => DEFAULT_RETENTION_DAYS,
-        };
-        let max_wait_seconds = env_number(MAX_WAIT_ENV, "a whole number of seconds")?
-            .unwrap_or(DEFAULT_MAX_WAIT_SECONDS);
-        let hold = match std::env::var(HOLD_QUEUE_ENV) {
-            Ok(queue_url) if !queue_url.is_empty() && max_wait_seconds > 0 => Some(HoldBack {
-                sqs: SqsSender::new(client(sdk)),
-                queue_url,
-                max_wait_ms: i64::from(max_wait_seconds) * 1000,
-            }),
-            _ => {
-                tracing::warn!(
-                    "{HOLD_QUEUE_ENV} is not set or {MAX_WAIT_ENV} is 0: calls that are not full are put at once"
-                );
-                None
-            }
-        };
-        Ok(DeliverContext {
-            hold,
-            sink: CloudWatchLogs::new(client(sdk), group, Some(retention_days)),
-            retention_days,
-        })
-    }
-}
-
-/// An environment variable holding a whole number; `None` when it is unset or empty.
-fn env_number(name: &str, expected: &'static str) -> Result<Option<u32>, ConfigError> {
-    match std::env::var(name) {
-        Ok(text) if !text.is_empty() => text.parse().map(Some).map_err(|_| ConfigError::Invalid {
-            name: name.into(),
-            value: text,
-            expected,
-        }),
-        _ => Ok(None),
-    }
-}
 
 /// Handles an invocation: an SQS batch (the messages to bring back are its batch-item
 /// failures), or a delivery message invoked directly (an error unless all of it was handled,
@@ -138,9 +33,13 @@ pub async fn handle<L: DeliveredLedger>(
     ledger: &L,
     event: LambdaEvent<DeliverPayload>,
 ) -> Result<DeliverResponse, HandlerError> {
+    let deadline_ms = Some(event.context.deadline).filter(|&d| d > 0);
+    let deadline_ms = deadline_ms.map(|d| d as i64);
     match event.payload {
         DeliverPayload::Queue(batch) => Ok(DeliverResponse::Batch(
-            deliver(context, ledger, batch).await.response,
+            deliver_until(context, ledger, batch, deadline_ms)
+                .await
+                .response,
         )),
         DeliverPayload::Message(body) => {
             check_message(body.get())?;
@@ -148,7 +47,7 @@ pub async fn handle<L: DeliveredLedger>(
                 id: &event.context.request_id,
                 body: body.get(),
             };
-            let done = deliver_inbound(context, ledger, &[message]).await;
+            let done = deliver_inbound(context, ledger, &[message], deadline_ms).await;
             if done.report.retry.is_empty() {
                 Ok(DeliverResponse::Delivered(DirectReport {
                     records_received: done.report.records_received,
@@ -211,6 +110,16 @@ pub async fn deliver<L: DeliveredLedger>(
     ledger: &L,
     event: SqsEvent,
 ) -> Delivered {
+    deliver_until(context, ledger, event, None).await
+}
+
+/// [`deliver`], in an invocation that ends at `deadline_ms` (epoch ms) when known.
+pub async fn deliver_until<L: DeliveredLedger>(
+    context: &DeliverContext,
+    ledger: &L,
+    event: SqsEvent,
+    deadline_ms: Option<i64>,
+) -> Delivered {
     let inbound: Vec<Inbound<'_>> = event
         .records
         .iter()
@@ -219,23 +128,34 @@ pub async fn deliver<L: DeliveredLedger>(
             body: m.body.as_deref().unwrap_or_default(),
         })
         .collect();
-    let done = deliver_inbound(context, ledger, &inbound).await;
+    let done = deliver_inbound(context, ledger, &inbound, deadline_ms).await;
     if let Some(hold) = &context.hold {
         keep_in_queue(hold, &event, &done.report.kept).await;
     }
     done
 }
 
-/// Delivers received messages through the context's sink and hold queue.
+/// How long past its deadline an invocation may still be holding its deliveries (the
+/// runtime's own margin to stop it).
+const RUN_LEASE_MARGIN_MS: i64 = 10_000;
+
+/// Delivers received messages through the context's sink and hold queue, holding their
+/// deliveries until the invocation's deadline (and a margin) when it is known.
 async fn deliver_inbound<L: DeliveredLedger>(
     context: &DeliverContext,
     ledger: &L,
     inbound: &[Inbound<'_>],
+    deadline_ms: Option<i64>,
 ) -> Delivered {
     let invocation = Invocation::start();
+    let now_ms = trailwatch::time::now_ms();
     let settings = DeliverySettings {
         retention_days: Some(context.retention_days),
-        ..DeliverySettings::at(trailwatch::time::now_ms())
+        claim_lease_ms: context.claim_lease_ms,
+        run_lease_ms: deadline_ms.map_or(DEFAULT_RUN_LEASE_MS, |d| {
+            (d - now_ms).max(0) + RUN_LEASE_MARGIN_MS
+        }),
+        ..DeliverySettings::at(now_ms)
     };
     let (report, ledger_report) = match &context.hold {
         Some(hold) => deliver_messages_once(&context.sink, ledger, hold, inbound, &settings).await,
@@ -283,6 +203,8 @@ pub fn emf(report: &DeliveryReport, ledger: &LedgerReport) -> Emf {
         .count("Delivered", report.delivered)
         .count("DuplicatesDropped", report.duplicates)
         .count("DuplicatesAcrossInvocations", ledger.taken)
+        .count("CopiesDropped", ledger.copies)
+        .count("WaitingForOwner", report.waiting)
         .count("HeldBack", report.held_back)
         .count("HeldBackMessages", report.held_back_messages)
         .counts_by("Rejected", report.rejected.iter().map(|(k, v)| (*k, *v)))
@@ -296,19 +218,39 @@ pub fn emf(report: &DeliveryReport, ledger: &LedgerReport) -> Emf {
         .count("LedgerUnavailable", ledger.unavailable)
         .count("LedgerConfirmFailures", ledger.confirm_failures)
         .count("LedgerReleaseFailures", ledger.release_failures)
+        .count("LedgerFinishFailures", ledger.finish_failures)
 }
+
+/// Records set aside that are logged one by one in an invocation; the rest are counted in
+/// one line per reason (a backfill of old files can set aside thousands).
+pub const SET_ASIDE_LOGGED: usize = 20;
 
 fn log_report(report: &DeliveryReport, ledger: &LedgerReport) {
     if let Some(reason) = &report.hold_back_error {
         tracing::warn!(reason = %reason, "records not held back (sending them to the queue failed): put at once");
     }
-    for aside in &report.set_aside {
+    for aside in report.set_aside.iter().take(SET_ASIDE_LOGGED) {
         tracing::error!(
             message_id = %aside.message_id,
             record_index = ?aside.record_index,
             event_id = ?aside.event_id,
             reason = %aside.reason,
             "record set aside"
+        );
+    }
+    let mut more: BTreeMap<&str, usize> = BTreeMap::new();
+    for aside in report.set_aside.iter().skip(SET_ASIDE_LOGGED) {
+        *more.entry(aside.reason.as_str()).or_default() += 1;
+    }
+    for (reason, count) in more {
+        tracing::error!(count, reason = %reason, "more records set aside");
+    }
+    if let Some(&too_old) = report.rejected.get(Rejection::TooOld.as_str()) {
+        tracing::warn!(
+            too_old,
+            "records older than 14 days set aside: CloudWatch Logs refuses them. A backfill of \
+             old log files into the trail bucket cannot reach the log group; `trailwatch \
+             replay` writes them to files"
         );
     }
     tracing::info!(
@@ -327,54 +269,6 @@ fn log_report(report: &DeliveryReport, ledger: &LedgerReport) {
         ledger_confirm_failures = ledger.confirm_failures,
         "deliver done"
     );
-}
-
-/// Where deliveries are remembered across invocations.
-pub enum Ledger {
-    DynamoDb(DynamoDbLedger),
-    InvocationOnly,
-}
-
-impl Ledger {
-    /// The DynamoDB ledger when `TRAILWATCH_DEDUP_TABLE` names a table, else in-invocation
-    /// dedupe only; says which at cold start.
-    pub fn from_env(sdk: &SdkConfig) -> Self {
-        match std::env::var(DEDUP_TABLE_ENV) {
-            Ok(table) if !table.is_empty() => {
-                tracing::info!(table = %table, "duplicates dropped across invocations");
-                Ledger::DynamoDb(DynamoDbLedger::new(client(sdk), table))
-            }
-            _ => {
-                tracing::warn!(
-                    "{DEDUP_TABLE_ENV} is not set: duplicates are dropped within an invocation only"
-                );
-                Ledger::InvocationOnly
-            }
-        }
-    }
-}
-
-impl DeliveredLedger for Ledger {
-    async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
-        match self {
-            Ledger::DynamoDb(ledger) => ledger.claim(claims).await,
-            Ledger::InvocationOnly => InvocationOnly.claim(claims).await,
-        }
-    }
-
-    async fn confirm(&self, delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
-        match self {
-            Ledger::DynamoDb(ledger) => ledger.confirm(delivered).await,
-            Ledger::InvocationOnly => Ok(()),
-        }
-    }
-
-    async fn release(&self, claims: &[Claim<'_>]) -> Result<(), LedgerError> {
-        match self {
-            Ledger::DynamoDb(ledger) => ledger.release(claims).await,
-            Ledger::InvocationOnly => Ok(()),
-        }
-    }
 }
 
 #[cfg(test)]

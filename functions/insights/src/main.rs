@@ -1,5 +1,5 @@
 use lambda_runtime::{Error, LambdaEvent};
-use trailwatch_aws::function::{cold_start, serve, HandlerError, Invocation};
+use trailwatch_aws::function::{cannot_start, cold_start, serve, HandlerError, Invocation};
 use trailwatch_aws::metrics::Emf;
 use trailwatch_insights_fn::{handle_with_state, InsightsContext, StateContext};
 
@@ -8,9 +8,20 @@ const NOT_COUNTS: &[&str] = &["closedAfter", "closedThrough"];
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let sdk = cold_start()?;
-    let context = InsightsContext::from_env(&sdk)?;
-    let state = StateContext::from_env(&sdk, &context.source).await?;
+    let started = match cold_start() {
+        Ok(sdk) => match InsightsContext::from_env(&sdk) {
+            Ok(context) => StateContext::from_env(&sdk, &context.source)
+                .await
+                .map(|state| (context, state)),
+            Err(why) => Err(why),
+        },
+        Err(why) => Err(why.into()),
+    };
+    let (context, state) = match started {
+        Ok(started) => started,
+        // Answered, not exited: an invoker hears why instead of waiting.
+        Err(why) => return cannot_start("insights", why).await,
+    };
     serve(|event: LambdaEvent<serde_json::Value>| async {
         let invocation = Invocation::start();
         let result = handle_with_state(&context, Some(&state), event.payload)

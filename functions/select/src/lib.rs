@@ -22,6 +22,11 @@ use trailwatch_aws::{required_env, ssm};
 
 pub const DELIVERY_QUEUE_ENV: &str = "TRAILWATCH_DELIVERY_QUEUE_URL";
 pub const INSIGHTS_QUEUE_ENV: &str = "TRAILWATCH_INSIGHTS_QUEUE_URL";
+/// `true` where the stack routes records to the ingest queue (EventBridge ingest): only then
+/// are records carried in a message (EventBridge envelopes, inline `Records`) taken as the
+/// trail's. Otherwise every record must come from a file in the trail bucket, and a message
+/// carrying records is refused: anyone able to send to the queue could forge them.
+pub const ACCEPT_RECORDS_ENV: &str = "TRAILWATCH_ACCEPT_RECORDS";
 
 /// What the function needs, built once at cold start.
 pub struct SelectContext {
@@ -30,6 +35,19 @@ pub struct SelectContext {
     pub delivery_queue: String,
     pub insights_queue: String,
     pub matcher: Matcher,
+    /// See [`ACCEPT_RECORDS_ENV`].
+    pub accept_records: bool,
+}
+
+/// [`ACCEPT_RECORDS_ENV`]'s value: unset means false; anything but `true`/`false` is refused.
+pub fn accept_records(value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(format!(
+            "{ACCEPT_RECORDS_ENV}={other}: expected true or false"
+        )),
+    }
 }
 
 impl SelectContext {
@@ -45,6 +63,7 @@ impl SelectContext {
             delivery_queue: required_env(DELIVERY_QUEUE_ENV)?,
             insights_queue: required_env(INSIGHTS_QUEUE_ENV)?,
             matcher: config.compile(),
+            accept_records: accept_records(std::env::var(ACCEPT_RECORDS_ENV).ok().as_deref())?,
         })
     }
 }
@@ -284,6 +303,15 @@ async fn select_items(
             WorkItem::Ignored(why) => {
                 tracing::info!(reason = why, "message acknowledged and ignored")
             }
+            WorkItem::Record(_) if !context.accept_records => {
+                // Not retryable, but not to be dropped silently: after the redrive limit the
+                // message waits in the dead-letter queue, where the DLQ alarm shows it.
+                return Err(Retry(format!(
+                    "the message carries records, which this stack does not ingest \
+                     ({ACCEPT_RECORDS_ENV} is not true: IngestFromEventBridge=false); only \
+                     notifications naming files in the trail bucket are read"
+                )));
+            }
             WorkItem::Record(raw) => {
                 let origin = Origin {
                     bucket: None,
@@ -357,5 +385,20 @@ impl Outbox for Queues<'_> {
             self.totals.send_retries += stats.retries;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_in_messages_are_accepted_only_when_the_stack_says_true() {
+        assert_eq!(accept_records(None), Ok(false));
+        assert_eq!(accept_records(Some("")), Ok(false));
+        assert_eq!(accept_records(Some("false")), Ok(false));
+        assert_eq!(accept_records(Some("true")), Ok(true));
+        let error = accept_records(Some("yes")).unwrap_err();
+        assert!(error.contains(ACCEPT_RECORDS_ENV), "{error}");
     }
 }

@@ -229,6 +229,8 @@ async fn records_reach_the_delivery_queue_through_the_lambda_environment_configu
                     ("AWS_ENDPOINT_URL", &endpoint),
                     ("TRAILWATCH_DELIVERY_QUEUE_URL", &queue_url),
                     ("TRAILWATCH_INSIGHTS_QUEUE_URL", &queue_url),
+                    // Records in the payload: as a stack with IngestFromEventBridge=true.
+                    ("TRAILWATCH_ACCEPT_RECORDS", "true"),
                 ],
             )
         }

@@ -55,21 +55,17 @@ fn body(records: &[String]) -> String {
     )
 }
 
-async fn run<L: DeliveredLedger>(
+fn run<L: DeliveredLedger>(
     sink: &Sink,
     ledger: &L,
     messages: &[(&str, &str)],
     limits: &BatchLimits,
 ) -> (DeliveryReport, LedgerReport) {
-    let inbound: Vec<Inbound<'_>> = messages
-        .iter()
-        .map(|&(id, body)| Inbound { id, body })
-        .collect();
     let settings = DeliverySettings {
         limits: *limits,
         ..DeliverySettings::at(NOW)
     };
-    deliver_messages_once(sink, ledger, &NoCarry, &inbound, &settings).await
+    run_at(sink, ledger, &NoCarry, messages, &settings)
 }
 
 #[test]
@@ -79,8 +75,8 @@ fn a_record_in_two_messages_reaches_the_stream_once_across_invocations() {
     let first = body(&[record("a", 5), record("b", 4)]);
     let second = body(&[record("b", 4), record("c", 3)]);
     let limits = BatchLimits::default();
-    let (r1, _) = block_on(run(&sink, &ledger, &[("m1", &first)], &limits));
-    let (r2, l2) = block_on(run(&sink, &ledger, &[("m2", &second)], &limits));
+    let (r1, _) = run(&sink, &ledger, &[("m1", &first)], &limits);
+    let (r2, l2) = run(&sink, &ledger, &[("m2", &second)], &limits);
     assert_eq!((r1.delivered, r2.delivered, r2.duplicates), (2, 1, 1));
     assert_eq!(l2.taken, 1);
     assert_eq!(sink.put.lock().unwrap().len(), 3);
@@ -99,13 +95,13 @@ fn a_redelivered_message_puts_only_what_did_not_land() {
         ..Sink::default()
     };
     let message = body(&[record("a", 5), record("b", 4), record("c", 3)]);
-    let (first, l1) = block_on(run(&sink, &ledger, &[("m1", &message)], &limits));
+    let (first, l1) = run(&sink, &ledger, &[("m1", &message)], &limits);
     assert_eq!(first.retry.iter().collect::<Vec<_>>(), ["m1"]);
     assert_eq!(
         l1.confirmed, 2,
         "what landed is confirmed, since m1 comes back"
     );
-    let (again, _) = block_on(run(&sink, &ledger, &[("m1", &message)], &limits));
+    let (again, _) = run(&sink, &ledger, &[("m1", &message)], &limits);
     assert!(again.retry.is_empty());
     assert_eq!(again.delivered, 1);
     let mut put = sink.put.lock().unwrap().clone();
@@ -115,16 +111,26 @@ fn a_redelivered_message_puts_only_what_did_not_land() {
     assert_eq!(put, want, "each record exactly once");
 }
 
+/// A ledger that lets deliveries begin but cannot answer for a claim.
 struct Down;
 impl DeliveredLedger for Down {
-    async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
+    async fn begin(&self, attempts: &[Attempt<'_>], _: &Leases) -> Vec<BeginOutcome> {
+        vec![BeginOutcome::Go; attempts.len()]
+    }
+    async fn claim(&self, claims: &[Claim<'_>], _: &Leases) -> Vec<ClaimOutcome> {
         vec![ClaimOutcome::Unavailable; claims.len()]
     }
-    async fn confirm(&self, _: &[Claim<'_>]) -> Result<(), LedgerError> {
+    async fn confirm(&self, _: &[Claim<'_>], _: &Leases) -> Result<(), LedgerError> {
         Err(LedgerError::new("down"))
     }
-    async fn release(&self, claims: &[Claim<'_>]) -> Result<(), LedgerError> {
-        self.confirm(claims).await
+    async fn release(&self, _: &[Claim<'_>]) -> Result<(), LedgerError> {
+        Err(LedgerError::new("down"))
+    }
+    async fn finish(&self, _: &[&str], _: &Leases) -> Result<(), LedgerError> {
+        Err(LedgerError::new("down"))
+    }
+    async fn let_go(&self, _: &[Attempt<'_>]) -> Result<(), LedgerError> {
+        Err(LedgerError::new("down"))
     }
 }
 
@@ -132,12 +138,7 @@ impl DeliveredLedger for Down {
 fn when_the_ledger_cannot_answer_nothing_is_put_and_the_message_comes_back() {
     let sink = Sink::default();
     let message = body(&[record("a", 5)]);
-    let (report, ledger) = block_on(run(
-        &sink,
-        &Down,
-        &[("m1", &message)],
-        &BatchLimits::default(),
-    ));
+    let (report, ledger) = run(&sink, &Down, &[("m1", &message)], &BatchLimits::default());
     assert_eq!(report.delivered, 0);
     assert_eq!(ledger.unavailable, 1);
     assert!(report.retry.contains("m1"));
@@ -153,7 +154,7 @@ fn a_record_claimed_by_a_message_that_comes_back_is_not_lost_to_a_copy_in_anothe
         ..Sink::default()
     };
     let x = body(&[record("r", 5)]);
-    let (first, _) = block_on(run(&failing, &ledger, &[("x", &x)], &limits));
+    let (first, _) = run(&failing, &ledger, &[("x", &x)], &limits);
     assert!(
         first.retry.contains("x"),
         "x holds r's claim and comes back"
@@ -161,9 +162,12 @@ fn a_record_claimed_by_a_message_that_comes_back_is_not_lost_to_a_copy_in_anothe
     // A CloudTrail duplicate of r in another file's message z, ahead of x in the batch.
     let sink = Sink::default();
     let z = body(&[record("r", 5), record("s", 4)]);
-    let (again, l) = block_on(run(&sink, &ledger, &[("z", &z), ("x", &x)], &limits));
+    let (again, _) = run(&sink, &ledger, &[("z", &z), ("x", &x)], &limits);
     assert!(again.retry.is_empty());
-    assert_eq!((again.delivered, again.duplicates, l.taken), (2, 1, 1));
+    assert_eq!(
+        (again.delivered, again.duplicates, again.waiting),
+        (2, 1, 0)
+    );
     let mut put = sink.put.lock().unwrap().clone();
     put.sort();
     assert_eq!(put, [record("r", 5), record("s", 4)], "r once, s once");
@@ -213,14 +217,23 @@ impl Carrier for Queue {
 struct Sticky(MemoryLedger);
 
 impl DeliveredLedger for Sticky {
-    async fn claim(&self, claims: &[Claim<'_>]) -> Vec<ClaimOutcome> {
-        self.0.claim(claims).await
+    async fn begin(&self, attempts: &[Attempt<'_>], leases: &Leases) -> Vec<BeginOutcome> {
+        self.0.begin(attempts, leases).await
     }
-    async fn confirm(&self, delivered: &[Claim<'_>]) -> Result<(), LedgerError> {
-        self.0.confirm(delivered).await
+    async fn claim(&self, claims: &[Claim<'_>], leases: &Leases) -> Vec<ClaimOutcome> {
+        self.0.claim(claims, leases).await
+    }
+    async fn confirm(&self, delivered: &[Claim<'_>], leases: &Leases) -> Result<(), LedgerError> {
+        self.0.confirm(delivered, leases).await
     }
     async fn release(&self, _: &[Claim<'_>]) -> Result<(), LedgerError> {
         Err(LedgerError::new("unavailable"))
+    }
+    async fn finish(&self, deliveries: &[&str], leases: &Leases) -> Result<(), LedgerError> {
+        self.0.finish(deliveries, leases).await
+    }
+    async fn let_go(&self, attempts: &[Attempt<'_>]) -> Result<(), LedgerError> {
+        self.0.let_go(attempts).await
     }
 }
 
@@ -241,17 +254,7 @@ fn deliver_with<L: DeliveredLedger>(
     queue: &Queue,
     messages: &[(&str, &str)],
 ) -> (DeliveryReport, LedgerReport) {
-    let inbound: Vec<Inbound<'_>> = messages
-        .iter()
-        .map(|&(id, body)| Inbound { id, body })
-        .collect();
-    block_on(deliver_messages_once(
-        sink,
-        ledger,
-        queue,
-        &inbound,
-        &three_a_call(),
-    ))
+    run_at(sink, ledger, queue, messages, &three_a_call())
 }
 
 #[test]
@@ -322,7 +325,14 @@ fn a_held_tail_that_comes_back_alone_waits_until_its_time_is_up() {
     let (r, _) = deliver_with(&sink, &ledger, &queue, &[("h", &held)]);
     assert_eq!((r.put_calls, r.held_back, r.waited_out), (0, 1, 0));
     let again = queue.sent.lock().unwrap().pop().unwrap();
-    assert_eq!(held, again, "the same records, held since the first time");
+    let (first, second) = (open_held(&held).unwrap(), open_held(&again).unwrap());
+    let (first, second) = (
+        DeliveryMessage::parse(&first[0]).unwrap(),
+        DeliveryMessage::parse(&second[0]).unwrap(),
+    );
+    assert_eq!(first.since, second.since, "held since the first time");
+    assert_eq!(first.records[0].get(), second.records[0].get());
+    assert_ne!(first.id, second.id, "a new delivery");
 }
 
 #[test]
@@ -432,4 +442,174 @@ fn records_whose_claims_cannot_be_released_are_put_at_once() {
     assert_eq!((r.delivered, r.held_back, l.release_failures), (1, 0, 1));
     assert!(r.retry.is_empty() && queue.sent.lock().unwrap().is_empty());
     assert_eq!(*sink.put.lock().unwrap(), [record("a", 9)]);
+}
+
+/// A delivery message with a delivery id, as select packs it.
+fn delivery(id: &str, records: &[String]) -> String {
+    format!(
+        r#"{{"v":1,"id":"{id}","stream":"1_CloudTrail_r","records":[{}]}}"#,
+        records.join(",")
+    )
+}
+
+fn settings_at(now_ms: i64) -> DeliverySettings {
+    DeliverySettings::at(now_ms)
+}
+
+fn run_at<L: DeliveredLedger, C: Carrier>(
+    sink: &Sink,
+    ledger: &L,
+    carrier: &C,
+    messages: &[(&str, &str)],
+    settings: &DeliverySettings,
+) -> (DeliveryReport, LedgerReport) {
+    let inbound: Vec<Inbound<'_>> = messages
+        .iter()
+        .map(|&(id, body)| Inbound { id, body })
+        .collect();
+    block_on(deliver_messages_once(
+        sink, ledger, carrier, &inbound, settings,
+    ))
+}
+
+#[test]
+fn a_message_redriven_from_the_dead_letter_queue_takes_its_claims_back() {
+    let ledger = MemoryLedger::default();
+    let failing = Sink {
+        fail: vec![1, 2, 3, 4, 5],
+        ..Sink::default()
+    };
+    let message = delivery("d1", &[record("a", 5), record("b", 4)]);
+    // Five receives, each put failing: the message ends in the dead-letter queue.
+    for receive in 0..5 {
+        let at = settings_at(NOW + receive * 365_000);
+        let (r, _) = run_at(&failing, &ledger, &NoCarry, &[("sqs-1", &message)], &at);
+        assert!(r.retry.contains("sqs-1"));
+    }
+    // Moved back: a new SQS message id, the same body.
+    let sink = Sink::default();
+    let at = settings_at(NOW + 3_600_000);
+    let (r, l) = run_at(&sink, &ledger, &NoCarry, &[("sqs-2", &message)], &at);
+    assert!(r.retry.is_empty());
+    assert_eq!((r.delivered, r.duplicates, l.finished), (2, 0, 1));
+    assert_eq!(sink.put.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_copy_of_a_finished_delivery_is_dropped_and_a_copy_in_flight_too() {
+    let ledger = MemoryLedger::default();
+    let sink = Sink::default();
+    let message = delivery("d1", &[record("a", 5), record("b", 4)]);
+    // Sent twice (a send whose answer was lost): two SQS messages, one delivery.
+    let (r, _) = run_at(
+        &sink,
+        &ledger,
+        &NoCarry,
+        &[("sqs-1", &message)],
+        &settings_at(NOW),
+    );
+    assert_eq!(r.delivered, 2);
+    let (r, l) = run_at(
+        &sink,
+        &ledger,
+        &NoCarry,
+        &[("sqs-2", &message)],
+        &settings_at(NOW),
+    );
+    assert_eq!((r.delivered, r.duplicates, l.copies), (0, 2, 2));
+    assert!(r.retry.is_empty());
+    // A copy received while the other is in flight.
+    let other = delivery("d2", &[record("c", 3)]);
+    let attempt = Attempt {
+        delivery: "d2",
+        attempt: "sqs-3",
+    };
+    block_on(ledger.begin(&[attempt], &Leases::at(NOW)));
+    let (r, l) = run_at(
+        &sink,
+        &ledger,
+        &NoCarry,
+        &[("sqs-4", &other)],
+        &settings_at(NOW),
+    );
+    assert_eq!((r.delivered, l.copies), (0, 1));
+    assert!(r.retry.is_empty(), "the one in flight lives on in SQS");
+    assert_eq!(sink.put.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_copy_waits_while_the_owner_may_still_deliver_and_is_dropped_once_it_has() {
+    let ledger = MemoryLedger::default();
+    let queue = Queue::holding();
+    let failing = Sink {
+        fail: vec![1],
+        ..Sink::default()
+    };
+    let owner = delivery("d1", &[record("r", 5)]);
+    let (r, _) = run_at(
+        &failing,
+        &ledger,
+        &NoCarry,
+        &[("x", &owner)],
+        &settings_at(NOW),
+    );
+    assert!(r.retry.contains("x"));
+    // Another file's copy of r: neither put nor dropped, but sent to wait.
+    let sink = Sink::default();
+    let copy = delivery("d2", &[record("r", 5), record("s", 4)]);
+    let (r, _) = run_at(&sink, &ledger, &queue, &[("z", &copy)], &settings_at(NOW));
+    assert_eq!((r.waiting, r.held_back, r.duplicates), (1, 1, 0));
+    assert!(
+        r.retry.is_empty(),
+        "z is done: r waits in a new message, with s held back"
+    );
+    let waiting = queue.sent.lock().unwrap().pop().unwrap();
+    // The owner comes back and delivers r; the waiting copy is then a duplicate.
+    let (r, _) = run_at(
+        &sink,
+        &ledger,
+        &NoCarry,
+        &[("x", &owner)],
+        &settings_at(NOW),
+    );
+    assert_eq!(r.delivered, 1);
+    let later = settings_at(NOW + 60_000);
+    let (r, l) = run_at(&sink, &ledger, &queue, &[("w", &waiting)], &later);
+    assert_eq!(
+        (r.delivered, r.duplicates, l.taken),
+        (1, 1, 1),
+        "s put, r dropped"
+    );
+    let mut put = sink.put.lock().unwrap().clone();
+    put.sort();
+    assert_eq!(put, [record("r", 5), record("s", 4)], "each once");
+}
+
+#[test]
+fn a_record_whose_owner_died_is_delivered_by_the_copy_that_waited() {
+    let ledger = MemoryLedger::default();
+    let failing = Sink {
+        fail: vec![1],
+        ..Sink::default()
+    };
+    let owner = delivery("d1", &[record("r", 5)]);
+    run_at(
+        &failing,
+        &ledger,
+        &NoCarry,
+        &[("x", &owner)],
+        &settings_at(NOW),
+    );
+    // x ends in the dead-letter queue and expires there: it never comes back. Its copy,
+    // without a hold queue, comes back until the owner's lease is over.
+    let sink = Sink::default();
+    let copy = delivery("d2", &[record("r", 5)]);
+    let (r, _) = run_at(&sink, &ledger, &NoCarry, &[("z", &copy)], &settings_at(NOW));
+    assert_eq!((r.delivered, r.waiting), (0, 1));
+    assert!(r.retry.contains("z"));
+    let after = settings_at(NOW + DEFAULT_CLAIM_LEASE_MS + 1);
+    let (r, _) = run_at(&sink, &ledger, &NoCarry, &[("z", &copy)], &after);
+    assert_eq!(r.delivered, 1);
+    assert!(r.retry.is_empty());
+    assert_eq!(*sink.put.lock().unwrap(), [record("r", 5)]);
 }

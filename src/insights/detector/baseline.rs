@@ -6,8 +6,7 @@ use super::{slot, KeyState, BASELINE_DAYS, MINUTES_PER_DAY, MINUTE_RING, RING_HO
 use crate::insights::config::DetectorParams;
 
 pub(super) fn is_weekend(day: i64) -> bool {
-    // 1970-01-01 was a Thursday.
-    (day + 3).rem_euclid(7) >= 5
+    super::weekday(day) >= 5
 }
 
 impl KeyState {

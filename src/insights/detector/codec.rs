@@ -1,11 +1,14 @@
 //! The compact binary form of a key's state (version byte, flags, varints, zero-run-length
-//! rings, f32 rates), persisted per key. Every older version is still read.
+//! rings, f32 rates, scores in 1/16 nat), persisted per key. Every older version is still read.
 
+use super::guard::quantize;
 use super::{slot, KeyState, OpenInsight, GUARD_DAYS, MAX_WINDOWS, MINUTE_RING, RING_HOURS};
 
-/// Version 2 added the sustained-rise CUSUM (its value, segment and daily maxima); version 1
-/// states are still read (with a CUSUM at zero and no CUSUM history).
-pub(super) const STATE_VERSION: u8 = 2;
+/// Version 3: 29 guard days (the guard's 7 and 28 of weekly recurrence), scores as 1/16-nat
+/// integers, each day's largest burst and its minute. Version 2 added the sustained-rise
+/// CUSUM. Versions 1 and 2 are still read: their 8 guard days are kept (scores rounded up to
+/// 1/16 nat), without bursts, and version 1 with a CUSUM at zero.
+pub(super) const STATE_VERSION: u8 = 3;
 
 const LAST_MINUTE: u8 = 1;
 const LAST_NONZERO: u8 = 2;
@@ -30,15 +33,9 @@ pub enum StateDecodeError {
 impl KeyState {
     /// The compact binary form, in the current version.
     pub fn encode(&self) -> Vec<u8> {
-        self.encode_version(STATE_VERSION)
-    }
-
-    /// [`Self::encode`] in the layout of `version` (1 has no CUSUM: it is left out).
-    pub(super) fn encode_version(&self, version: u8) -> Vec<u8> {
-        let v2 = version >= 2;
         let mut w = Writer(Vec::with_capacity(512));
-        w.u8(version);
-        let has_cusum = v2 && self.cusum > 0.0 && self.last_minute.is_some();
+        w.u8(STATE_VERSION);
+        let has_cusum = self.cusum > 0.0 && self.last_minute.is_some();
         let flag = |on: bool, bit: u8| if on { bit } else { 0 };
         let flags = flag(self.last_minute.is_some(), LAST_MINUTE)
             | flag(self.last_nonzero.is_some(), LAST_NONZERO)
@@ -66,7 +63,7 @@ impl KeyState {
                 w.f32(v);
             }
         }
-        self.encode_guard(&mut w, v2);
+        self.encode_guard(&mut w);
         if let (true, Some(last)) = (has_cusum, self.last_minute) {
             w.f32(self.cusum);
             w.zz(last - self.cusum_start);
@@ -106,32 +103,46 @@ impl KeyState {
         }
     }
 
-    /// The guard's day slots in use, each with its windows' maxima (trailing zeros left out)
-    /// and, from version 2, the CUSUM maximum.
-    fn encode_guard(&self, w: &mut Writer, v2: bool) {
-        let mut mask = 0u8;
+    /// The guard's day slots in use (a mask), the newest day, and per slot: its age in days,
+    /// which parts it holds, then the windows' maxima (up to the last window any slot uses),
+    /// the CUSUM maximum, the burst and its minute.
+    fn encode_guard(&self, w: &mut Writer) {
+        let mut mask = 0u64;
         let mut n_windows = 0usize;
         for (s, d) in self.guard_day.iter().enumerate() {
             if d.is_some() {
                 mask |= 1 << s;
                 let used = self.guard[s]
                     .iter()
-                    .rposition(|&v| v != 0.0)
+                    .rposition(|&v| v != 0)
                     .map_or(0, |i| i + 1);
                 n_windows = n_windows.max(used);
             }
         }
-        w.u8(mask);
+        w.var(mask);
+        let Some(newest) = self.guard_day.iter().flatten().max().copied() else {
+            return;
+        };
+        w.zz(newest);
         w.u8(n_windows as u8);
         for (s, d) in self.guard_day.iter().enumerate() {
-            if let Some(d) = d {
-                w.zz(*d);
+            let Some(d) = d else { continue };
+            w.var((newest - d) as u64);
+            let parts = u8::from(self.guard[s].iter().any(|&v| v != 0))
+                | u8::from(self.cusum_guard[s] != 0) << 1
+                | u8::from(self.burst[s] != 0) << 2;
+            w.u8(parts);
+            if parts & 1 != 0 {
                 for v in &self.guard[s][..n_windows] {
-                    w.f32(*v);
+                    w.var(u64::from(*v));
                 }
-                if v2 {
-                    w.var(u64::from(self.cusum_guard[s]));
-                }
+            }
+            if parts & 2 != 0 {
+                w.var(u64::from(self.cusum_guard[s]));
+            }
+            if parts & 4 != 0 {
+                w.var(u64::from(self.burst[s]));
+                w.var(u64::from(self.burst_at[s]));
             }
         }
     }
@@ -141,7 +152,7 @@ impl KeyState {
     pub fn decode(bytes: &[u8]) -> Result<Self, StateDecodeError> {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.u8()?;
-        if version != 1 && version != STATE_VERSION {
+        if !(1..=STATE_VERSION).contains(&version) {
             return Err(StateDecodeError::UnknownVersion(version));
         }
         let v2 = version >= 2;
@@ -168,7 +179,11 @@ impl KeyState {
                 *v = r.f32()?;
             }
         }
-        s.decode_guard(&mut r, v2)?;
+        if version >= 3 {
+            s.decode_guard(&mut r)?;
+        } else {
+            s.decode_legacy_guard(&mut r, v2)?;
+        }
         if flags & CUSUM != 0 {
             s.decode_cusum(&mut r)?;
         }
@@ -205,22 +220,74 @@ impl KeyState {
         Ok(())
     }
 
-    fn decode_guard(&mut self, r: &mut Reader<'_>, v2: bool) -> Result<(), StateDecodeError> {
+    fn decode_guard(&mut self, r: &mut Reader<'_>) -> Result<(), StateDecodeError> {
+        let mask = r.var()?;
+        if mask >> GUARD_DAYS != 0 {
+            return Err(StateDecodeError::Corrupt("guard slots"));
+        }
+        if mask == 0 {
+            return Ok(());
+        }
+        let newest = r.zz()?;
+        let n_windows = r.u8()? as usize;
+        if n_windows > MAX_WINDOWS {
+            return Err(StateDecodeError::Corrupt("too many guard windows"));
+        }
+        for s in (0..GUARD_DAYS).filter(|s| mask & (1 << s) != 0) {
+            let age = r.var()?;
+            if age >= GUARD_DAYS as u64 {
+                return Err(StateDecodeError::Corrupt("guard day"));
+            }
+            let day = newest - age as i64;
+            if day.rem_euclid(GUARD_DAYS as i64) as usize != s {
+                return Err(StateDecodeError::Corrupt("guard day in the wrong slot"));
+            }
+            self.guard_day[s] = Some(day);
+            let parts = r.u8()?;
+            if parts >> 3 != 0 {
+                return Err(StateDecodeError::Corrupt("guard parts"));
+            }
+            if parts & 1 != 0 {
+                for wi in 0..n_windows {
+                    self.guard[s][wi] = r.u16()?;
+                }
+            }
+            if parts & 2 != 0 {
+                self.cusum_guard[s] = r.u16()?;
+            }
+            if parts & 4 != 0 {
+                self.burst[s] = r.u16()?;
+                self.burst_at[s] = r.u16()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The guard of versions 1 and 2: 8 day slots, f32 window maxima, from version 2 the CUSUM
+    /// maximum. Days go to their slot of today's ring.
+    fn decode_legacy_guard(
+        &mut self,
+        r: &mut Reader<'_>,
+        v2: bool,
+    ) -> Result<(), StateDecodeError> {
+        const LEGACY_DAYS: usize = 8;
         let mask = r.u8()?;
         let n_windows = r.u8()? as usize;
         if n_windows > MAX_WINDOWS {
             return Err(StateDecodeError::Corrupt("too many guard windows"));
         }
-        for slot_index in 0..GUARD_DAYS {
-            if mask & (1 << slot_index) != 0 {
-                self.guard_day[slot_index] = Some(r.zz()?);
-                for wi in 0..n_windows {
-                    self.guard[slot_index][wi] = r.f32()?;
-                }
-                if v2 {
-                    self.cusum_guard[slot_index] = u16::try_from(r.var()?)
-                        .map_err(|_| StateDecodeError::Corrupt("cusum guard"))?;
-                }
+        for bit in (0..LEGACY_DAYS).filter(|b| mask & (1 << b) != 0) {
+            let day = r.zz()?;
+            if day.rem_euclid(LEGACY_DAYS as i64) as usize != bit {
+                return Err(StateDecodeError::Corrupt("guard day in the wrong slot"));
+            }
+            let s = day.rem_euclid(GUARD_DAYS as i64) as usize;
+            self.guard_day[s] = Some(day);
+            for wi in 0..n_windows {
+                self.guard[s][wi] = quantize(f64::from(r.f32()?).max(0.0));
+            }
+            if v2 {
+                self.cusum_guard[s] = r.u16()?;
             }
         }
         Ok(())
@@ -333,6 +400,9 @@ impl Reader<'_> {
             return Err(StateDecodeError::Corrupt("time out of range"));
         }
         Ok(v)
+    }
+    fn u16(&mut self) -> Result<u16, StateDecodeError> {
+        u16::try_from(self.var()?).map_err(|_| StateDecodeError::Corrupt("score out of range"))
     }
     fn f32(&mut self) -> Result<f32, StateDecodeError> {
         let end = self.pos.checked_add(4).ok_or(StateDecodeError::Truncated)?;

@@ -30,8 +30,8 @@ use super::config::{DetectorParams, MAX_WINDOWS, MINUTE_RING};
 
 /// Hourly slots of the baseline ring: 8 days.
 pub const RING_HOURS: usize = 192;
-/// Daily slots of the surprise guard (7 previous days + today).
-pub const GUARD_DAYS: usize = 8;
+/// Daily slots of the surprise guard and of weekly recurrence (28 previous days + today).
+pub const GUARD_DAYS: usize = 29;
 
 const MINUTES_PER_DAY: i64 = 1440;
 const BASELINE_DAYS: i64 = 7;
@@ -145,9 +145,14 @@ pub struct KeyState {
     expected_day: Option<i64>,
     expected: [f32; 24],
     guard_day: [Option<i64>; GUARD_DAYS],
-    guard: [[f32; MAX_WINDOWS]; GUARD_DAYS],
-    /// Daily maxima of the CUSUM (1/16 nat), in the slots of `guard_day`.
+    /// Daily maxima of each window's score on cleaned counts (1/16 nat); kept 7 days.
+    guard: [[u16; MAX_WINDOWS]; GUARD_DAYS],
+    /// Daily maxima of the CUSUM (1/16 nat), in the slots of `guard_day`; kept 7 days.
     cusum_guard: [u16; GUARD_DAYS],
+    /// Each day's largest score, a Start's included (1/16 nat), and its minute of the day:
+    /// weekly recurrence, kept 28 days.
+    burst: [u16; GUARD_DAYS],
+    burst_at: [u16; GUARD_DAYS],
     /// Sustained-rise CUSUM `C` (0 when no segment is running) and its segment: first minute,
     /// events and expected events since then.
     cusum: f32,
@@ -170,8 +175,10 @@ impl Default for KeyState {
             expected_day: None,
             expected: [0.0; 24],
             guard_day: [None; GUARD_DAYS],
-            guard: [[0.0; MAX_WINDOWS]; GUARD_DAYS],
+            guard: [[0; MAX_WINDOWS]; GUARD_DAYS],
             cusum_guard: [0; GUARD_DAYS],
+            burst: [0; GUARD_DAYS],
+            burst_at: [0; GUARD_DAYS],
             cusum: 0.0,
             cusum_start: 0,
             cusum_x: 0,
@@ -179,6 +186,11 @@ impl Default for KeyState {
             insight: None,
         }
     }
+}
+
+/// Day of the week of a UTC day number, Monday = 0 (1970-01-01 was a Thursday).
+fn weekday(day: i64) -> i64 {
+    (day + 3).rem_euclid(7)
 }
 
 #[inline]
@@ -282,7 +294,6 @@ impl KeyState {
         }
         self.raw[slot(t)] = x;
         let w = self.windows_at(t, p);
-        let mu_t = w.mus[0];
         let warmed = day - ctx.origin_day >= i64::from(p.warmup_days);
         let can_start = self.insight.is_none() && self.cool_until.is_none_or(|c| t >= c) && warmed;
         let level = if self.insight.is_none() {
@@ -292,16 +303,17 @@ impl KeyState {
         };
         // Not before the warm-up: without a baseline every minute looks like a rise.
         if self.insight.is_none() && p.cusum_ratio > 1.0 && warmed {
-            self.cusum_step(t, x, level * mu_t, p);
+            self.cusum_step(t, x, level * w.cusum_mu, p);
         }
         if can_start {
-            if let Some((start, total)) = self.start_candidate(t, day, &w, level, ctx) {
-                self.open(start, total, t, out);
+            if let Some(c) = self.start_candidate(t, day, &w, level, ctx) {
+                self.burst_feed(c.start, c.score);
+                self.open(c.start, c.total, t, out);
             }
         } else if self.insight.is_some() {
             self.continue_insight(t, x, &w, p, out);
         }
-        self.feed_baseline(t, x, day, &w, warmed, p);
+        self.feed_baseline(t, x, &w, warmed, p);
         if x > 0 {
             self.last_nonzero = Some(t);
         }
@@ -313,27 +325,36 @@ impl KeyState {
         let mut w = Windows {
             xs: [0f64; MINUTE_RING],
             mus: [0f64; MINUTE_RING],
+            start_mus: [0f64; MINUTE_RING],
+            cusum_mu: 0.0,
             longest: max_window(p),
         };
         for i in 0..w.longest {
             let m = t - i as i64;
+            let h = m.div_euclid(60);
+            let at = |h: i64| f64::from(self.expected[h.rem_euclid(24) as usize]);
             w.xs[i] = f64::from(self.raw[slot(m)]);
-            w.mus[i] = f64::from(self.expected[m.div_euclid(60).rem_euclid(24) as usize]);
+            w.mus[i] = at(h);
+            let next_door = at(h - 1).max(at(h + 1));
+            w.start_mus[i] = if p.shifted_hours && next_door >= p.ratio_on * w.mus[i] {
+                next_door
+            } else {
+                w.mus[i]
+            };
+            if i == 0 {
+                w.cusum_mu = if p.shifted_hours {
+                    next_door.max(w.mus[0])
+                } else {
+                    w.mus[0]
+                };
+            }
         }
         w
     }
 
     /// Feeds minute `t` to the hourly ring (winsorised during an Insight, so bursts do not
     /// poison the next days) and, outside an Insight, the day's guard maxima.
-    fn feed_baseline(
-        &mut self,
-        t: i64,
-        x: u32,
-        day: i64,
-        w: &Windows,
-        warmed: bool,
-        p: &DetectorParams,
-    ) {
+    fn feed_baseline(&mut self, t: i64, x: u32, w: &Windows, warmed: bool, p: &DetectorParams) {
         let clean = if self.insight.is_some() {
             x.min((p.ratio_on * w.mus[0]).ceil() as u32)
         } else {
@@ -349,11 +370,12 @@ impl KeyState {
             let xc: u64 = (0..len)
                 .map(|i| u64::from(self.clean[slot(t - i as i64)]))
                 .sum();
-            let m = w.mus[..len].iter().sum::<f64>().max(1e-9);
-            self.guard_feed(wi, day, glr(xc as f64, m));
+            // The expectation of the Start gates, so that the guard measures what they do.
+            let m = w.start_mus[..len].iter().sum::<f64>().max(1e-9);
+            self.guard_feed(wi, t, glr(xc as f64, m));
         }
         if p.cusum_ratio > 1.0 && warmed {
-            self.cusum_guard_feed(day, f64::from(self.cusum));
+            self.cusum_guard_feed(t, f64::from(self.cusum));
         }
     }
 }
@@ -362,6 +384,15 @@ impl KeyState {
 struct Windows {
     xs: [f64; MINUTE_RING],
     mus: [f64; MINUTE_RING],
+    /// The expectation the Start gates (and the guard) use: with `shifted_hours`, a
+    /// neighbouring hour's when it is at least `ratio_on` times the minute's own, so that a
+    /// schedule moved by an hour (a daylight-saving change, a drifting job) or a ramp an hour
+    /// ahead of itself is not news.
+    start_mus: [f64; MINUTE_RING],
+    /// The CUSUM's expectation for the current minute: with `shifted_hours`, the largest of its
+    /// hour and the two neighbours (a sustained rise is only news beyond all three, so the
+    /// days after a schedule moved, while its new hour is learnt, do not accumulate).
+    cusum_mu: f64,
     /// The longest window in use (at least the End's cold window).
     longest: usize,
 }

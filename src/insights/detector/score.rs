@@ -16,9 +16,18 @@ pub fn glr(x: f64, m: f64) -> f64 {
     x * (x / m).ln() - (x - m)
 }
 
+/// A Start the gates let through.
+pub(super) struct Candidate {
+    /// First minute of the unusual activity.
+    pub start: i64,
+    /// Events since then.
+    pub total: u64,
+    /// The score that fired (window GLR or CUSUM), remembered for weekly recurrence.
+    pub score: f64,
+}
+
 impl KeyState {
-    /// `(onset, events since the onset)` of a Start at minute `t`, if some window or the
-    /// CUSUM fires.
+    /// The Start at minute `t`, if some window or the CUSUM fires.
     pub(super) fn start_candidate(
         &self,
         t: i64,
@@ -26,7 +35,7 @@ impl KeyState {
         w: &Windows,
         level: f64,
         ctx: &StepContext<'_>,
-    ) -> Option<(i64, u64)> {
+    ) -> Option<Candidate> {
         self.window_candidate(t, day, w, level, ctx)
             .or_else(|| self.cusum_candidate(t, day, w, ctx))
     }
@@ -39,12 +48,13 @@ impl KeyState {
         w: &Windows,
         level: f64,
         ctx: &StepContext<'_>,
-    ) -> Option<(i64, u64)> {
+    ) -> Option<Candidate> {
         let p = ctx.params;
+        let recurrence = self.recurrence(t, p.weekly_recurrence, p.score_on);
         for &len in &p.windows {
             let len = len as usize;
             let big_x: f64 = w.xs[..len].iter().sum();
-            let big_m = (level * w.mus[..len].iter().sum::<f64>()).max(1e-9);
+            let big_m = (level * w.start_mus[..len].iter().sum::<f64>()).max(1e-9);
             if big_x - big_m < p.excess_on || big_x < p.ratio_on * big_m {
                 continue;
             }
@@ -58,7 +68,7 @@ impl KeyState {
                 .position(|&v| v as usize == len)
                 .unwrap_or(0);
             let guard = self.guard_max(wi, day);
-            if p.guard_beta > 0.0 && score <= p.guard_beta * guard {
+            if p.guard_beta > 0.0 && score <= p.guard_beta * guard.max(recurrence) {
                 continue;
             }
             let onset_back = (0..len)
@@ -69,7 +79,11 @@ impl KeyState {
             if self.familiar_recurring(score, guard, start, t, day, ctx) {
                 continue;
             }
-            return Some((start, (0..=onset_back).map(|i| w.xs[i] as u64).sum()));
+            return Some(Candidate {
+                start,
+                total: (0..=onset_back).map(|i| w.xs[i] as u64).sum(),
+                score,
+            });
         }
         None
     }
@@ -82,7 +96,7 @@ impl KeyState {
         day: i64,
         w: &Windows,
         ctx: &StepContext<'_>,
-    ) -> Option<(i64, u64)> {
+    ) -> Option<Candidate> {
         let p = ctx.params;
         let cusum_warmed = day - ctx.origin_day > i64::from(p.warmup_days);
         if p.cusum_ratio <= 1.0 || !cusum_warmed {
@@ -91,13 +105,19 @@ impl KeyState {
         let c = f64::from(self.cusum);
         let (cx, cm) = (f64::from(self.cusum_x), f64::from(self.cusum_m).max(1e-9));
         let start = self.cusum_start;
+        let guard = self.cusum_guard_max(day);
+        let bar = guard.max(self.recurrence(t, p.weekly_recurrence, p.score_on));
         let fires = c >= p.score_on
             && t - start + 1 >= w.longest as i64
             && cx - cm >= p.excess_on
             && cx >= p.sustained_ratio_on * cm
-            && !(p.guard_beta > 0.0 && c <= p.guard_beta * self.cusum_guard_max(day))
-            && !self.familiar_recurring(c, self.cusum_guard_max(day), start, t, day, ctx);
-        fires.then_some((start, u64::from(self.cusum_x)))
+            && !(p.guard_beta > 0.0 && c <= p.guard_beta * bar)
+            && !self.familiar_recurring(c, guard, start, t, day, ctx);
+        fires.then_some(Candidate {
+            start,
+            total: u64::from(self.cusum_x),
+            score: c,
+        })
     }
 
     /// Opens an Insight that began at `start`, decided at `t`.
