@@ -94,6 +94,7 @@ pub fn set_field(raw: &str, key: &str, value: &str) -> Option<String> {
     Some(format!("{}{value}{}", &raw[..start], &raw[end..]))
 }
 
+/// Long by design: the generated trail's layout, written in one place.
 pub fn write_generated_trail(logs: &Path) -> Vec<Rec> {
     let data = shared_data();
     let mut pool: Vec<String> = Vec::new();

@@ -27,6 +27,7 @@ fn each_attribute_key_finds_exactly_the_matching_records() {
     check_every_key(&g.logs, &g.records);
 }
 
+/// Long by design: the user's story, one command after the other.
 #[test]
 fn a_deleted_bucket_and_who_deleted_it_is_one_command() {
     let (dir, records) = invictus();
@@ -194,6 +195,7 @@ fn time_ranges_are_inclusive_and_combine_with_an_attribute() {
     );
 }
 
+/// Long by design: one walk through every page, each checked against the oracle.
 #[test]
 fn max_results_gives_the_newest_page_and_next_token_walks_the_rest() {
     let (dir, records) = invictus();
@@ -532,6 +534,7 @@ fn an_unreadable_line_is_reported_by_file_and_line_and_the_rest_is_searched() {
     assert_eq!(got, want, "every good record is still searched");
 }
 
+/// Long by design: a table of wrong invocations and the error each must give.
 #[test]
 fn wrong_arguments_and_missing_input_exit_2_with_lookup_events_errors() {
     let (dir, _) = sample();

@@ -165,6 +165,7 @@ pub fn sign(key: &RsaPrivateKey, digest: &Value, uncompressed: &[u8]) -> String 
     signature.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Long by design: the trail's files and digests, in the order CloudTrail writes them.
 /// Writes the whole trail under `root` (which then holds `AWSLogs/`).
 pub fn write_trail(root: &Path) -> Trail {
     let key = private_key();
