@@ -14,8 +14,8 @@ use trailwatch::detect::rules::RULE_NOTES;
 use trailwatch::detect::{
     Detector, Noise, Outcome, RuleOptions, RuleSet, RuleText, Scratch, Suppressor,
 };
-use trailwatch::ingest::log_file::{read_log_file, LogFileLimits};
 use trailwatch::ingest::{parse_object_key, ObjectKind};
+use trailwatch::ingest::{read_log_file, LogFileLimits};
 use trailwatch::local::{collect_inputs, Input};
 use trailwatch::record::Record;
 use trailwatch::time::parse_event_time;

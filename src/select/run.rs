@@ -18,6 +18,7 @@ use crate::ingest::{LogObjectKey, ObjectKind, RawItem};
 use crate::record::Record;
 use crate::select::{Matcher, Verdict};
 
+use super::origin::Origin;
 use super::packer::{Packed, StreamPacker};
 pub use super::packer::{MESSAGE_DELIVERY_SPAN_MS, TYPICAL_DELIVERY_DELAY_MS};
 use super::problems::{Problem, ProblemLog};
@@ -39,24 +40,6 @@ pub struct Outgoing {
     /// object's delivery stamp, else its `eventTime` plus [`TYPICAL_DELIVERY_DELAY_MS`]. Its
     /// records were delivered within [`MESSAGE_DELIVERY_SPAN_MS`] of each other.
     pub delivered_ms: i64,
-}
-
-/// Where a record came from: an S3 object, a local file, or an inline event.
-#[derive(Debug, Clone)]
-pub struct Origin<'a> {
-    pub bucket: Option<&'a str>,
-    /// The object key, the file path, or a description of the inline source.
-    pub key: &'a str,
-    pub parsed: LogObjectKey<'a>,
-}
-
-impl std::fmt::Display for Origin<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.bucket {
-            Some(bucket) => write!(f, "s3://{bucket}/{}", self.key),
-            None => f.write_str(self.key),
-        }
-    }
 }
 
 /// Counts of one run, for logs, metrics and the CLI summary.
