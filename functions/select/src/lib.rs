@@ -181,7 +181,7 @@ pub async fn handle(
             invocation.publish(totals.emf());
             Ok(serde_json::to_value(batch_response(failed))?)
         }
-        SelectInvocation::DryRun(request) => Ok(trailwatch::select::dry_run(&request)?),
+        SelectInvocation::DryRun(request) => dry_run(&request),
         SelectInvocation::Direct(body) => {
             let mut totals = SelectTotals::default();
             let invocation = Invocation::start();
@@ -192,6 +192,12 @@ pub async fn handle(
             Ok(Value::Null)
         }
     }
+}
+
+/// Decides each event of a selector dry run by the selectors it carries; changes nothing and
+/// needs neither AWS nor the function's settings.
+pub fn dry_run(request: &Value) -> Result<Value, SelectError> {
+    Ok(trailwatch::select::dry_run(request)?)
 }
 
 /// A message that must come back (SQS redelivers it; after the redrive limit, the DLQ).
