@@ -44,8 +44,8 @@ pub use object::{
 };
 pub use problems::Problem;
 pub use run::{
-    Destination, Origin, Outgoing, SelectCounts, SelectRun, MESSAGE_DELIVERY_SPAN_MS,
-    TYPICAL_DELIVERY_DELAY_MS,
+    Destination, Origin, Outgoing, SelectCounts, SelectRun, DETECTIONS_STREAM,
+    MESSAGE_DELIVERY_SPAN_MS, TYPICAL_DELIVERY_DELAY_MS,
 };
 
 use compiled::Compiled;
