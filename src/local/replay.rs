@@ -3,7 +3,9 @@
 //! Files are read and selected by the select path the select function runs
 //! ([`select_object`]); the delivery messages go through the local delivery queue
 //! ([`super::queue`]) to the deliver stage, and Insights records to the local bus. The log
-//! group is a folder of `<stream>.jsonl` files and the Insights bus is `insights.jsonl`.
+//! group is a folder of `<stream>.jsonl` files and the Insights bus is `insights.jsonl`. With
+//! detection on, the rules are evaluated on every record read, and the detections the noise
+//! control lets through go to `detections.jsonl` ([`super::detections`]).
 //!
 //! Files are read in delivery order — the `YYYYMMDDTHHmmZ` stamp CloudTrail puts in every log
 //! file name, as S3 notifications would arrive — then files without a stamp in name order, then
@@ -34,6 +36,7 @@ use crate::select::{
 use super::adapters::{CountingLogGroup, FileBus, FileLogGroup, Input, STDIN};
 use super::block_on;
 use super::cost::AwsCalls;
+use super::detections::{DetectionOptions, DetectionTotals, LocalDetections};
 use super::files::{in_delivery_order, log_files, FilesError};
 use super::queue::{deliver_group, next_group, LocalHold};
 
@@ -48,6 +51,8 @@ pub struct ReplayOptions {
     /// selectors (as CloudTrail: Insights are off unless enabled).
     pub insights: Option<InsightsConfig>,
     pub out: PathBuf,
+    /// The detection rules and their noise control; no detection when `None`.
+    pub detection: Option<DetectionOptions>,
     /// The delivery time for CloudWatch Logs' time window; by default each record is delivered
     /// "as it happened", at the delivery time of its file.
     pub now_ms: Option<i64>,
@@ -104,6 +109,8 @@ pub struct ReplaySummary {
     pub insights_forwarded_detected: usize,
     /// Insights records trailwatch's detector produced (Start and End).
     pub insights_detected: usize,
+    /// What became of the rule matches (their number is `select.detections`).
+    pub detections: DetectionTotals,
     pub aws: AwsCalls,
 }
 
@@ -193,12 +200,20 @@ pub fn replay_with_progress(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ReplaySummary, ReplayError> {
     let inputs = collect_inputs(&options.inputs)?;
-    let outputs = Outputs::create(&options.out)?;
+    let outputs = Outputs::create(&options.out, options.detection.is_some())?;
     let matcher = options.config.compile();
     let mut run = SelectRun::new(&matcher, DEFAULT_MESSAGE_BYTES);
+    if let Some(detection) = &options.detection {
+        run = run.with_detector(&detection.detector);
+    }
     let mut pipeline = LocalPipeline {
         group: CountingLogGroup::new(&outputs.group),
         bus: &outputs.bus,
+        detections: options
+            .detection
+            .as_ref()
+            .zip(outputs.detections_bus.as_ref())
+            .map(|(d, bus)| LocalDetections::new(d.noise.clone(), bus)),
         now_ms: options.now_ms,
         queue: Vec::new(),
         engine: options.insights.clone().map(InsightsEngine::new),
@@ -224,10 +239,13 @@ struct Outputs {
     bus: FileBus,
     out: PathBuf,
     bus_path: PathBuf,
+    /// `detections.jsonl`, when detection is on.
+    detections_bus: Option<FileBus>,
+    detections_path: PathBuf,
 }
 
 impl Outputs {
-    fn create(out: &Path) -> Result<Self, ReplayError> {
+    fn create(out: &Path, detections: bool) -> Result<Self, ReplayError> {
         let output_error = |path: &Path| {
             let path = path.to_owned();
             move |source| ReplayError::Output { path, source }
@@ -235,11 +253,18 @@ impl Outputs {
         let group = FileLogGroup::new(out).map_err(output_error(out))?;
         let bus_path = out.join("insights.jsonl");
         let bus = FileBus::create(&bus_path).map_err(output_error(&bus_path))?;
+        let detections_path = out.join("detections.jsonl");
+        let detections_bus = detections
+            .then(|| FileBus::create(&detections_path))
+            .transpose()
+            .map_err(output_error(&detections_path))?;
         Ok(Outputs {
             group,
             bus,
             out: out.to_owned(),
             bus_path,
+            detections_bus,
+            detections_path,
         })
     }
 
@@ -250,6 +275,9 @@ impl Outputs {
         if let Err(e) = self.bus.flush() {
             errors.push(format!("{}: {e}", self.bus_path.display()));
         }
+        if let Some(Err(e)) = self.detections_bus.as_ref().map(FileBus::flush) {
+            errors.push(format!("{}: {e}", self.detections_path.display()));
+        }
     }
 }
 
@@ -259,6 +287,7 @@ impl Outputs {
 struct LocalPipeline<'a> {
     group: CountingLogGroup<'a>,
     bus: &'a FileBus,
+    detections: Option<LocalDetections<'a>>,
     /// Everything delivered at this time, instead of each record at its own.
     now_ms: Option<i64>,
     /// The delivery queue.
@@ -336,6 +365,9 @@ impl LocalPipeline<'_> {
 
     fn into_summary(self, run: &SelectRun<'_>) -> ReplaySummary {
         let mut summary = self.summary;
+        if let Some(detections) = self.detections {
+            summary.detections = detections.totals;
+        }
         summary.aws.cwl_events = self.group.events();
         summary.aws.cwl_ingested_bytes = self.group.ingested_bytes();
         summary.select = run.counts().clone();
@@ -357,12 +389,23 @@ impl LocalPipeline<'_> {
     /// calls that are not full wait for the next drain, the last drain (`all`) puts
     /// everything.
     fn drain(&mut self, all: bool) {
-        let (insights, mut delivery): (Vec<Outgoing>, Vec<Outgoing>) = self
+        let (to_insights_queue, mut delivery): (Vec<Outgoing>, Vec<Outgoing>) = self
             .queue
             .drain(..)
-            .partition(|m| m.destination == Destination::Insights);
-        for message in &insights {
-            self.forward_insights(&message.body);
+            .partition(|m| m.destination != Destination::Delivery);
+        for message in &to_insights_queue {
+            match (message.destination, self.detections.as_mut()) {
+                (Destination::Detections, Some(detections)) => {
+                    let s = &mut self.summary;
+                    detections.take(
+                        &message.body,
+                        &mut s.aws,
+                        &mut s.problems,
+                        &mut s.output_errors,
+                    );
+                }
+                _ => self.forward_insights(&message.body),
+            }
         }
         let hold = LocalHold::default();
         // With one delivery time for everything, time does not part the messages.
@@ -478,6 +521,7 @@ mod tests {
             config: TrailConfig::default(),
             insights: None,
             out,
+            detection: None,
             now_ms: None,
         }
     }

@@ -46,7 +46,7 @@ pub use object::{
 pub use origin::Origin;
 pub use problems::Problem;
 pub use run::{
-    Destination, Outgoing, SelectCounts, SelectRun, MESSAGE_DELIVERY_SPAN_MS,
+    Destination, Outgoing, SelectCounts, SelectRun, DETECTIONS_STREAM, MESSAGE_DELIVERY_SPAN_MS,
     TYPICAL_DELIVERY_DELAY_MS,
 };
 
