@@ -10,7 +10,8 @@
 use std::future::Future;
 
 use super::detection::Detection;
-use super::noise::{judge, suppression_key, Noise, Outcome, SuppressionNote, Verdict, Window};
+use super::detection::SuppressionNote;
+use super::noise::{judge, suppression_key, Noise, Outcome, Verdict, Window};
 use crate::time::parse_event_time;
 
 /// Decisions tried on one match before it is reported anyway (each lost race costs one).
