@@ -56,16 +56,14 @@ pub struct SelectContext {
 /// rule not evaluated is logged with the reason; an id no rule has fails the cold start (a
 /// typo would otherwise leave a noisy rule on).
 /// `var` reads a variable (the process environment in Lambda, the deployed one in tests).
-pub fn detector_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<Detector>, String> {
-    let var = |name| var(name).unwrap_or_default();
-    match var(DETECTIONS_ENV).as_str() {
-        "" | "true" => {}
-        "false" => {
-            tracing::warn!("{DETECTIONS_ENV}=false: no detection rule is evaluated");
-            return Ok(None);
-        }
-        other => return Err(format!("{DETECTIONS_ENV}={other}: expected true or false")),
+pub fn detector_from_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Detector>, SettingError> {
+    if !flag(DETECTIONS_ENV, var(DETECTIONS_ENV).as_deref(), true)? {
+        tracing::warn!("{DETECTIONS_ENV}=false: no detection rule is evaluated");
+        return Ok(None);
     }
+    let var = |name| var(name).unwrap_or_default();
     let ids = |name| -> BTreeSet<String> {
         var(name)
             .split(',')
@@ -87,24 +85,37 @@ pub fn detector_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<
         tracing::info!(rule = %off.id, title = %off.title, reason = %off.reason, "detection rule off");
     }
     if !set.unknown_ids.is_empty() {
-        return Err(format!(
-            "{DETECTIONS_DISABLE_ENV}/{DETECTIONS_ENABLE_ENV}: no rule has the id(s) {}",
-            set.unknown_ids.join(", ")
-        ));
+        return Err(SettingError::UnknownRuleIds(set.unknown_ids.join(", ")));
     }
     tracing::info!(rules = set.rules.len(), "detection rules loaded");
     Ok(Some(Detector::new(set.rules)))
 }
 
 /// [`ACCEPT_RECORDS_ENV`]'s value: unset means false; anything but `true`/`false` is refused.
-pub fn accept_records(value: Option<&str>) -> Result<bool, String> {
+pub fn accept_records(value: Option<&str>) -> Result<bool, SettingError> {
+    flag(ACCEPT_RECORDS_ENV, value, false)
+}
+
+/// A boolean setting: `default` when unset or empty; anything but `true`/`false` is refused.
+fn flag(name: &'static str, value: Option<&str>, default: bool) -> Result<bool, SettingError> {
     match value {
-        None | Some("") | Some("false") => Ok(false),
+        None | Some("") => Ok(default),
         Some("true") => Ok(true),
-        Some(other) => Err(format!(
-            "{ACCEPT_RECORDS_ENV}={other}: expected true or false"
-        )),
+        Some("false") => Ok(false),
+        Some(other) => Err(SettingError::NotABoolean {
+            name,
+            value: other.to_owned(),
+        }),
     }
+}
+
+/// A setting in the function's environment it cannot start with.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{name}={value}: expected true or false")]
+    NotABoolean { name: &'static str, value: String },
+    #[error("{DETECTIONS_DISABLE_ENV}/{DETECTIONS_ENABLE_ENV}: no rule has the id(s) {0}")]
+    UnknownRuleIds(String),
 }
 
 impl SelectContext {
@@ -470,7 +481,7 @@ mod tests {
         assert_eq!(accept_records(Some("")), Ok(false));
         assert_eq!(accept_records(Some("false")), Ok(false));
         assert_eq!(accept_records(Some("true")), Ok(true));
-        let error = accept_records(Some("yes")).unwrap_err();
+        let error = accept_records(Some("yes")).unwrap_err().to_string();
         assert!(error.contains(ACCEPT_RECORDS_ENV), "{error}");
     }
 }
