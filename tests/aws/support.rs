@@ -168,24 +168,6 @@ pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .to_owned()
 }
 
-/// A FIFO queue as template.yaml's HoldQueue (high-throughput FIFO), with this visibility
-/// timeout.
-pub async fn create_hold_queue(sqs: &aws_sdk_sqs::Client, visibility_seconds: i32) -> String {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    sqs.create_queue()
-        .queue_name(format!("{}.fifo", unique("hold")))
-        .attributes(A::FifoQueue, "true")
-        .attributes(A::DeduplicationScope, "messageGroup")
-        .attributes(A::FifoThroughputLimit, "perMessageGroupId")
-        .attributes(A::VisibilityTimeout, visibility_seconds.to_string())
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned()
-}
-
 pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
     let attrs = sqs
         .get_queue_attributes()
