@@ -234,38 +234,6 @@ pub async fn sdk_at(endpoint: &str, attempt_timeout: std::time::Duration) -> Sdk
         .await
 }
 
-/// Creates a table shaped like the stack's state table (`pk`/`sk` strings).
-pub async fn create_state_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    dynamodb
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("pk"))
-        .attribute_definitions(attribute("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
-}
-
 /// Receives (and deletes, with DeleteMessageBatch) every message waiting in the queue, as the
 /// SQS event Lambda's trigger would build from them.
 pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
