@@ -335,11 +335,12 @@ impl Suppressor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::detect::detection::Attack;
 
-    fn detection(rule: &str, principal: &str, time: &str, event_id: &str) -> Detection {
+    /// A detection of `rule` by `principal` in account 111122223333 (also for `windows`).
+    pub(crate) fn detection(rule: &str, principal: &str, time: &str, event_id: &str) -> Detection {
         Detection {
             rule_id: rule.into(),
             title: "t".into(),

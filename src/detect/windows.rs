@@ -119,7 +119,6 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::detect::detection::Attack;
 
     /// Windows in a map, with a number of `open`s to refuse (another invocation won).
     #[derive(Default)]
@@ -169,29 +168,7 @@ mod tests {
     }
 
     fn detection(time: &str, event_id: &str) -> Detection {
-        Detection {
-            rule_id: "r".into(),
-            title: "t".into(),
-            level: "high".into(),
-            status: None,
-            author: None,
-            rule_license: None,
-            rule_origin: "test".into(),
-            tags: Vec::new(),
-            attack: Attack::default(),
-            event_id: Some(event_id.into()),
-            event_time: Some(time.into()),
-            event_source: None,
-            event_name: None,
-            aws_region: None,
-            account_id: Some("111122223333".into()),
-            principal: "arn:u".into(),
-            source_ip_address: None,
-            user_agent: None,
-            dedup_key: format!("r/{event_id}"),
-            suppression: None,
-            record: Default::default(),
-        }
+        crate::detect::noise::tests::detection("r", "arn:u", time, event_id)
     }
 
     fn run<F: Future>(f: F) -> F::Output {

@@ -11,9 +11,14 @@ use std::sync::Mutex;
 
 use crate::deliver::limits::PUT_LOG_EVENTS_EVENT_OVERHEAD;
 use crate::deliver::{LogEvent, LogSink, RejectedRanges, SinkError};
-use crate::forward::{BusError, Entry, EntryOutcome, EventBus};
+use crate::forward::{
+    forward, BusError, Entry, EntryOutcome, EventBus, ForwardReport, PutEventsLimits, RetryPolicy,
+};
 use crate::ingest::{FileError, LogFileDecoder, LogFileLimits, RawItem, READ_BYTES};
 use crate::select::{LogObject, ObjectSource, Origin, ReadError};
+
+use super::block_on;
+use super::cost::AwsCalls;
 
 /// The input name that means "a log file on standard input".
 pub const STDIN: &str = "-";
@@ -223,6 +228,23 @@ impl FileBus {
 
     pub fn flush(&self) -> io::Result<()> {
         self.file.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    }
+}
+
+impl FileBus {
+    /// Forwards `entries` to the file as the functions forward to the bus (same planning into
+    /// calls), counting the PutEvents calls and entries the deployment would make.
+    pub fn forward(&self, entries: &[Entry], aws: &mut AwsCalls) -> ForwardReport {
+        let report = block_on(forward(
+            self,
+            entries,
+            &PutEventsLimits::default(),
+            &RetryPolicy::default(),
+            |_| std::future::ready(()),
+        ));
+        aws.put_events_calls += report.calls;
+        aws.count_put_events_entries(entries.iter().map(Entry::size));
+        report
     }
 }
 

@@ -4,10 +4,9 @@
 
 use crate::deliver::DeliveryMessage;
 use crate::detect::{Detection, Detector, Noise, Outcome, Suppressor};
-use crate::forward::{forward, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURCE};
+use crate::forward::{Entry, DEFAULT_SOURCE};
 
 use super::adapters::FileBus;
-use super::block_on;
 use super::cost::AwsCalls;
 
 /// The rules a replay evaluates and the noise control applied to their matches.
@@ -78,15 +77,7 @@ impl<'a> LocalDetections<'a> {
         if entries.is_empty() {
             return;
         }
-        let report = block_on(forward(
-            self.bus,
-            &entries,
-            &PutEventsLimits::default(),
-            &RetryPolicy::default(),
-            |_| std::future::ready(()),
-        ));
-        aws.put_events_calls += report.calls;
-        aws.count_put_events_entries(entries.iter().map(Entry::size));
+        let report = self.bus.forward(&entries, aws);
         self.totals.reported += report.accepted.len();
         for (i, reason) in report.failed {
             output_errors.push(format!(

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crate::deliver::message::DEFAULT_MESSAGE_BYTES;
 use crate::deliver::{DeliveryMessage, DeliveryReport};
-use crate::forward::{forward, Entry, PutEventsLimits, RetryPolicy, DEFAULT_SOURCE};
+use crate::forward::{Entry, DEFAULT_SOURCE};
 use crate::ingest::{parse_object_key, ObjectKind};
 use crate::insights::{InsightsConfig, InsightsEngine};
 use crate::record::Record;
@@ -472,18 +472,8 @@ impl LocalPipeline<'_> {
                 Entry::insight(DEFAULT_SOURCE, raw, time.as_deref())
             })
             .collect();
-        let report = block_on(forward(
-            self.bus,
-            &entries,
-            &PutEventsLimits::default(),
-            &RetryPolicy::default(),
-            |_| std::future::ready(()),
-        ));
         let summary = &mut self.summary;
-        summary.aws.put_events_calls += report.calls;
-        summary
-            .aws
-            .count_put_events_entries(entries.iter().map(Entry::size));
+        let report = self.bus.forward(&entries, &mut summary.aws);
         if native {
             summary.insights_forwarded_native += report.accepted.len();
         } else {
