@@ -31,7 +31,7 @@ use super::adapters::{CountingLogGroup, FileBus, FileLogGroup, Input, STDIN};
 use super::block_on;
 use super::cost::AwsCalls;
 use super::files::{in_delivery_order, log_files, FilesError};
-use super::queue::{deliver_group, next_group, LocalHold};
+use super::queue::{deliver_group, next_group, HoldQueue, LocalHold};
 
 /// Records between two progress reports inside a file.
 pub const PROGRESS_EVERY_RECORDS: usize = 4096;
@@ -194,6 +194,7 @@ pub fn replay_with_progress(
         now_ms: options.now_ms,
         newest_event_ms: None,
         queue: Vec::new(),
+        hold_queue: HoldQueue::default(),
         engine: options.insights.clone().map(InsightsEngine::new),
         summary: ReplaySummary::default(),
         progress,
@@ -257,6 +258,8 @@ struct LocalPipeline<'a> {
     newest_event_ms: Option<i64>,
     /// The delivery queue.
     queue: Vec<Outgoing>,
+    /// Held-back messages waiting for more of their stream.
+    hold_queue: HoldQueue,
     engine: Option<InsightsEngine>,
     summary: ReplaySummary,
     progress: &'a mut dyn FnMut(Progress),
@@ -327,6 +330,9 @@ impl LocalPipeline<'_> {
         run.flush();
         self.newest_event_ms = run.counts().newest_event_ms;
         self.enqueue(run.take_outbox());
+        // What still waits for more of its stream gets none: put it, with the rest.
+        let held = self.hold_queue.take_all();
+        self.queue.extend(held);
         self.drain(true);
     }
 
@@ -344,7 +350,9 @@ impl LocalPipeline<'_> {
     /// Queues messages as the select (or deliver) function sends them, counting the calls.
     fn enqueue(&mut self, messages: Vec<Outgoing>) {
         self.summary.aws.count_sends(&messages);
-        self.queue.extend(messages);
+        for message in messages {
+            self.hold_queue.queue_with_held(&mut self.queue, message);
+        }
     }
 
     /// Hands queued messages to the local deliver and forward stages, in SQS-sized groups;
@@ -359,7 +367,7 @@ impl LocalPipeline<'_> {
         for message in &insights {
             self.forward_insights(&message.body);
         }
-        let hold = LocalHold::new(all);
+        let hold = LocalHold::new(all, &self.hold_queue);
         while let Some(group) = next_group(&mut delivery, all) {
             let (report, ledger) = deliver_group(&self.group, &hold, &group, now_ms);
             let aws = &mut self.summary.aws;
@@ -368,8 +376,11 @@ impl LocalPipeline<'_> {
             self.note_set_aside(&report);
             self.summary.delivery.add(&report);
         }
-        // Sent back to the delivery queue, as the deliver function sends them.
-        self.enqueue(hold.take());
+        // Sent to the hold queue, as the deliver function sends them.
+        let held = hold.take();
+        let sizes: Vec<usize> = held.iter().map(|m| m.body.len()).collect();
+        self.summary.aws.count_sends_to_one_queue(&sizes);
+        self.hold_queue.wait(held);
         self.queue.extend(delivery);
     }
 
