@@ -1,0 +1,227 @@
+//! The replay a user runs, end to end, against three baselines run side by side in the same
+//! run on the same files (issue 22): `trailwatch replay DIR --out OUT` (default trail) versus
+//! `gzip -dc` of every file into one output file, a plain Python script doing the same job
+//! (`scripts/bench_replay.py`: gzip + json, keep management events, one JSON line per record per
+//! stream) and `gzip -dc | jq -c '.Records[]'`.
+//!
+//! Run it with `scripts/bench.sh replay` (which builds the release CLI and the corpus first);
+//! alone: `cargo build --release -p trailwatch-cli && cargo bench -p trailwatch --bench replay`.
+//! The replay against gzip is a wall-clock ratio (the replay may use every core, gzip uses
+//! one), the others are CPU-time ratios (user + system of the child processes). gzip and the
+//! replay are interleaved `TRAILWATCH_BENCH_ROUNDS` times (default 3) and the fastest round of
+//! each kept; Python and jq, an order of magnitude slower, run once. Wall-clock figures need a
+//! quiet machine: the table says what the load average was.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::cpu_seconds;
+
+fn main() {
+    let corpus = PathBuf::from(
+        std::env::var("TRAILWATCH_BENCH_CORPUS").unwrap_or_else(|_| "target/bench-corpus".into()),
+    );
+    let rounds: usize = std::env::var("TRAILWATCH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let target_dir =
+        PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
+    let trailwatch = target_dir.join("release/trailwatch");
+    let manifest: serde_json::Value = match std::fs::read(corpus.join("manifest.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).expect("manifest.json is JSON"),
+        Err(e) => {
+            eprintln!(
+                "no corpus at {} ({e}): run scripts/bench.sh",
+                corpus.display()
+            );
+            std::process::exit(2);
+        }
+    };
+    if !trailwatch.is_file() {
+        eprintln!(
+            "{} missing: cargo build --release -p trailwatch-cli",
+            trailwatch.display()
+        );
+        std::process::exit(2);
+    }
+    let work = target_dir.join("bench-out/replay-tmp");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("bench-out is writable");
+    let list = work.join("files.txt");
+    let files = manifest["files"].as_array().expect("files");
+    let paths: String = files
+        .iter()
+        .map(|f| {
+            format!(
+                "{}\n",
+                corpus.join(f["path"].as_str().expect("path")).display()
+            )
+        })
+        .collect();
+    std::fs::write(&list, paths).expect("bench-out is writable");
+    let out = work.join("out");
+
+    eprintln!(
+        "replay end to end over {} files ({:.0} MB gzip)…",
+        files.len(),
+        manifest["compressed_bytes"].as_f64().unwrap_or(0.0) / 1e6
+    );
+    let mut gzip = Best::default();
+    let mut replay = Best::default();
+    let mut summary = String::new();
+    for _ in 0..rounds.max(1) {
+        let all = work.join("all.json");
+        gzip.keep(
+            run(
+                shell(r#"xargs gzip -dc < "$1" > "$2""#, &[&list, &all]),
+                &all,
+            )
+            .0,
+        );
+        let mut command = Command::new(&trailwatch);
+        command
+            .arg("replay")
+            .arg(corpus.join("AWSLogs"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--json");
+        let (timing, stdout) = run(command, &out);
+        replay.keep(timing);
+        summary = stdout;
+    }
+    let summary: serde_json::Value = serde_json::from_str(&summary).expect("replay --json");
+    let mut python = Command::new("python3");
+    python
+        .arg("scripts/bench_replay.py")
+        .arg(&out)
+        .arg(format!("@{}", list.display()));
+    let (python, py_out) = run(python, &out);
+    let jq_out = work.join("jq.jsonl");
+    let (jq, _) = run(
+        shell(
+            r#"xargs gzip -dc < "$1" | jq -c '.Records[]' > "$2""#,
+            &[&list, &jq_out],
+        ),
+        &jq_out,
+    );
+    let _ = std::fs::remove_dir_all(&work);
+
+    let (gzip, replay) = (gzip.timing(), replay.timing());
+    let kept = &summary["records"]["kept"];
+    let py_kept = serde_json::from_str::<serde_json::Value>(py_out.trim())
+        .map(|v| v["kept"].clone())
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!();
+    println!(
+        "replay end to end: {} files, {} records, {:.0} MB gzip, {:.0} MB of JSON; load average at the end {}",
+        files.len(),
+        manifest["records"],
+        manifest["compressed_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        manifest["uncompressed_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!();
+    println!("| # | measured | trailwatch | baseline | ratio | target | met |");
+    println!("|---|---|---|---|---|---|---|");
+    let replay_figure = format!(
+        "wall {:.2} s, CPU {:.2} s ({:.2} cores)",
+        replay.wall,
+        replay.cpu,
+        replay.cpu / replay.wall.max(1e-9)
+    );
+    row(
+        "replay vs gzip",
+        &format!("`trailwatch replay DIR --out OUT`, {kept} kept; fastest of {rounds}, wall clock"),
+        &replay_figure,
+        &format!(
+            "`gzip -dc` of every file into one file: wall {:.2} s, CPU {:.2} s",
+            gzip.wall, gzip.cpu
+        ),
+        gzip.wall / replay.wall,
+        1.0,
+    );
+    row(
+        "replay vs Python",
+        &format!("same job in Python (kept: {py_kept}); CPU time"),
+        &replay_figure,
+        &format!(
+            "`scripts/bench_replay.py`: wall {:.1} s, CPU {:.1} s",
+            python.wall, python.cpu
+        ),
+        python.cpu / replay.cpu,
+        10.0,
+    );
+    row(
+        "replay vs jq",
+        "every record out as a line; CPU time",
+        &replay_figure,
+        &format!(
+            "`gzip -dc | jq -c '.Records[]'`: wall {:.1} s, CPU {:.1} s",
+            jq.wall, jq.cpu
+        ),
+        jq.cpu / replay.cpu,
+        30.0,
+    );
+}
+
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+/// The fastest of several rounds, by wall clock.
+#[derive(Default)]
+struct Best(Option<Timing>);
+
+impl Best {
+    fn keep(&mut self, t: Timing) {
+        if self.0.is_none_or(|best| t.wall < best.wall) {
+            self.0 = Some(t);
+        }
+    }
+
+    fn timing(&self) -> Timing {
+        self.0.expect("at least one round")
+    }
+}
+
+fn shell(script: &str, args: &[&Path]) -> Command {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(script).arg("sh").args(args);
+    command
+}
+
+/// Runs `command` once: its wall clock, its CPU time (user + system of the waited-for
+/// children) and its standard output. `out` (the command's output) is removed before and after.
+fn run(mut command: Command, out: &Path) -> (Timing, String) {
+    let remove = || {
+        let _ = std::fs::remove_dir_all(out);
+        let _ = std::fs::remove_file(out);
+    };
+    remove();
+    let (_, child0) = cpu_seconds();
+    let t0 = Instant::now();
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().1 - child0;
+    assert!(output.status.success(), "{command:?} failed");
+    remove();
+    (
+        Timing { wall, cpu },
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn row(section: &str, what: &str, figure: &str, baseline: &str, ratio: f64, target: f64) {
+    let met = if ratio >= target { "yes" } else { "NO" };
+    println!("| {section} | {what} | {figure} | {baseline} | {ratio:.2}× | ≥ {target}× | {met} |");
+}
