@@ -7,12 +7,12 @@
 #   scripts/bench.sh replay     # only the replay end to end (benches/replay.rs): the release CLI
 #                               # against gzip -dc into a file, scripts/bench_replay.py and jq
 #
-# Builds the three functions in release mode, generates the corpus (scripts/gen-corpus.py,
+# Builds the three functions and the CLI in release mode, generates the corpus (scripts/gen-corpus.py,
 # ~1.1 GB of CloudTrail JSON as 170 MB of gzip under target/bench-corpus, skipped when already
 # there), runs benches/pipeline.rs, which prints one table of ratios measured in the same run,
-# then the selector, Insights and detection benches when present. The table is also written to
-# target/bench-out/pipeline.md, the replay's to target/bench-out/replay.md.
-# TRAILWATCH_BENCH_ROUNDS (default 3) sets the repetitions.
+# then the replay end to end, the selector, Insights, detection and hostile-input (peak memory)
+# benches. The table is also written to target/bench-out/pipeline.md, the replay's to
+# target/bench-out/replay.md. TRAILWATCH_BENCH_ROUNDS (default 3) sets the repetitions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/bench-out
@@ -55,7 +55,7 @@ if [ $# -eq 0 ]; then
     echo
     echo "### replay end to end (benches/replay.rs)"
     cargo bench --quiet -p trailwatch --bench replay | tee target/bench-out/replay.md
-    for bench in selectors insights detect; do
+    for bench in selectors insights detect hostile; do
         if [ -f "benches/$bench.rs" ]; then
             echo
             echo "### $bench (benches/$bench.rs)"

@@ -3,9 +3,12 @@
 //! module per command; [`run`] parses the command line and dispatches.
 
 pub mod detect;
+pub mod input;
 pub mod insights;
 pub mod lookup;
+pub mod redrive;
 pub mod replay_view;
+mod sdk;
 pub mod selectors;
 pub mod validate_logs;
 
@@ -48,6 +51,20 @@ pub enum Command {
     Insights(insights::InsightsCommand),
     Lookup(lookup::LookupArgs),
     ValidateLogs(validate_logs::ValidateLogsArgs),
+    Redrive(redrive::RedriveArgs),
+}
+
+/// Parses the arguments of one command (what follows its name on the command line), for callers
+/// that run it in their own process (the moto tests).
+pub fn parse_command_args<A, I, T>(name: &'static str, args: I) -> Result<A, clap::Error>
+where
+    A: clap::Args,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let command = A::augment_args(clap::Command::new(name));
+    let argv = std::iter::once(OsString::from(name)).chain(args.into_iter().map(Into::into));
+    A::from_arg_matches(&command.try_get_matches_from(argv)?)
 }
 
 /// Parses `args` (the first is the program name) and runs the command.
@@ -75,5 +92,6 @@ where
         Command::Insights(command) => insights::run(command),
         Command::Lookup(args) => lookup::run(args),
         Command::ValidateLogs(args) => validate_logs::run(args),
+        Command::Redrive(args) => redrive::run(args),
     }
 }

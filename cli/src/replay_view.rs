@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use trailwatch::insights::InsightsConfig;
 use trailwatch::local::{replay_with_progress, Progress, ReplayOptions, ReplaySummary};
+use trailwatch::select::problems::PROBLEMS_KEPT_PER_OBJECT;
 use trailwatch::select::TrailConfig;
 use trailwatch::time::parse_event_time;
 use trailwatch_aws::dedup::WCU_PER_ITEM;
@@ -48,7 +49,8 @@ names), then files without a stamp by name, then stdin. Digest files are skipped
              usd}, dynamoDbPutItem {calls, writeRequestUnits, usd}, eventBridgePutEvents
              {calls, entries, billedEvents, usd}, totalUsd, notCounted}
   prices     the list prices used (USD) and their source
-  problems   [text], outputErrors [text], out, exitCode
+  problems   [text] (of each file the first 10, then a summary), problemCount (all),
+             outputErrors [text], out, exitCode
 
 Exit codes: 0 everything read and delivered; 1 done, but some files or records could not be
 read (each named on stderr with its file and record index; the rest was processed); 2 could
@@ -67,8 +69,10 @@ pub struct ReplayArgs {
     /// Output folder.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Delivery time for CloudWatch Logs' 14-day/2-hour window (default: as the records
-    /// happened, i.e. the newest eventTime read so far).
+    /// Deliver everything at TIME, as a backfill would, and see what CloudWatch Logs' window
+    /// (14 days back, 2 hours ahead) would refuse. Default: each record at its file's delivery
+    /// time (the stamp in CloudTrail's file name, else its eventTime plus 15 minutes), so
+    /// every selected record of an archive of any length is written.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub now: Option<i64>,
     /// Print the summary as one JSON object on stdout instead of the table (fields below).
@@ -143,7 +147,7 @@ fn report_problems(s: &ReplaySummary) {
     if not_accepted > 0 {
         say(&format!(
             "note: {not_accepted} kept records would not be accepted by CloudWatch Logs (see the \
-             table); the delivery time is --now, or the newest eventTime read so far"
+             table); the delivery time is --now, or each file's delivery time"
         ));
     }
     for error in &s.output_errors {
@@ -151,8 +155,9 @@ fn report_problems(s: &ReplaySummary) {
     }
     if !s.problems.is_empty() {
         say(&format!(
-            "trailwatch replay: {} problem(s) in the input; everything else was processed",
-            s.problems.len()
+            "trailwatch replay: {} problem(s) in the input (of each file the first {} are listed, \
+             the rest summarised); everything else was processed",
+            s.problem_count, PROBLEMS_KEPT_PER_OBJECT
         ));
     }
 }
@@ -608,6 +613,7 @@ pub fn summary_json(options: &ReplayOptions, s: &ReplaySummary, exit_code: u8) -
             "source": PRICES.source,
         },
         "problems": s.problems,
+        "problemCount": s.problem_count,
         "outputErrors": s.output_errors,
         "out": options.out,
         "exitCode": exit_code,

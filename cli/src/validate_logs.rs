@@ -155,7 +155,7 @@ fn parse_time(text: &str) -> Result<i64, TimeArgError> {
         17 if b[13] == b':' && b[16] == b'Z' => format!("{}:00Z", &text[..16]),
         _ => text.to_owned(),
     };
-    parse_event_time(&candidate).map_err(|_| TimeArgError(text.to_owned()))
+    parse_event_time(&candidate).map_err(|_| TimeArgError(crate::input::echo(text).into_owned()))
 }
 
 pub fn run(args: ValidateLogsArgs) -> ExitCode {

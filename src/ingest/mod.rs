@@ -6,7 +6,7 @@ pub mod object_key;
 mod splitter;
 
 pub use log_file::{
-    read_log_file, FileError, LogFileDecoder, LogFileLimits, RawItem, RecordProblem,
+    read_log_file, FileError, LogFileDecoder, LogFileLimits, RawItem, RecordProblem, READ_BYTES,
 };
 pub use notification::{parse_message, NotificationError, WorkItem};
 pub use object_key::{

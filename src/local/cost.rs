@@ -106,6 +106,7 @@ mod tests {
         let message = |destination, len| Outgoing {
             destination,
             body: "x".repeat(len),
+            delivered_ms: 0,
         };
         let mut calls = AwsCalls::default();
         calls.count_sends(&[

@@ -10,7 +10,7 @@ use crate::deliver::{
     deliver_messages_once, Carrier, CarryError, DeliveryReport, DeliverySettings, HeldMessage,
     Inbound, InvocationOnly, LedgerReport, LogSink,
 };
-use crate::select::{Destination, Outgoing};
+use crate::select::{Destination, Outgoing, MESSAGE_DELIVERY_SPAN_MS};
 
 use super::block_on;
 
@@ -21,21 +21,48 @@ pub const DELIVER_BATCH_BYTES: usize = 5 * 1024 * 1024;
 /// Bytes of held-back messages the local queue keeps before it puts calls that are not full.
 pub const LOCAL_HOLD_BYTES: usize = 64 * 1024 * 1024;
 
+/// The messages of one deliver invocation.
+#[derive(Debug)]
+pub struct Group {
+    pub messages: Vec<Outgoing>,
+    /// When the newest of its records was delivered: the invocation's time, unless the replay
+    /// delivers everything at one given time.
+    pub delivered_ms: i64,
+    /// No record may wait for a fuller call: the next message was delivered too long after
+    /// these to join them, or the queue is being emptied.
+    pub closing: bool,
+}
+
 /// Takes the next group of messages for one deliver invocation off the front of `queue`:
-/// messages up to [`DELIVER_BATCH_BYTES`] (at least one). `None` when the queue is empty, or
-/// when, unless `all`, what waits does not fill a group yet.
-pub fn next_group(queue: &mut Vec<Outgoing>, all: bool) -> Option<Vec<Outgoing>> {
-    let mut take = 0;
-    let mut bytes = 0;
-    while take < queue.len() && (take == 0 || bytes + queue[take].body.len() <= DELIVER_BATCH_BYTES)
-    {
-        bytes += queue[take].body.len();
+/// messages up to [`DELIVER_BATCH_BYTES`] (at least one) whose delivery times lie within
+/// `span` (`None`: any). `None` when the queue is empty, or when, unless `all`, what waits
+/// could still grow into a fuller group.
+pub fn next_group(queue: &mut Vec<Outgoing>, all: bool, span: Option<i64>) -> Option<Group> {
+    let (mut take, mut bytes) = (0, 0);
+    let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
+    let mut cut_by_time = false;
+    while let Some(message) = queue.get(take) {
+        let t = message.delivered_ms;
+        let spread = newest.max(t).saturating_sub(oldest.min(t));
+        if take > 0 && span.is_some_and(|span| spread > span) {
+            cut_by_time = true;
+            break;
+        }
+        if take > 0 && bytes + message.body.len() > DELIVER_BATCH_BYTES {
+            break;
+        }
+        (oldest, newest) = (oldest.min(t), newest.max(t));
+        bytes += message.body.len();
         take += 1;
     }
-    if take == 0 || (!all && take == queue.len() && bytes < DELIVER_BATCH_BYTES) {
+    if take == 0 || (!all && !cut_by_time && take == queue.len() && bytes < DELIVER_BATCH_BYTES) {
         return None;
     }
-    Some(queue.drain(..take).collect())
+    Some(Group {
+        messages: queue.drain(..take).collect(),
+        delivered_ms: newest,
+        closing: all || cut_by_time,
+    })
 }
 
 /// One deliver invocation over `group` at `now_ms`, as the deliver function runs it.
@@ -66,44 +93,55 @@ pub fn deliver_group(
 }
 
 /// The local delivery queue as the deliver stage's [`Carrier`] for one drain: calls that are
-/// not full wait in the [`HoldQueue`] until [`LOCAL_HOLD_BYTES`] wait there; nothing waits
-/// when `closing`.
+/// not full wait in the [`HoldQueue`], up to [`MESSAGE_DELIVERY_SPAN_MS`] of delivery time and
+/// until [`LOCAL_HOLD_BYTES`] wait there; nothing waits for a closing group.
 pub struct LocalHold {
-    held: Mutex<Vec<HeldMessage>>,
-    closing: bool,
+    /// Held messages, each with the time of the invocation that held it back.
+    held: Mutex<Vec<(HeldMessage, i64)>>,
+    /// The current invocation: its time, and whether it is closing.
+    invocation: Mutex<(i64, bool)>,
     /// Bytes already waiting in the hold queue.
     waiting_bytes: usize,
 }
 
 impl LocalHold {
-    pub fn new(closing: bool, hold_queue: &HoldQueue) -> Self {
+    pub fn new(hold_queue: &HoldQueue) -> Self {
         LocalHold {
             held: Mutex::new(Vec::new()),
-            closing,
+            invocation: Mutex::new((0, false)),
             waiting_bytes: hold_queue.bytes,
         }
     }
 
-    /// The messages held back in this drain, for the hold queue.
-    pub fn take(&self) -> Vec<HeldMessage> {
-        std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The invocation of `group` at `now_ms` starts.
+    pub fn start(&self, group: &Group, now_ms: i64) {
+        *lock(&self.invocation) = (now_ms, group.closing);
     }
+
+    /// The messages held back in this drain, each with the time it was held back, for the
+    /// hold queue.
+    pub fn take(&self) -> Vec<(HeldMessage, i64)> {
+        std::mem::take(&mut *lock(&self.held))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Carrier for LocalHold {
     fn max_wait_ms(&self) -> i64 {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes = self.waiting_bytes + held.iter().map(|m| m.body.len()).sum::<usize>();
-        if self.closing || bytes >= LOCAL_HOLD_BYTES {
+        let held_bytes: usize = lock(&self.held).iter().map(|(m, _)| m.body.len()).sum();
+        if lock(&self.invocation).1 || self.waiting_bytes + held_bytes >= LOCAL_HOLD_BYTES {
             0
         } else {
-            i64::MAX
+            MESSAGE_DELIVERY_SPAN_MS
         }
     }
 
     async fn send(&self, messages: Vec<HeldMessage>) -> Result<(), CarryError> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.extend(messages);
+        let now_ms = lock(&self.invocation).0;
+        lock(&self.held).extend(messages.into_iter().map(|m| (m, now_ms)));
         Ok(())
     }
 }
@@ -121,9 +159,9 @@ pub struct HoldQueue {
 }
 
 impl HoldQueue {
-    /// Held messages join their stream's group.
-    pub fn wait(&mut self, held: Vec<HeldMessage>) {
-        for message in held {
+    /// Held messages join their stream's group, as delivered when they were held back.
+    pub fn wait(&mut self, held: Vec<(HeldMessage, i64)>) {
+        for (message, delivered_ms) in held {
             self.bytes += message.body.len();
             self.groups
                 .entry(message.stream)
@@ -131,6 +169,7 @@ impl HoldQueue {
                 .push(Outgoing {
                     destination: Destination::Delivery,
                     body: message.body,
+                    delivered_ms,
                 });
         }
     }
@@ -169,38 +208,67 @@ fn stream_of(body: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn message(len: usize) -> Outgoing {
+    fn message(len: usize, delivered_ms: i64) -> Outgoing {
         Outgoing {
             destination: Destination::Delivery,
             body: "x".repeat(len),
+            delivered_ms,
         }
+    }
+
+    fn sizes(group: Option<Group>) -> Option<(usize, bool)> {
+        group.map(|g| (g.messages.len(), g.closing))
     }
 
     #[test]
     fn groups_fill_an_invocation_and_a_partial_one_waits_unless_all_is_asked() {
         let third = DELIVER_BATCH_BYTES / 3;
-        let mut queue: Vec<Outgoing> = (0..4).map(|_| message(third)).collect();
-        assert_eq!(next_group(&mut queue, false).map(|g| g.len()), Some(3));
-        assert_eq!(next_group(&mut queue, false), None, "one third waits");
+        let mut queue: Vec<Outgoing> = (0..4).map(|_| message(third, 0)).collect();
+        assert_eq!(sizes(next_group(&mut queue, false, None)), Some((3, false)));
+        assert!(
+            next_group(&mut queue, false, None).is_none(),
+            "one third waits"
+        );
         assert_eq!(queue.len(), 1);
-        assert_eq!(next_group(&mut queue, true).map(|g| g.len()), Some(1));
-        assert_eq!(next_group(&mut queue, true), None);
-        let mut big = vec![message(DELIVER_BATCH_BYTES + 1)];
-        assert_eq!(next_group(&mut big, false).map(|g| g.len()), Some(1));
+        assert_eq!(sizes(next_group(&mut queue, true, None)), Some((1, true)));
+        assert!(next_group(&mut queue, true, None).is_none());
+        let mut big = vec![message(DELIVER_BATCH_BYTES + 1, 0)];
+        assert_eq!(sizes(next_group(&mut big, false, None)), Some((1, false)));
+    }
+
+    #[test]
+    fn a_group_holds_messages_delivered_within_the_span_and_closes_before_a_later_one() {
+        let hour = MESSAGE_DELIVERY_SPAN_MS;
+        let mut queue = vec![message(10, 0), message(10, hour), message(10, hour + 1)];
+        let group = next_group(&mut queue, false, Some(hour)).expect("cut by time");
+        assert_eq!((group.messages.len(), group.closing), (2, true));
+        assert_eq!(group.delivered_ms, hour);
+        assert!(
+            next_group(&mut queue, false, Some(hour)).is_none(),
+            "the last one waits"
+        );
+        let mut queue = vec![message(10, 0), message(10, 10 * hour)];
+        assert_eq!(
+            sizes(next_group(&mut queue, false, None)),
+            None,
+            "without a span, time does not cut"
+        );
     }
 
     fn fresh(stream: &str) -> Outgoing {
         Outgoing {
             destination: Destination::Delivery,
             body: format!(r#"{{"v":1,"stream":"{stream}","records":[{{}}]}}"#),
+            delivered_ms: 0,
         }
     }
 
-    fn held(stream: &str, body: &str) -> HeldMessage {
-        HeldMessage {
+    fn held(stream: &str, body: &str) -> (HeldMessage, i64) {
+        let message = HeldMessage {
             stream: stream.to_owned(),
             body: body.to_owned(),
-        }
+        };
+        (message, 0)
     }
 
     #[test]

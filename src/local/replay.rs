@@ -7,10 +7,13 @@
 //!
 //! Files are read in delivery order — the `YYYYMMDDTHHmmZ` stamp CloudTrail puts in every log
 //! file name, as S3 notifications would arrive — then files without a stamp in name order, then
-//! stdin. Delivery happens "as it happened" (at the newest eventTime read so far) unless a
-//! delivery time is given, so a month of logs from many accounts is not judged against the
-//! last account's clock. Besides the output, a replay counts the AWS calls the deployed
-//! pipeline would make for the same input ([`AwsCalls`]).
+//! stdin. Delivery happens "as it happened": each record is delivered at the time of its own
+//! file (the stamp in its name, else its `eventTime` plus CloudTrail's typical delay, see
+//! [`crate::select::TYPICAL_DELIVERY_DELAY_MS`]), so every selected record of an archive of any
+//! length is written, and CloudWatch Logs' 14-day window refuses only what it would have
+//! refused on the day. A delivery time given (`now_ms`) instead delivers everything at that
+//! time, showing what a late backfill would lose. Besides the output, a replay counts the AWS
+//! calls the deployed pipeline would make for the same input ([`AwsCalls`]).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -25,6 +28,7 @@ use crate::insights::{InsightsConfig, InsightsEngine};
 use crate::record::Record;
 use crate::select::{
     select_object, Destination, Origin, Outbox, Outgoing, SelectCounts, SelectRun, TrailConfig,
+    MESSAGE_DELIVERY_SPAN_MS,
 };
 
 use super::adapters::{CountingLogGroup, FileBus, FileLogGroup, Input, STDIN};
@@ -44,8 +48,8 @@ pub struct ReplayOptions {
     /// selectors (as CloudTrail: Insights are off unless enabled).
     pub insights: Option<InsightsConfig>,
     pub out: PathBuf,
-    /// The delivery time for CloudWatch Logs' time window; by default each group of messages is
-    /// delivered "as it happened", at the newest eventTime read so far.
+    /// The delivery time for CloudWatch Logs' time window; by default each record is delivered
+    /// "as it happened", at the delivery time of its file.
     pub now_ms: Option<i64>,
 }
 
@@ -85,8 +89,12 @@ pub struct ReplaySummary {
     pub files: usize,
     /// The select stage's counts, files that failed and digests skipped included.
     pub select: SelectCounts,
-    /// Problems in the input, each with its file and record position.
+    /// Problems in the input, each with its file and record position: every one of delivery,
+    /// and of the select stage the first few of each file then a summary (see
+    /// `select::problems`).
     pub problems: Vec<String>,
+    /// Problems in the input, listed or not.
+    pub problem_count: usize,
     /// Writes to the output folder that failed: the output is incomplete.
     pub output_errors: Vec<String>,
     pub delivery: DeliveryTotals,
@@ -192,7 +200,6 @@ pub fn replay_with_progress(
         group: CountingLogGroup::new(&outputs.group),
         bus: &outputs.bus,
         now_ms: options.now_ms,
-        newest_event_ms: None,
         queue: Vec::new(),
         hold_queue: HoldQueue::default(),
         engine: options.insights.clone().map(InsightsEngine::new),
@@ -253,9 +260,8 @@ impl Outputs {
 struct LocalPipeline<'a> {
     group: CountingLogGroup<'a>,
     bus: &'a FileBus,
+    /// Everything delivered at this time, instead of each record at its own.
     now_ms: Option<i64>,
-    /// The newest eventTime the select run has read: the delivery time unless `now_ms`.
-    newest_event_ms: Option<i64>,
     /// The delivery queue.
     queue: Vec<Outgoing>,
     /// Held-back messages waiting for more of their stream.
@@ -282,7 +288,6 @@ impl Outbox for LocalPipeline<'_> {
     }
 
     fn chunk_read(&mut self, counts: &SelectCounts) {
-        self.newest_event_ms = counts.newest_event_ms;
         let reported = self.state.records_read / PROGRESS_EVERY_RECORDS;
         if counts.records_read / PROGRESS_EVERY_RECORDS > reported {
             self.state.records_read = counts.records_read;
@@ -328,7 +333,6 @@ impl LocalPipeline<'_> {
             self.forward_records(&detected, false);
         }
         run.flush();
-        self.newest_event_ms = run.counts().newest_event_ms;
         self.enqueue(run.take_outbox());
         // What still waits for more of its stream gets none: put it, with the rest.
         let held = self.hold_queue.take_all();
@@ -341,6 +345,8 @@ impl LocalPipeline<'_> {
         summary.aws.cwl_events = self.group.events();
         summary.aws.cwl_ingested_bytes = self.group.ingested_bytes();
         summary.select = run.counts().clone();
+        summary.problem_count =
+            summary.select.rejected + summary.select.files_failed + summary.problems.len();
         let mut problems: Vec<String> = run.problems().iter().map(ToString::to_string).collect();
         problems.append(&mut summary.problems);
         summary.problems = problems;
@@ -359,7 +365,6 @@ impl LocalPipeline<'_> {
     /// calls that are not full wait for the next drain, the last drain (`all`) puts
     /// everything.
     fn drain(&mut self, all: bool) {
-        let now_ms = self.now_ms.or(self.newest_event_ms).unwrap_or(0);
         let (insights, mut delivery): (Vec<Outgoing>, Vec<Outgoing>) = self
             .queue
             .drain(..)
@@ -367,9 +372,13 @@ impl LocalPipeline<'_> {
         for message in &insights {
             self.forward_insights(&message.body);
         }
-        let hold = LocalHold::new(all, &self.hold_queue);
-        while let Some(group) = next_group(&mut delivery, all) {
-            let (report, ledger) = deliver_group(&self.group, &hold, &group, now_ms);
+        let hold = LocalHold::new(&self.hold_queue);
+        // With one delivery time for everything, time does not part the messages.
+        let span = self.now_ms.is_none().then_some(MESSAGE_DELIVERY_SPAN_MS);
+        while let Some(group) = next_group(&mut delivery, all, span) {
+            let now_ms = self.now_ms.unwrap_or(group.delivered_ms);
+            hold.start(&group, now_ms);
+            let (report, ledger) = deliver_group(&self.group, &hold, &group.messages, now_ms);
             let aws = &mut self.summary.aws;
             aws.put_log_events += report.put_calls;
             aws.dynamodb_put_item += ledger.writes();
@@ -378,7 +387,7 @@ impl LocalPipeline<'_> {
         }
         // Sent to the hold queue, as the deliver function sends them.
         let held = hold.take();
-        let sizes: Vec<usize> = held.iter().map(|m| m.body.len()).collect();
+        let sizes: Vec<usize> = held.iter().map(|(m, _)| m.body.len()).collect();
         self.summary.aws.count_sends_to_one_queue(&sizes);
         self.hold_queue.wait(held);
         self.queue.extend(delivery);

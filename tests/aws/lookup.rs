@@ -8,26 +8,13 @@
 //! binary is not built for this crate), configured as a user would configure it: AWS_ENDPOINT_URL, dummy credentials and `--region`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use serde_json::Value;
 use trailwatch::time::parse_event_time;
-use trailwatch_e2e::{endpoint, invictus_files, recent, sdk, unique, REGION};
+use trailwatch_e2e::{cli_environment, invictus_files, recent, sdk, unique, REGION};
 
 const ACCOUNT: &str = "123837392027";
-
-/// The environment the command reads, set once before any test reads it.
-fn environment() {
-    static ENV: Once = Once::new();
-    ENV.call_once(|| {
-        std::env::set_var("AWS_ENDPOINT_URL", endpoint());
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_REGION", REGION);
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    });
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -59,7 +46,7 @@ struct Trail {
 fn trail() -> &'static Trail {
     static TRAIL: std::sync::OnceLock<Trail> = std::sync::OnceLock::new();
     TRAIL.get_or_init(|| {
-        environment();
+        cli_environment();
         let records: Vec<String> = invictus_files()
             .into_iter()
             .flat_map(|(_, records)| records)
@@ -305,7 +292,7 @@ fn time_ranges_stream_prefixes_and_pages_over_the_log_group() {
 
 #[test]
 fn a_missing_log_group_exits_2_and_an_unreadable_message_exits_1() {
-    environment();
+    cli_environment();
     let (code, out, err) = lookup(&[
         "--log-group",
         "/trailwatch/no-such-group",

@@ -48,6 +48,19 @@ pub fn shared_data() -> PathBuf {
     dir
 }
 
+/// The environment a `trailwatch` command run in a test reads, as a user would set it:
+/// AWS_ENDPOINT_URL at moto, dummy credentials, no instance metadata. Set once per process.
+pub fn cli_environment() {
+    static ENV: std::sync::Once = std::sync::Once::new();
+    ENV.call_once(|| {
+        std::env::set_var("AWS_ENDPOINT_URL", endpoint());
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_REGION", REGION);
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    });
+}
+
 /// The production SDK configuration, pointed at moto with dummy credentials.
 pub async fn sdk() -> SdkConfig {
     sdk_with(aws_sdk_s3::config::Credentials::new(

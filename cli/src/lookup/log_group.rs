@@ -3,7 +3,6 @@
 //! here, since filter patterns (and moto, which ignores JSON patterns and stream prefixes) let
 //! through more than asked.
 
-use aws_sdk_cloudwatchlogs::config::Region;
 use aws_sdk_cloudwatchlogs::error::SdkError;
 use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
 use aws_sdk_cloudwatchlogs::types::FilteredLogEvent;
@@ -70,17 +69,9 @@ pub fn search_group(
 }
 
 async fn client(source: &GroupSource) -> Result<aws_sdk_cloudwatchlogs::Client, GroupError> {
-    let mut loader = trailwatch_aws::config_loader();
-    if let Some(region) = &source.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some(profile) = &source.profile {
-        loader = loader.profile_name(profile);
-    }
-    let sdk = loader.load().await;
-    if sdk.region().is_none() {
-        return Err(GroupError::NoRegion(source.group.clone()));
-    }
+    let sdk = crate::sdk::load(source.region.as_deref(), source.profile.as_deref())
+        .await
+        .ok_or_else(|| GroupError::NoRegion(source.group.clone()))?;
     Ok(aws_sdk_cloudwatchlogs::Client::new(&sdk))
 }
 

@@ -6,17 +6,18 @@ mod event;
 mod local;
 mod log_group;
 mod output;
-mod query;
+pub mod query;
 mod search;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Args, Parser, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 use thiserror::Error;
 
 use crate::exit;
+use crate::input::echo;
 use query::{
     decode_token, encode_token, looks_like_attribute, parse_attributes, Query, QueryError,
 };
@@ -196,15 +197,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    #[derive(Parser)]
-    #[command(name = "trailwatch lookup")]
-    struct Lookup {
-        #[command(flatten)]
-        args: LookupArgs,
-    }
-    let argv =
-        std::iter::once(std::ffi::OsString::from("lookup")).chain(args.into_iter().map(Into::into));
-    Lookup::try_parse_from(argv).map(|l| l.args)
+    crate::parse_command_args("trailwatch lookup", args)
 }
 
 pub fn run(args: LookupArgs) -> ExitCode {
@@ -291,7 +284,11 @@ fn take_stray_path(args: &mut LookupArgs) -> Result<Vec<String>, LookupError> {
         [path] if args.path.is_none() && args.log_group.is_none() => {
             args.path = Some(PathBuf::from(path))
         }
-        _ => return Err(LookupError::StrayValues(stray.join("' '"))),
+        _ => {
+            return Err(LookupError::StrayValues(
+                echo(&stray.join("' '")).into_owned(),
+            ))
+        }
     }
     Ok(attributes)
 }

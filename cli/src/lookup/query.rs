@@ -7,6 +7,8 @@ use std::fmt;
 use thiserror::Error;
 use trailwatch::time::parse_event_time;
 
+use crate::input::echo;
+
 /// Why a lookup's request is refused, named after LookupEvents' exceptions.
 #[derive(Debug, Error)]
 pub enum QueryError {
@@ -91,7 +93,7 @@ impl AttributeKey {
             return Ok(key);
         }
         Err(QueryError::UnknownKey {
-            key: text.to_owned(),
+            key: echo(text).into_owned(),
             hint: Self::ALL
                 .into_iter()
                 .find(|k| k.as_str().eq_ignore_ascii_case(text)),
@@ -175,7 +177,7 @@ pub fn looks_like_attribute(value: &str) -> bool {
 }
 
 fn parse_shorthand(text: &str) -> Result<Attribute, QueryError> {
-    let bad = || QueryError::NotShorthand(text.to_owned());
+    let bad = || QueryError::NotShorthand(echo(text).into_owned());
     // The value is taken verbatim up to the end (or up to ",AttributeKey=" when the key comes
     // last), so values that contain commas work when the value is written last.
     let (key, value) = if let Some(rest) = text.strip_prefix("AttributeKey=") {
@@ -253,7 +255,9 @@ fn check_value(attribute: &Attribute) -> Result<(), QueryError> {
     if attribute.key == AttributeKey::ReadOnly
         && !matches!(attribute.value.as_str(), "true" | "false")
     {
-        return Err(QueryError::ReadOnlyValue(attribute.value.clone()));
+        return Err(QueryError::ReadOnlyValue(
+            echo(&attribute.value).into_owned(),
+        ));
     }
     Ok(())
 }
@@ -301,7 +305,7 @@ fn split_offset(t: &str) -> Option<(&str, i64)> {
 }
 
 fn bad_time(text: &str) -> TimeArgError {
-    TimeArgError(text.to_owned())
+    TimeArgError(echo(text).into_owned())
 }
 
 /// The order of Event history: newest first. Events of the same second are ordered by

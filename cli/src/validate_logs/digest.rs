@@ -3,7 +3,8 @@
 
 use std::io::{BufRead, BufReader, Read};
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 use trailwatch::time::{parse_event_time, EventTimeError};
@@ -140,77 +141,141 @@ pub enum FieldError {
     NotAnObject,
 }
 
+/// The fields validation reads, each as its raw JSON text. Whatever else a digest holds is
+/// skipped without being built, so memory stays at the (bounded) bytes plus what is kept.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDigest<'a> {
+    #[serde(borrow)]
+    aws_account_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    digest_start_time: Option<&'a RawValue>,
+    #[serde(borrow)]
+    digest_end_time: Option<&'a RawValue>,
+    #[serde(borrow, rename = "digestS3Bucket")]
+    digest_s3_bucket: Option<&'a RawValue>,
+    #[serde(borrow, rename = "digestS3Object")]
+    digest_s3_object: Option<&'a RawValue>,
+    #[serde(borrow)]
+    digest_public_key_fingerprint: Option<&'a RawValue>,
+    #[serde(borrow)]
+    digest_signature_algorithm: Option<&'a RawValue>,
+    #[serde(borrow, rename = "previousDigestS3Bucket")]
+    previous_digest_s3_bucket: Option<&'a RawValue>,
+    #[serde(borrow, rename = "previousDigestS3Object")]
+    previous_digest_s3_object: Option<&'a RawValue>,
+    #[serde(borrow)]
+    previous_digest_hash_value: Option<&'a RawValue>,
+    #[serde(borrow)]
+    previous_digest_hash_algorithm: Option<&'a RawValue>,
+    #[serde(borrow)]
+    previous_digest_signature: Option<&'a RawValue>,
+    #[serde(borrow)]
+    log_files: Option<&'a RawValue>,
+}
+
+/// One `logFiles[]` entry, raw.
+#[derive(Deserialize)]
+struct RawEntry<'a> {
+    #[serde(borrow, rename = "s3Bucket")]
+    bucket: Option<&'a RawValue>,
+    #[serde(borrow, rename = "s3Object")]
+    object: Option<&'a RawValue>,
+    #[serde(borrow, rename = "hashValue")]
+    hash: Option<&'a RawValue>,
+    #[serde(borrow, rename = "hashAlgorithm")]
+    hash_algorithm: Option<&'a RawValue>,
+}
+
 /// Reads a digest file's JSON.
 pub fn parse_digest(bytes: &[u8]) -> Result<Digest, DigestError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(DigestError::NotJson)?;
-    let Value::Object(obj) = value else {
+    let raw: &RawValue = serde_json::from_slice(bytes).map_err(DigestError::NotJson)?;
+    if !raw.get().starts_with('{') {
         return Err(DigestError::NotAnObject);
-    };
-    let time = |name: &'static str| -> Result<(String, i64), DigestError> {
-        let text = required_str(&obj, name)?;
+    }
+    let d: RawDigest = serde_json::from_str(raw.get()).map_err(DigestError::NotJson)?;
+    let time = |raw, name: &'static str| -> Result<(String, i64), DigestError> {
+        let text = required_str(raw, name)?;
         let ms = parse_event_time(&text).map_err(|source| DigestError::BadTime { name, source })?;
         Ok((text, ms))
     };
-    let (_, start) = time("digestStartTime")?;
-    let (end_text, end) = time("digestEndTime")?;
-    let log_files = match obj.get("logFiles") {
-        Some(Value::Array(entries)) => entries
-            .iter()
-            .enumerate()
-            .map(|(index, entry)| {
-                log_entry(entry).map_err(|source| DigestError::LogFile { index, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(DigestError::LogFilesNotAnArray),
+    let (_, start) = time(d.digest_start_time, "digestStartTime")?;
+    let (end_text, end) = time(d.digest_end_time, "digestEndTime")?;
+    let log_files = match d.log_files {
+        Some(raw) => log_entries(raw)?,
         None => return Err(FieldError::Missing("logFiles").into()),
     };
     Ok(Digest {
-        account: required_str(&obj, "awsAccountId")?,
+        account: required_str(d.aws_account_id, "awsAccountId")?,
         start,
         end_text,
         end,
-        bucket: required_str(&obj, "digestS3Bucket")?,
-        object: required_str(&obj, "digestS3Object")?,
-        fingerprint: optional_str(&obj, "digestPublicKeyFingerprint")?,
-        signature_algorithm: optional_str(&obj, "digestSignatureAlgorithm")?,
-        previous_bucket: optional_str(&obj, "previousDigestS3Bucket")?,
-        previous_object: optional_str(&obj, "previousDigestS3Object")?,
-        previous_hash: optional_str(&obj, "previousDigestHashValue")?,
-        previous_hash_algorithm: optional_str(&obj, "previousDigestHashAlgorithm")?,
-        previous_signature: optional_str(&obj, "previousDigestSignature")?,
+        bucket: required_str(d.digest_s3_bucket, "digestS3Bucket")?,
+        object: required_str(d.digest_s3_object, "digestS3Object")?,
+        fingerprint: optional_str(
+            d.digest_public_key_fingerprint,
+            "digestPublicKeyFingerprint",
+        )?,
+        signature_algorithm: optional_str(
+            d.digest_signature_algorithm,
+            "digestSignatureAlgorithm",
+        )?,
+        previous_bucket: optional_str(d.previous_digest_s3_bucket, "previousDigestS3Bucket")?,
+        previous_object: optional_str(d.previous_digest_s3_object, "previousDigestS3Object")?,
+        previous_hash: optional_str(d.previous_digest_hash_value, "previousDigestHashValue")?,
+        previous_hash_algorithm: optional_str(
+            d.previous_digest_hash_algorithm,
+            "previousDigestHashAlgorithm",
+        )?,
+        previous_signature: optional_str(d.previous_digest_signature, "previousDigestSignature")?,
         log_files,
     })
 }
 
-fn log_entry(entry: &Value) -> Result<LogEntry, FieldError> {
-    let Value::Object(obj) = entry else {
+fn log_entries(raw: &RawValue) -> Result<Vec<LogEntry>, DigestError> {
+    let entries: Vec<&RawValue> =
+        serde_json::from_str(raw.get()).map_err(|_| DigestError::LogFilesNotAnArray)?;
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            log_entry(entry).map_err(|source| DigestError::LogFile { index, source })
+        })
+        .collect()
+}
+
+fn log_entry(raw: &RawValue) -> Result<LogEntry, FieldError> {
+    if !raw.get().starts_with('{') {
         return Err(FieldError::NotAnObject);
-    };
+    }
+    let e: RawEntry = serde_json::from_str(raw.get()).map_err(|_| FieldError::NotAnObject)?;
     Ok(LogEntry {
-        bucket: required_str(obj, "s3Bucket")?,
-        object: required_str(obj, "s3Object")?,
-        hash: required_str(obj, "hashValue")?,
-        hash_algorithm: optional_str(obj, "hashAlgorithm")?,
+        bucket: required_str(e.bucket, "s3Bucket")?,
+        object: required_str(e.object, "s3Object")?,
+        hash: required_str(e.hash, "hashValue")?,
+        hash_algorithm: optional_str(e.hash_algorithm, "hashAlgorithm")?,
     })
 }
 
-fn required_str(obj: &Map<String, Value>, name: &'static str) -> Result<String, FieldError> {
-    match obj.get(name) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Null) | None => Err(FieldError::Missing(name)),
-        Some(_) => Err(FieldError::NotAString(name)),
+/// A field's string; `Ok(None)` when it is absent or null.
+fn string_of(raw: Option<&RawValue>) -> Result<Option<String>, ()> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.get().starts_with('"') => serde_json::from_str(raw.get()).map_err(|_| ()),
+        Some(_) => Err(()),
     }
 }
 
-fn optional_str(
-    obj: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<String>, FieldError> {
-    match obj.get(name) {
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Null) | None => Ok(None),
-        Some(_) => Err(FieldError::NotAStringOrNull(name)),
+fn required_str(raw: Option<&RawValue>, name: &'static str) -> Result<String, FieldError> {
+    match string_of(raw) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(FieldError::Missing(name)),
+        Err(()) => Err(FieldError::NotAString(name)),
     }
+}
+
+fn optional_str(raw: Option<&RawValue>, name: &'static str) -> Result<Option<String>, FieldError> {
+    string_of(raw).map_err(|()| FieldError::NotAStringOrNull(name))
 }
 
 /// `reader`'s bytes, gunzipped (every gzip member) when they start with the gzip magic bytes.
@@ -224,10 +289,31 @@ pub fn uncompressed<'a>(reader: impl Read + 'a) -> std::io::Result<Box<dyn Read 
     }
 }
 
-/// The uncompressed bytes of a (possibly gzipped) file.
-pub fn read_uncompressed(reader: impl Read) -> std::io::Result<Vec<u8>> {
+/// The most a digest file may hold, uncompressed. A digest lists one hour's log files of one
+/// account and region, about 400 bytes each: 16 MiB is some 40,000 log files an hour, far
+/// beyond a real trail; a larger "digest" (a decompression bomb) is refused unread.
+pub const DIGEST_MAX_BYTES: u64 = 16 << 20;
+
+/// Why a digest file's bytes could not be read.
+#[derive(Debug, Error)]
+pub enum DigestReadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("more than {limit} bytes uncompressed: not a CloudTrail digest file (one lists an hour of log files)")]
+    TooLarge { limit: u64 },
+}
+
+/// The uncompressed bytes of a (possibly gzipped) digest file, at most [`DIGEST_MAX_BYTES`].
+pub fn read_uncompressed(reader: impl Read) -> Result<Vec<u8>, DigestReadError> {
     let mut bytes = Vec::new();
-    uncompressed(reader)?.read_to_end(&mut bytes)?;
+    uncompressed(reader)?
+        .take(DIGEST_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > DIGEST_MAX_BYTES {
+        return Err(DigestReadError::TooLarge {
+            limit: DIGEST_MAX_BYTES,
+        });
+    }
     Ok(bytes)
 }
 
@@ -261,6 +347,7 @@ pub fn same_hash(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::io::Write;
 
     /// The shape of the documented example (cloudtrail-log-file-validation-digest-file-structure).
@@ -343,6 +430,7 @@ mod tests {
     #[test]
     fn what_is_not_a_digest_says_why() {
         let err = |text: &str| parse_digest(text.as_bytes()).unwrap_err().to_string();
+        assert!(err(r#"{"logFiles":[1]}"#).contains("no digestStartTime"));
         assert!(err("{\"Records\":[]}").contains("no digestStartTime"));
         assert!(err("[1]").contains("not an object"));
         assert!(err("{").contains("not JSON"));
@@ -374,6 +462,23 @@ mod tests {
         );
         assert_eq!(read_uncompressed(&gz[..]).unwrap(), text);
         assert_eq!(sha256_uncompressed(&b""[..]).unwrap(), sha256_hex(b""));
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_unread() {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(b"{\"logFiles\":[").unwrap();
+        let entry = b"{\"s3Bucket\":\"b\",\"s3Object\":\"o\",\"hashValue\":\"h\"},";
+        for _ in 0..(DIGEST_MAX_BYTES as usize / entry.len() + 1) {
+            e.write_all(entry).unwrap();
+        }
+        let bomb = e.finish().unwrap();
+        assert!(bomb.len() < 200_000, "{}", bomb.len());
+        let err = read_uncompressed(&bomb[..]).unwrap_err();
+        assert!(matches!(err, DigestReadError::TooLarge { .. }), "{err}");
+        assert!(err
+            .to_string()
+            .starts_with("more than 16777216 bytes uncompressed"));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use rsa::{Pkcs1v15Sign, RsaPublicKey};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
+use crate::input::{read_input, InputError};
+
 /// A public key given with `--public-key`.
 #[derive(Debug, Clone)]
 pub struct PublicKey {
@@ -20,12 +22,8 @@ pub struct PublicKey {
 /// Why a file gave no public key.
 #[derive(Debug, Error)]
 pub enum KeyError {
-    #[error("{}: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Unreadable(#[from] InputError),
     #[error("{}: {source}", path.display())]
     NotAKey {
         path: PathBuf,
@@ -78,14 +76,14 @@ pub enum KeyFormatError {
     },
 }
 
+/// The largest key file read: list-public-keys output holds a few keys of ~400 bytes each.
+const KEY_FILE_MAX_BYTES: u64 = 1 << 20;
+
 /// Reads every public key in a file: PEM (`RSA PUBLIC KEY` = PKCS#1, `PUBLIC KEY` = SPKI, one
 /// or more blocks), DER (PKCS#1 or SPKI), the base64 of such a DER (a `Value` of
 /// `ListPublicKeys`), or the JSON that `aws cloudtrail list-public-keys` prints.
 pub fn load_public_keys(path: &Path) -> Result<Vec<PublicKey>, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Unreadable {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = read_input(path, KEY_FILE_MAX_BYTES, "a public key file")?;
     let keys = parse_public_keys(&bytes).map_err(|source| KeyError::NotAKey {
         path: path.to_owned(),
         source,

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use thiserror::Error;
 
-use super::digest::DigestError;
 use super::digest::{parse_digest, read_uncompressed, sha256_hex, sha256_uncompressed, Digest};
+use super::digest::{DigestError, DigestReadError};
 use super::inventory::DigestFile;
 
 /// Where file contents come from.
@@ -31,7 +31,7 @@ impl Source for Disk {
 #[derive(Debug, Error)]
 pub enum LoadError {
     #[error("unreadable: {0}")]
-    Unreadable(#[source] std::io::Error),
+    Unreadable(#[source] DigestReadError),
     #[error(transparent)]
     NotADigest(#[from] DigestError),
 }
@@ -75,7 +75,11 @@ pub fn load_digests(source: &dyn Source, digests: &[DigestFile<'_>]) -> Vec<Load
 
 fn load_digest(source: &dyn Source, d: &DigestFile<'_>) -> Loaded {
     let signature = d.signature_file.map(|f| read_signature(source, &f.path));
-    let read = match source.open(&d.file.path).and_then(read_uncompressed) {
+    let read = match source
+        .open(&d.file.path)
+        .map_err(DigestReadError::from)
+        .and_then(read_uncompressed)
+    {
         Ok(bytes) => parse_digest(&bytes)
             .map(|digest| ReadDigest {
                 digest,

@@ -3,7 +3,7 @@
 //! select, and sends it packed to the delivery queue; Insights records go to the Insights queue.
 
 use aws_config::SdkConfig;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::Error;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -11,11 +11,11 @@ use serde_json::Value;
 use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
 use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
 use trailwatch::select::{
-    select_object, ConfigError, Destination, Matcher, Origin, Outbox, Outgoing, SelectCounts,
-    SelectObjectError, SelectRun, TrailConfig,
+    select_object, ConfigError, Destination, Matcher, Origin, Outbox, Outgoing, Problem,
+    SelectCounts, SelectObjectError, SelectRun, TrailConfig,
 };
-use trailwatch_aws::function::HandlerError;
-use trailwatch_aws::metrics::{self, Emf, SdkCounts};
+use trailwatch_aws::function::{batch_response, HandlerError, Invocation, FAILED};
+use trailwatch_aws::metrics::Emf;
 use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_aws::{required_env, ssm};
@@ -142,16 +142,18 @@ pub enum SelectError {
     Response(#[from] serde_json::Error),
 }
 
+/// `errorType` of a dry run whose trail configuration CloudTrail would refuse.
+pub const INVALID_TRAIL_CONFIGURATION: &str = "trailwatch.InvalidTrailConfiguration";
+/// `errorType` of a notification that must be retried (an object unreadable for now, a send
+/// that failed).
+pub const MESSAGE_WILL_BE_RETRIED: &str = "trailwatch.MessageWillBeRetried";
+
 impl From<SelectError> for HandlerError {
     fn from(error: SelectError) -> Self {
         match error {
-            SelectError::DryRun(e) => {
-                HandlerError::failed("trailwatch.InvalidTrailConfiguration", e)
-            }
-            SelectError::Retry(e) => HandlerError::failed("trailwatch.MessageWillBeRetried", e),
-            SelectError::Response(e) => {
-                HandlerError::failed("trailwatch.ResponseNotSerializable", e)
-            }
+            SelectError::DryRun(e) => HandlerError::failed(INVALID_TRAIL_CONFIGURATION, e),
+            SelectError::Retry(e) => HandlerError::failed(MESSAGE_WILL_BE_RETRIED, e),
+            SelectError::Response(e) => HandlerError::failed(FAILED, e),
         }
     }
 }
@@ -164,34 +166,28 @@ pub async fn handle(
 ) -> Result<Value, SelectError> {
     match invocation {
         SelectInvocation::Queue(event) => {
-            let mut failures = Vec::new();
+            let mut failed = Vec::new();
             let mut totals = SelectTotals::default();
-            let sdk_before = SdkCounts::now();
+            let invocation = Invocation::start();
             for message in &event.records {
                 let id = message.message_id.clone().unwrap_or_default();
                 let body = message.body.as_deref().unwrap_or("");
                 if let Err(e) = process_counted(context, body, &mut totals).await {
                     tracing::error!(message_id = %id, error = %e, "message will be retried");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    failures.push(failure);
+                    failed.push(id);
                 }
             }
-            totals.messages_failed = failures.len();
-            totals.sdk_retries = SdkCounts::now().retries_since(&sdk_before);
-            println!("{}", totals.emf().to_line(metrics::now_ms()));
-            let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = failures;
-            Ok(serde_json::to_value(response)?)
+            totals.messages_failed = failed.len();
+            invocation.publish(totals.emf());
+            Ok(serde_json::to_value(batch_response(failed))?)
         }
         SelectInvocation::DryRun(request) => Ok(trailwatch::select::dry_run(&request)?),
         SelectInvocation::Direct(body) => {
             let mut totals = SelectTotals::default();
-            let sdk_before = SdkCounts::now();
+            let invocation = Invocation::start();
             let result = process_counted(context, &body, &mut totals).await;
             totals.messages_failed = usize::from(result.is_err());
-            totals.sdk_retries = SdkCounts::now().retries_since(&sdk_before);
-            println!("{}", totals.emf().to_line(metrics::now_ms()));
+            invocation.publish(totals.emf());
             result?;
             Ok(Value::Null)
         }
@@ -226,8 +222,6 @@ pub struct SelectTotals {
     pub messages_failed: usize,
     /// Digest files (`CloudTrail-Digest/`) named by notifications: not read, counted.
     pub digests_skipped: usize,
-    /// Attempts the SDK retried (throttling, 5xx, timeouts, dropped connections).
-    pub sdk_retries: usize,
 }
 
 impl SelectTotals {
@@ -258,7 +252,6 @@ impl SelectTotals {
             .count("SendMessageBatchCalls", self.send_calls)
             .count("SendRetries", self.send_retries)
             .count("MessagesFailed", self.messages_failed)
-            .count("SdkRetries", self.sdk_retries)
             .count("DigestsSkipped", self.digests_skipped)
     }
 }
@@ -276,8 +269,9 @@ pub async fn process_counted(
     let selected = select_items(context, items, &mut run, totals).await;
     totals.add(run.counts());
     let retry = selected?;
-    for problem in run.problems() {
-        tracing::error!(problem = %problem, "record or file set aside");
+    // Those of objects were logged as they happened; these are the inline records'.
+    for problem in run.new_problems() {
+        log_problem(problem);
     }
     let c = run.counts();
     tracing::info!(
@@ -355,8 +349,18 @@ struct Queues<'a> {
     totals: &'a mut SelectTotals,
 }
 
+/// A record or file set aside: the first few of each object one by one, then a summary (see
+/// `trailwatch::select::problems`).
+fn log_problem(problem: &Problem) {
+    tracing::error!(problem = %problem, "record or file set aside");
+}
+
 impl Outbox for Queues<'_> {
     type Error = Retry;
+
+    fn problem(&mut self, problem: &Problem) {
+        log_problem(problem);
+    }
 
     async fn send(&mut self, messages: Vec<Outgoing>) -> Result<(), Retry> {
         if messages.is_empty() {
