@@ -11,6 +11,10 @@
 //! replay are interleaved `TRAILWATCH_BENCH_ROUNDS` times (default 3) and the fastest round of
 //! each kept; Python and jq, an order of magnitude slower, run once. Wall-clock figures need a
 //! quiet machine: the table says what the load average was.
+//!
+//! `TRAILWATCH_BENCH_BEFORE=PATH` names an earlier `trailwatch` binary: it runs interleaved
+//! with the current one (a lever's before and after, side by side), its output folder and
+//! JSON summary must be byte-identical to the current one's, and a row gives the ratio.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -70,28 +74,55 @@ fn main() {
         files.len(),
         manifest["compressed_bytes"].as_f64().unwrap_or(0.0) / 1e6
     );
+    let before = std::env::var_os("TRAILWATCH_BENCH_BEFORE").map(PathBuf::from);
+    let out_before = work.join("out-before");
     let mut gzip = Best::default();
     let mut replay = Best::default();
+    let mut earlier = Best::default();
     let mut summary = String::new();
-    for _ in 0..rounds.max(1) {
+    for round in 0..rounds.max(1) {
         let all = work.join("all.json");
         gzip.keep(
             run(
                 shell(r#"xargs gzip -dc < "$1" > "$2""#, &[&list, &all]),
                 &all,
+                false,
             )
             .0,
         );
-        let mut command = Command::new(&trailwatch);
-        command
-            .arg("replay")
-            .arg(corpus.join("AWSLogs"))
-            .arg("--out")
-            .arg(&out)
-            .arg("--json");
-        let (timing, stdout) = run(command, &out);
+        let last = round + 1 == rounds.max(1);
+        let (timing, stdout) = run(replay_command(&trailwatch, &corpus, &out), &out, last);
         replay.keep(timing);
         summary = stdout;
+        if let Some(before) = &before {
+            let (timing, stdout) = run(
+                replay_command(before, &corpus, &out_before),
+                &out_before,
+                last,
+            );
+            earlier.keep(timing);
+            if last {
+                assert_eq!(
+                    stdout,
+                    summary,
+                    "the summaries of {} and the current binary differ",
+                    before.display()
+                );
+                let diff = Command::new("diff")
+                    .arg("-r")
+                    .arg("-q")
+                    .arg(&out_before)
+                    .arg(&out)
+                    .status();
+                assert!(
+                    diff.is_ok_and(|s| s.success()),
+                    "the outputs of {} and the current binary differ",
+                    before.display()
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&out);
+        let _ = std::fs::remove_dir_all(&out_before);
     }
     let summary: serde_json::Value = serde_json::from_str(&summary).expect("replay --json");
     let mut python = Command::new("python3");
@@ -99,7 +130,7 @@ fn main() {
         .arg("scripts/bench_replay.py")
         .arg(&out)
         .arg(format!("@{}", list.display()));
-    let (python, py_out) = run(python, &out);
+    let (python, py_out) = run(python, &out, false);
     let jq_out = work.join("jq.jsonl");
     let (jq, _) = run(
         shell(
@@ -107,6 +138,7 @@ fn main() {
             &[&list, &jq_out],
         ),
         &jq_out,
+        false,
     );
     let _ = std::fs::remove_dir_all(&work);
 
@@ -167,6 +199,31 @@ fn main() {
         jq.cpu / replay.cpu,
         30.0,
     );
+    if let Some(before) = &before {
+        let earlier = earlier.timing();
+        row(
+            "replay vs before",
+            &format!(
+                "the same replay by `{}`, output byte-identical; fastest of {rounds}, wall clock",
+                before.display()
+            ),
+            &replay_figure,
+            &format!("wall {:.2} s, CPU {:.2} s", earlier.wall, earlier.cpu),
+            earlier.wall / replay.wall,
+            1.0,
+        );
+    }
+}
+
+fn replay_command(trailwatch: &Path, corpus: &Path, out: &Path) -> Command {
+    let mut command = Command::new(trailwatch);
+    command
+        .arg("replay")
+        .arg(corpus.join("AWSLogs"))
+        .arg("--out")
+        .arg(out)
+        .arg("--json");
+    command
 }
 
 #[derive(Clone, Copy)]
@@ -198,8 +255,9 @@ fn shell(script: &str, args: &[&Path]) -> Command {
 }
 
 /// Runs `command` once: its wall clock, its CPU time (user + system of the waited-for
-/// children) and its standard output. `out` (the command's output) is removed before and after.
-fn run(mut command: Command, out: &Path) -> (Timing, String) {
+/// children) and its standard output. `out` (the command's output) is removed before, and
+/// after unless `keep`.
+fn run(mut command: Command, out: &Path, keep: bool) -> (Timing, String) {
     let remove = || {
         let _ = std::fs::remove_dir_all(out);
         let _ = std::fs::remove_file(out);
@@ -214,7 +272,9 @@ fn run(mut command: Command, out: &Path) -> (Timing, String) {
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds().1 - child0;
     assert!(output.status.success(), "{command:?} failed");
-    remove();
+    if !keep {
+        remove();
+    }
     (
         Timing { wall, cpu },
         String::from_utf8_lossy(&output.stdout).into_owned(),
