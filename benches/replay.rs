@@ -12,9 +12,11 @@
 //! each kept; Python and jq, an order of magnitude slower, run once. Wall-clock figures need a
 //! quiet machine: the table says what the load average was.
 //!
-//! `TRAILWATCH_BENCH_BEFORE=PATH` names an earlier `trailwatch` binary: it runs interleaved
-//! with the current one (a lever's before and after, side by side), its output folder and
-//! JSON summary must be byte-identical to the current one's, and a row gives the ratio.
+//! `TRAILWATCH_BENCH_BEFORE="PATH [ARG...]"` names an earlier `trailwatch` binary, with
+//! replay arguments of its own if any (`target/release/trailwatch --threads 1`): it runs
+//! interleaved with the current one (a lever's before and after, side by side), its output
+//! folder and JSON summary must be byte-identical to the current one's, and a row gives the
+//! ratio.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -74,7 +76,8 @@ fn main() {
         files.len(),
         manifest["compressed_bytes"].as_f64().unwrap_or(0.0) / 1e6
     );
-    let before = std::env::var_os("TRAILWATCH_BENCH_BEFORE").map(PathBuf::from);
+    let before = std::env::var("TRAILWATCH_BENCH_BEFORE").ok();
+    let before: Option<Vec<&str>> = before.as_deref().map(|b| b.split_whitespace().collect());
     let out_before = work.join("out-before");
     let mut gzip = Best::default();
     let mut replay = Best::default();
@@ -95,18 +98,16 @@ fn main() {
         replay.keep(timing);
         summary = stdout;
         if let Some(before) = &before {
-            let (timing, stdout) = run(
-                replay_command(before, &corpus, &out_before),
-                &out_before,
-                last,
-            );
+            let mut command = replay_command(Path::new(before[0]), &corpus, &out_before);
+            command.args(&before[1..]);
+            let (timing, stdout) = run(command, &out_before, last);
             earlier.keep(timing);
             if last {
                 assert_eq!(
                     stdout,
                     summary,
                     "the summaries of {} and the current binary differ",
-                    before.display()
+                    before.join(" ")
                 );
                 let diff = Command::new("diff")
                     .arg("-r")
@@ -117,7 +118,7 @@ fn main() {
                 assert!(
                     diff.is_ok_and(|s| s.success()),
                     "the outputs of {} and the current binary differ",
-                    before.display()
+                    before.join(" ")
                 );
             }
         }
@@ -205,7 +206,7 @@ fn main() {
             "replay vs before",
             &format!(
                 "the same replay by `{}`, output byte-identical; fastest of {rounds}, wall clock",
-                before.display()
+                before.join(" ")
             ),
             &replay_figure,
             &format!("wall {:.2} s, CPU {:.2} s", earlier.wall, earlier.cpu),

@@ -4,6 +4,7 @@
 
 pub mod adapters;
 pub mod cost;
+mod delivery;
 pub mod files;
 pub mod queue;
 pub mod replay;
