@@ -19,12 +19,11 @@
 //! ratio.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 #[path = "support/cpu.rs"]
 mod cpu;
-use cpu::cpu_seconds;
+use cpu::{measure_child, Timing};
 
 fn main() {
     let corpus = PathBuf::from(
@@ -237,12 +236,6 @@ fn replay_command(trailwatch: &Path, corpus: &Path, out: &Path) -> Command {
     command
 }
 
-#[derive(Clone, Copy)]
-struct Timing {
-    wall: f64,
-    cpu: f64,
-}
-
 /// The fastest of several rounds, by wall clock.
 #[derive(Default)]
 struct Best(Option<Timing>);
@@ -268,28 +261,17 @@ fn shell(script: &str, args: &[&Path]) -> Command {
 /// Runs `command` once: its wall clock, its CPU time (user + system of the waited-for
 /// children) and its standard output. `out` (the command's output) is removed before, and
 /// after unless `keep`.
-fn run(mut command: Command, out: &Path, keep: bool) -> (Timing, String) {
+fn run(command: Command, out: &Path, keep: bool) -> (Timing, String) {
     let remove = || {
         let _ = std::fs::remove_dir_all(out);
         let _ = std::fs::remove_file(out);
     };
     remove();
-    let (_, child0) = cpu_seconds();
-    let t0 = Instant::now();
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().1 - child0;
-    assert!(output.status.success(), "{command:?} failed");
+    let measured = measure_child(command);
     if !keep {
         remove();
     }
-    (
-        Timing { wall, cpu },
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    measured
 }
 
 fn row(section: &str, what: &str, figure: &str, baseline: &str, ratio: f64, target: f64) {
