@@ -128,6 +128,7 @@ struct Case {
     expect: fn(&Value) -> bool,
 }
 
+/// Long by design: a table with one case per configuration tried on the real records.
 fn cases() -> Vec<Case> {
     vec![
         Case {

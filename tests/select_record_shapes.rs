@@ -52,6 +52,7 @@ fn select(
                     delivered.push((parsed.stream.to_string(), record.get().to_owned()))
                 }
                 Destination::Insights => insights.push(record.get().to_owned()),
+                Destination::Detections => unreachable!("no detector in these runs"),
             }
         }
     }

@@ -150,7 +150,8 @@ fn streams_in(out: &Path) -> BTreeMap<String, Vec<String>> {
     for e in std::fs::read_dir(out).unwrap() {
         let path = e.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if let Some(stream) = name.strip_suffix(".jsonl").filter(|s| *s != "insights") {
+        let bus = |s: &&str| *s == "insights" || *s == "detections";
+        if let Some(stream) = name.strip_suffix(".jsonl").filter(|s| !bus(s)) {
             let text = std::fs::read_to_string(&path).unwrap();
             streams.insert(stream.to_owned(), text.lines().map(str::to_owned).collect());
         }
@@ -263,7 +264,10 @@ fn the_sample_trail_replays_to_one_stream_per_account_and_region() {
         ledger_writes <= kept.len() as u64 + 2 * 10 * messages,
         "{ledger_writes}"
     );
-    assert_eq!(row(t, aws, "EventBridge PutEvents"), 1);
+    // One call for the Insights records, one for the few detections (one message of them).
+    let detections = row(t, "detections", "reported");
+    assert!(detections > 0 && detections <= 10, "{detections}");
+    assert_eq!(row(t, aws, "EventBridge PutEvents"), 2);
     // Prices: the figures follow the table's list prices.
     assert_eq!(
         price(t, "CloudWatch Logs bytes ingested"),
@@ -337,7 +341,11 @@ fn json_is_the_same_summary_and_the_only_thing_on_stdout() {
         "{writes}"
     );
     assert_eq!(calls["dynamoDbPutItem"]["writeRequestUnits"], writes);
-    assert_eq!(calls["eventBridgePutEvents"]["entries"], e.insights.len());
+    let detections = v["detections"]["reported"].as_u64().unwrap() as usize;
+    assert_eq!(
+        calls["eventBridgePutEvents"]["entries"],
+        e.insights.len() + detections
+    );
     assert_eq!(calls["s3GetObject"]["calls"], v["files"]["read"]);
     // Each SQS message is at most 256 KiB, so it is at most 4 billed requests; the kept
     // records' bytes need at least this many 64 KB chunks.

@@ -13,6 +13,7 @@ use crate::select::{Destination, Outgoing, MESSAGE_DELIVERY_SPAN_MS};
 
 use super::adapters::{CountingLogGroup, FileBus, FileLogGroup};
 use super::block_on;
+use super::detections::LocalDetections;
 use super::queue::{deliver_group, next_group, HoldQueue, LocalHold};
 use super::replay::ReplaySummary;
 
@@ -35,6 +36,8 @@ pub enum Work {
 pub struct LocalDelivery<'a> {
     group: CountingLogGroup<'a>,
     bus: &'a FileBus,
+    /// Detections through their noise control to `detections.jsonl`, when detection is on.
+    detections: Option<LocalDetections<'a>>,
     /// Everything delivered at this time, instead of each record at its own.
     now_ms: Option<i64>,
     /// The delivery queue.
@@ -45,10 +48,16 @@ pub struct LocalDelivery<'a> {
 }
 
 impl<'a> LocalDelivery<'a> {
-    pub fn new(group: &'a FileLogGroup, bus: &'a FileBus, now_ms: Option<i64>) -> Self {
+    pub fn new(
+        group: &'a FileLogGroup,
+        bus: &'a FileBus,
+        detections: Option<LocalDetections<'a>>,
+        now_ms: Option<i64>,
+    ) -> Self {
         LocalDelivery {
             group: CountingLogGroup::new(group),
             bus,
+            detections,
             now_ms,
             queue: Vec::new(),
             hold_queue: HoldQueue::default(),
@@ -84,6 +93,9 @@ impl<'a> LocalDelivery<'a> {
 
     /// What the deliver side counted.
     pub fn into_summary(mut self) -> ReplaySummary {
+        if let Some(detections) = self.detections {
+            self.summary.detections = detections.totals;
+        }
         self.summary.aws.cwl_events = self.group.events();
         self.summary.aws.cwl_ingested_bytes = self.group.ingested_bytes();
         self.summary
@@ -101,12 +113,23 @@ impl<'a> LocalDelivery<'a> {
     /// calls that are not full wait for the next drain, the last drain (`all`) puts
     /// everything.
     fn drain(&mut self, all: bool) {
-        let (insights, mut delivery): (Vec<Outgoing>, Vec<Outgoing>) = self
+        let (to_insights_queue, mut delivery): (Vec<Outgoing>, Vec<Outgoing>) = self
             .queue
             .drain(..)
-            .partition(|m| m.destination == Destination::Insights);
-        for message in &insights {
-            self.forward_insights(&message.body);
+            .partition(|m| m.destination != Destination::Delivery);
+        for message in &to_insights_queue {
+            match (message.destination, self.detections.as_mut()) {
+                (Destination::Detections, Some(detections)) => {
+                    let s = &mut self.summary;
+                    detections.take(
+                        &message.body,
+                        &mut s.aws,
+                        &mut s.problems,
+                        &mut s.output_errors,
+                    );
+                }
+                _ => self.forward_insights(&message.body),
+            }
         }
         let hold = LocalHold::new(&self.hold_queue);
         // With one delivery time for everything, time does not part the messages.

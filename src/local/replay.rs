@@ -1,9 +1,13 @@
 //! `trailwatch replay`: the whole pipeline on one machine, over CloudTrail log files.
 //!
 //! Files are read and selected by the select path the select function runs
-//! ([`select_object`]); the delivery messages go through the local delivery queue
-//! ([`super::queue`]) to the deliver stage, and Insights records to the local bus. The log
-//! group is a folder of `<stream>.jsonl` files and the Insights bus is `insights.jsonl`.
+//! ([`select_object`]) on the caller's thread; what it sends goes, in order, to the deliver
+//! side ([`super::delivery`], on a second thread unless `threads` is 1): the delivery messages
+//! through the local delivery queue ([`super::queue`]) to the deliver stage, Insights records
+//! to the local bus. The log
+//! group is a folder of `<stream>.jsonl` files and the Insights bus is `insights.jsonl`. With
+//! detection on, the rules are evaluated on every record read, and the detections the noise
+//! control lets through go to `detections.jsonl` ([`super::detections`]).
 //!
 //! Files are read in delivery order — the `YYYYMMDDTHHmmZ` stamp CloudTrail puts in every log
 //! file name, as S3 notifications would arrive — then files without a stamp in name order, then
@@ -34,6 +38,7 @@ use super::adapters::{FileBus, FileLogGroup, Input, STDIN};
 use super::block_on;
 use super::cost::AwsCalls;
 use super::delivery::{LocalDelivery, Work, WORK_IN_FLIGHT};
+use super::detections::{DetectionOptions, DetectionTotals, LocalDetections};
 use super::files::{in_delivery_order, log_files, FilesError};
 
 /// Records between two progress reports inside a file.
@@ -47,6 +52,8 @@ pub struct ReplayOptions {
     /// selectors (as CloudTrail: Insights are off unless enabled).
     pub insights: Option<InsightsConfig>,
     pub out: PathBuf,
+    /// The detection rules and their noise control; no detection when `None`.
+    pub detection: Option<DetectionOptions>,
     /// The delivery time for CloudWatch Logs' time window; by default each record is delivered
     /// "as it happened", at the delivery time of its file.
     pub now_ms: Option<i64>,
@@ -108,6 +115,8 @@ pub struct ReplaySummary {
     pub insights_forwarded_detected: usize,
     /// Insights records trailwatch's detector produced (Start and End).
     pub insights_detected: usize,
+    /// What became of the rule matches (their number is `select.detections`).
+    pub detections: DetectionTotals,
     pub aws: AwsCalls,
 }
 
@@ -197,10 +206,18 @@ pub fn replay_with_progress(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ReplaySummary, ReplayError> {
     let inputs = collect_inputs(&options.inputs)?;
-    let outputs = Outputs::create(&options.out)?;
+    let outputs = Outputs::create(&options.out, options.detection.is_some())?;
     let matcher = options.config.compile();
     let mut run = SelectRun::new(&matcher, DEFAULT_MESSAGE_BYTES);
-    let delivery = LocalDelivery::new(&outputs.group, &outputs.bus, options.now_ms);
+    if let Some(detection) = &options.detection {
+        run = run.with_detector(&detection.detector);
+    }
+    let detections = options
+        .detection
+        .as_ref()
+        .zip(outputs.detections_bus.as_ref())
+        .map(|(d, bus)| LocalDetections::new(d.noise.clone(), bus));
+    let delivery = LocalDelivery::new(&outputs.group, &outputs.bus, detections, options.now_ms);
     let (select, mut summary) = std::thread::scope(|scope| {
         let (handover, delivering) = if options.threads > 1 {
             let (work, received) = std::sync::mpsc::sync_channel(WORK_IN_FLIGHT);
@@ -252,10 +269,13 @@ struct Outputs {
     bus: FileBus,
     out: PathBuf,
     bus_path: PathBuf,
+    /// `detections.jsonl`, when detection is on.
+    detections_bus: Option<FileBus>,
+    detections_path: PathBuf,
 }
 
 impl Outputs {
-    fn create(out: &Path) -> Result<Self, ReplayError> {
+    fn create(out: &Path, detections: bool) -> Result<Self, ReplayError> {
         let output_error = |path: &Path| {
             let path = path.to_owned();
             move |source| ReplayError::Output { path, source }
@@ -263,11 +283,18 @@ impl Outputs {
         let group = FileLogGroup::new(out).map_err(output_error(out))?;
         let bus_path = out.join("insights.jsonl");
         let bus = FileBus::create(&bus_path).map_err(output_error(&bus_path))?;
+        let detections_path = out.join("detections.jsonl");
+        let detections_bus = detections
+            .then(|| FileBus::create(&detections_path))
+            .transpose()
+            .map_err(output_error(&detections_path))?;
         Ok(Outputs {
             group,
             bus,
             out: out.to_owned(),
             bus_path,
+            detections_bus,
+            detections_path,
         })
     }
 
@@ -277,6 +304,9 @@ impl Outputs {
         }
         if let Err(e) = self.bus.flush() {
             errors.push(format!("{}: {e}", self.bus_path.display()));
+        }
+        if let Some(Err(e)) = self.detections_bus.as_ref().map(FileBus::flush) {
+            errors.push(format!("{}: {e}", self.detections_path.display()));
         }
     }
 }
@@ -413,6 +443,7 @@ mod tests {
             config: TrailConfig::default(),
             insights: None,
             out,
+            detection: None,
             now_ms: None,
             threads: 2,
         }

@@ -23,6 +23,7 @@ pub mod fields;
 mod interpret;
 pub mod model;
 mod object;
+mod origin;
 mod packer;
 pub mod problems;
 pub mod reference;
@@ -42,9 +43,10 @@ pub use object::{
     select_object, LogObject, ObjectSource, Outbox, ReadError, SelectObjectError,
     SEND_EVERY_MESSAGES,
 };
+pub use origin::Origin;
 pub use problems::Problem;
 pub use run::{
-    Destination, Origin, Outgoing, SelectCounts, SelectRun, MESSAGE_DELIVERY_SPAN_MS,
+    Destination, Outgoing, SelectCounts, SelectRun, DETECTIONS_STREAM, MESSAGE_DELIVERY_SPAN_MS,
     TYPICAL_DELIVERY_DELAY_MS,
 };
 

@@ -8,8 +8,9 @@ use std::future::Future;
 use crate::ingest::{ObjectKind, RawItem};
 use crate::record::Record;
 
+use super::origin::Origin;
 use super::problems::Problem;
-use super::run::{Origin, Outgoing, SelectCounts, SelectRun};
+use super::run::{Outgoing, SelectCounts, SelectRun};
 
 /// Completed messages a caller lets wait before sending them while an object is read: four
 /// full messages are about 1 MiB, so memory stays flat however large the object.

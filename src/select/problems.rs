@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Display;
 
-use super::run::Origin;
+use super::origin::Origin;
 
 /// Problems of one object kept in full; the rest are summarised.
 pub const PROBLEMS_KEPT_PER_OBJECT: usize = 10;

@@ -14,10 +14,12 @@ use rustc_hash::FxHashSet;
 
 use crate::deliver::message::{fit_record, RecordLocation};
 use crate::deliver::stream_name;
+use crate::detect::{Detection, Detector, Scratch};
 use crate::ingest::{LogObjectKey, ObjectKind, RawItem};
 use crate::record::Record;
 use crate::select::{Matcher, Verdict};
 
+use super::origin::Origin;
 use super::packer::{Packed, StreamPacker};
 pub use super::packer::{MESSAGE_DELIVERY_SPAN_MS, TYPICAL_DELIVERY_DELAY_MS};
 use super::problems::{Problem, ProblemLog};
@@ -29,6 +31,9 @@ pub enum Destination {
     Delivery,
     /// The Insights stage's queue (CloudTrail's own Insights records).
     Insights,
+    /// Detections (see [`crate::detect`]): they travel on the Insights queue too, in messages
+    /// of the stream [`DETECTIONS_STREAM`], and go out through the same bus.
+    Detections,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,24 +46,6 @@ pub struct Outgoing {
     pub delivered_ms: i64,
 }
 
-/// Where a record came from: an S3 object, a local file, or an inline event.
-#[derive(Debug, Clone)]
-pub struct Origin<'a> {
-    pub bucket: Option<&'a str>,
-    /// The object key, the file path, or a description of the inline source.
-    pub key: &'a str,
-    pub parsed: LogObjectKey<'a>,
-}
-
-impl std::fmt::Display for Origin<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.bucket {
-            Some(bucket) => write!(f, "s3://{bucket}/{}", self.key),
-            None => f.write_str(self.key),
-        }
-    }
-}
-
 /// Counts of one run, for logs, metrics and the CLI summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SelectCounts {
@@ -66,6 +53,8 @@ pub struct SelectCounts {
     pub kept: usize,
     pub duplicates: usize,
     pub insights: usize,
+    /// Rule matches found (on every record read, kept or not).
+    pub detections: usize,
     pub stubbed: usize,
     pub dropped: BTreeMap<&'static str, usize>,
     /// Records that could not be read.
@@ -88,6 +77,10 @@ pub struct SelectRun<'m> {
     packer_of: HashMap<String, usize>,
     last_stream: LastStream,
     insights: StreamPacker,
+    /// The rules evaluated on every record read, when detection is on.
+    detector: Option<&'m Detector>,
+    scratch: Scratch,
+    detections: StreamPacker,
     /// 128-bit hashes of the eventIDs already kept (a string set would cost 5× the memory);
     /// they are uniform already, so the set's own hash is the cheapest one.
     seen: FxHashSet<u128>,
@@ -100,6 +93,8 @@ pub struct SelectRun<'m> {
 
 /// The stream under which Insights records travel to the Insights queue.
 const INSIGHTS_STREAM: &str = "insights";
+/// The stream under which detections travel to the Insights queue.
+pub const DETECTIONS_STREAM: &str = "detections";
 
 impl<'m> SelectRun<'m> {
     pub fn new(matcher: &'m Matcher, max_message_bytes: usize) -> Self {
@@ -110,12 +105,22 @@ impl<'m> SelectRun<'m> {
             packer_of: HashMap::new(),
             last_stream: LastStream::default(),
             insights: StreamPacker::new(INSIGHTS_STREAM, max_message_bytes),
+            detector: None,
+            scratch: Scratch::default(),
+            detections: StreamPacker::new(DETECTIONS_STREAM, max_message_bytes),
             seen: FxHashSet::default(),
             hasher: Default::default(),
             outbox: Vec::new(),
             counts: SelectCounts::default(),
             problems: ProblemLog::default(),
         }
+    }
+
+    /// Evaluates `detector`'s rules on every record read (before the trail's selectors: a
+    /// trail that drops read events must still see `GetPasswordData`).
+    pub fn with_detector(mut self, detector: &'m Detector) -> Self {
+        self.detector = Some(detector);
+        self
     }
 
     /// What the run did so far.
@@ -190,6 +195,14 @@ impl<'m> SelectRun<'m> {
             self.pack_insight(origin, index, raw, delivered_ms);
             return None;
         }
+        let location = RecordLocation {
+            bucket: origin.bucket,
+            key: Some(origin.key),
+            index,
+        };
+        if let Some(detector) = self.detector {
+            self.detect(detector, &record, location, origin, delivered_ms);
+        }
         match self.matcher.evaluate(&record) {
             Verdict::Drop(reason) => {
                 *self.counts.dropped.entry(reason.as_str()).or_default() += 1;
@@ -210,11 +223,6 @@ impl<'m> SelectRun<'m> {
                 "no log stream",
                 "no log stream can be named: recipientAccountId/awsRegion missing or invalid",
             );
-        };
-        let location = RecordLocation {
-            bucket: origin.bucket,
-            key: Some(origin.key),
-            index,
         };
         let packer = &mut self.packers[packer];
         let fitted = fit_record(&record, location, packer.max_record_bytes());
@@ -271,6 +279,34 @@ impl<'m> SelectRun<'m> {
         }
     }
 
+    /// Packs the detections of `record` into detection messages.
+    fn detect(
+        &mut self,
+        detector: &Detector,
+        record: &Record<'_>,
+        location: RecordLocation<'_>,
+        origin: &Origin<'_>,
+        delivered_ms: i64,
+    ) {
+        let mut found = Vec::new();
+        detector.evaluate(record, &mut self.scratch, |rule, event| {
+            found.push(Detection::new(rule, event, location).to_json())
+        });
+        for detection in found {
+            self.counts.detections += 1;
+            if detection.len() > self.detections.max_record_bytes() {
+                // A detection stubs records over DETECTION_MAX_RECORD_BYTES, so it fits unless
+                // the rule's own fields are huge: said, not dropped silently.
+                let reason = format!("detection of {} bytes exceeds a message", detection.len());
+                self.reject::<()>(origin, location.index, "detection too large", reason);
+                continue;
+            }
+            if let Some(packed) = self.detections.push(&detection, delivered_ms) {
+                self.send(Destination::Detections, packed);
+            }
+        }
+    }
+
     fn send(&mut self, destination: Destination, packed: Packed) {
         self.counts.messages += 1;
         self.outbox.push(Outgoing {
@@ -314,6 +350,9 @@ impl<'m> SelectRun<'m> {
         }
         if let Some(packed) = self.insights.take() {
             self.send(Destination::Insights, packed);
+        }
+        if let Some(packed) = self.detections.take() {
+            self.send(Destination::Detections, packed);
         }
     }
 

@@ -1,7 +1,8 @@
 //! `trailwatch insights backfill` into the Insights state table on moto: the table ends up
 //! holding exactly what `insights backtest --export` exports for the same files, the Insights
 //! function's evaluation carries on from it, and a backfill that would go back over state the
-//! table already has is refused unless forced.
+//! table already has is refused unless forced. The table is the stack's (template.yaml deployed
+//! in moto).
 //!
 //! One test: the command is run in-process (`trailwatch_cli::run`) and takes its AWS
 //! configuration from the environment, which this test sets before anything reads it.
@@ -15,7 +16,8 @@ use trailwatch::insights::InsightsConfig;
 use trailwatch::time::MS_PER_MINUTE;
 use trailwatch_aws::insights_state::DynamoDbInsightsStore;
 use trailwatch_cli::insights::{backfill_into, BackfillArgs, BackfillError, Decision};
-use trailwatch_e2e::{create_state_table, endpoint, repo_root, sdk, shared_data, unique, REGION};
+use trailwatch_e2e::{endpoint, repo_root, sdk, shared_data, unique, REGION};
+use trailwatch_e2e::{DeployedStack, StackOptions};
 use trailwatch_insights_fn::evaluate::{evaluate, EvaluateSettings};
 
 /// Accepts every entry (the evaluation's forwarding is not under test here).
@@ -69,8 +71,11 @@ fn backfill_loads_the_backtest_snapshot_and_refuses_to_go_back_unless_forced() {
         .unwrap();
     let sdk = runtime.block_on(sdk());
     let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = unique("backfill-state");
-    runtime.block_on(create_state_table(&client, &table));
+    // The state table of template.yaml deployed in moto, as the Insights function names it.
+    let stack = DeployedStack::deploy(&StackOptions::default());
+    let table = stack
+        .function("InsightsFunction")
+        .required(trailwatch_insights_fn::STATE_TABLE_ENV);
     let store = DynamoDbInsightsStore::new(client.clone(), table.clone());
 
     let logs = shared_data().join("invictus-ir");

@@ -13,7 +13,9 @@
 //! as often as the queues' redrive policy allows (`maxReceiveCount` 5; 50 for the hold queue,
 //! whose messages come back on purpose). Then
 //! the log group is read back from moto directly and compared record for record, and the
-//! PutLogEvents calls that landed are compared with the fewest the whole input allows.
+//! PutLogEvents calls that landed are compared with the fewest the whole input allows. The
+//! bucket, queues, table and log group are those of template.yaml deployed in moto, as the
+//! functions are configured there.
 //!
 //! `TRAILWATCH_FAULT_RECORDS` overrides the generated count (default 200,000);
 //! `TRAILWATCH_FAULT_SEED` the seed of the data and of the faults;
@@ -34,7 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use fault_proxy::{Fault, FaultPlan, FaultProxy, Service};
 use tokio::task::JoinSet;
@@ -52,7 +53,8 @@ use trailwatch_aws::dedup::{DynamoDbLedger, LedgerStats};
 use trailwatch_aws::metrics::{CountAttempts, SdkCounts};
 use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
-use trailwatch_deliver_fn::{DeliverContext, HoldBack, DEFAULT_MAX_WAIT_SECONDS};
+use trailwatch_deliver_fn::{self as deliver_env, DeliverContext, HoldBack};
+use trailwatch_e2e::deployed::notify_as_the_output_says;
 use trailwatch_e2e::*;
 use trailwatch_select_fn::SelectContext;
 
@@ -62,7 +64,8 @@ const FAIL_RATE: f64 = 0.30;
 const MAX_PUT_RATIO: f64 = 1.02;
 /// The select trigger's batch size in the template.
 const SELECT_BATCH: usize = 10;
-/// The queues' redrive policy: after this many receives a message goes to the DLQ.
+/// The stack's queues' redrive policy (checked against the deployed queues): after this many
+/// receives a message goes to the DLQ.
 const MAX_RECEIVES: usize = 5;
 /// Invocations running at once (Lambda would run more; moto is the bottleneck here).
 const CONCURRENCY: usize = 4;
@@ -312,8 +315,8 @@ const HOLD_BATCH_SIZE: i32 = 10;
 /// template.yaml's HoldQueue redrive policy: after this many receives a message goes to the
 /// DLQ (a held message that comes back alone is received again after each keep).
 const HOLD_MAX_RECEIVES: usize = 50;
-/// The hold queue's visibility timeout here (360 s in the template): how long a held message
-/// whose keep failed stays away.
+/// The visibility each receive from the hold queue asks for here (the stack's queue default is
+/// 360 s): how long a held message whose keep failed stays away.
 const HOLD_VISIBILITY_SECONDS: i32 = 60;
 
 /// What an invocation of the deliver function answered: the messages to retry, and which of
@@ -572,6 +575,29 @@ async fn the_dynamodb_ledger_keeps_records_once_when_30_percent_of_calls_fail() 
     scenario::<DynamoDbLedger>(generated).await;
 }
 
+/// `maxReceiveCount` of a queue's redrive policy (a number or its text, as CloudFormation
+/// passed it).
+async fn max_receive_count(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+            .unwrap_or_else(|| panic!("{url} has no redrive policy")),
+    )
+    .unwrap();
+    match &policy["maxReceiveCount"] {
+        serde_json::Value::String(n) => n.parse().unwrap(),
+        n => n.as_u64().unwrap() as usize,
+    }
+}
+
 async fn scenario<L: TestLedger>(generated: usize) {
     let started = Instant::now();
     let seed: u64 = env_or("TRAILWATCH_FAULT_SEED", 4);
@@ -579,34 +605,45 @@ async fn scenario<L: TestLedger>(generated: usize) {
     let s3 = s3_client(&direct);
     let sqs = aws_sdk_sqs::Client::new(&direct);
     let logs = aws_sdk_cloudwatchlogs::Client::new(&direct);
-    let dynamodb = aws_sdk_dynamodb::Client::new(&direct);
 
-    // The stack, created directly.
-    let bucket = unique("trail");
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let ingest = create_queue(&sqs, &unique("ingest")).await;
-    let delivery = create_queue(&sqs, &unique("delivery")).await;
-    let hold = create_hold_queue(&sqs, HOLD_VISIBILITY_SECONDS).await;
-    let insights = create_queue(&sqs, &unique("insights")).await;
-    let group = unique("CloudTrail/trailwatch");
-    let table = unique("state");
-    create_state_table(&dynamodb, &table).await;
-    s3.put_bucket_notification_configuration()
-        .bucket(&bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(
-                    QueueConfiguration::builder()
-                        .queue_arn(queue_arn(&sqs, &ingest).await)
-                        .events(Event::S3ObjectCreated)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
+    // template.yaml deployed in moto: its bucket notifies its ingest queue as the stack's
+    // output says, and the functions get the queues, log group and table (and settings) the
+    // stack configures them with.
+    let stack = tokio::task::spawn_blocking(|| DeployedStack::deploy(&StackOptions::default()))
         .await
         .unwrap();
+    notify_as_the_output_says(&stack, &s3).await;
+    let (select_fn, deliver_fn) = (
+        stack.function("SelectFunction"),
+        stack.function("DeliverFunction"),
+    );
+    let bucket = stack.bucket.clone();
+    let ingest = stack.output("IngestQueueUrl").to_owned();
+    let delivery = select_fn.required(trailwatch_select_fn::DELIVERY_QUEUE_ENV);
+    let insights = select_fn.required(trailwatch_select_fn::INSIGHTS_QUEUE_ENV);
+    let hold = deliver_fn.required(deliver_env::HOLD_QUEUE_ENV);
+    let group = deliver_fn.required(deliver_env::LOG_GROUP_ENV);
+    let table = deliver_fn.required(deliver_env::DEDUP_TABLE_ENV);
+    let retention: u32 = deliver_fn
+        .required(deliver_env::RETENTION_ENV)
+        .parse()
+        .unwrap();
+    let max_wait_s: i64 = deliver_fn
+        .required(deliver_env::MAX_WAIT_ENV)
+        .parse()
+        .unwrap();
+    assert!(
+        max_wait_s > 0,
+        "the stack holds records back (MaxWaitSeconds > 0)"
+    );
+    // The receive limits this harness hands messages back within are the stack's.
+    for (url, limit) in [
+        (&ingest, MAX_RECEIVES),
+        (&delivery, MAX_RECEIVES),
+        (&hold, HOLD_MAX_RECEIVES),
+    ] {
+        assert_eq!(max_receive_count(&sqs, url).await, limit, "{url}");
+    }
     drain_queue(&sqs, &ingest).await; // moto's s3:TestEvent
 
     let corpus = corpus(generated, seed);
@@ -619,7 +656,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
         let request = s3
             .put_object()
             .bucket(&bucket)
-            .key(key)
+            .key(format!("{}{key}", stack.key_prefix()))
             .body(gzip_log_file(records).into());
         uploads.spawn(async move { request.send().await.unwrap() });
         if uploads.len() >= 8 {
@@ -688,19 +725,20 @@ async fn scenario<L: TestLedger>(generated: usize) {
         insights_queue: insights.clone(),
         matcher: TrailConfig::default().compile(),
         accept_records: false,
+        detector: None,
     });
     let deliver = Arc::new(DeliverContext {
         sink: CloudWatchLogs::new(
             aws_sdk_cloudwatchlogs::Client::from_conf(logs_config),
             group.clone(),
-            Some(90),
+            Some(retention),
         ),
-        retention_days: 90,
+        retention_days: retention,
         // As deployed: calls that are not full wait in the hold queue, behind the proxy.
         hold: Some(HoldBack {
             sqs: SqsSender::new(aws_sdk_sqs::Client::from_conf(sqs_config)),
             queue_url: hold.clone(),
-            max_wait_ms: i64::from(DEFAULT_MAX_WAIT_SECONDS) * 1000,
+            max_wait_ms: max_wait_s * 1000,
         }),
         claim_lease_ms: DEFAULT_CLAIM_LEASE_MS,
     });
@@ -942,7 +980,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
     };
     println!("delivery queue: waits before the first receive, median {} ms, 90th percentile {} ms, max {} ms",
         wait(0.5), wait(0.9), wait(1.0));
-    println!("held back:    {} records in {} messages sent to the hold queue ({} holds failed); {} held messages came back alone and were kept; {} calls not full, {} of them records that had waited {DEFAULT_MAX_WAIT_SECONDS} s",
+    println!("held back:    {} records in {} messages sent to the hold queue ({} holds failed); {} held messages came back alone and were kept; {} calls not full, {} of them records that had waited {max_wait_s} s",
         t.held_back, t.held_back_messages, t.hold_back_errors, t.kept, t.partial_calls, t.waited_out);
     println!(
         "set aside:    {} {:?}; rejected {:?}",
@@ -1012,7 +1050,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
         puts.slowest.as_secs_f64()
     );
     // Without holding calls back this was 3.5×. A call put early because its records had
-    // waited DEFAULT_MAX_WAIT_SECONDS keeps the wait's promise; it is not waste. Where this
+    // waited the stack's maximum wait keeps the wait's promise; it is not waste. Where this
     // harness keeps up (4 invocations at a time against moto) there are few and the run is
     // at 1.000×; on a slower machine delivery messages queue here for minutes before an
     // invocation takes them (Lambda would scale out), held records run out of wait, and those
@@ -1023,9 +1061,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
     let allowed = if generated >= 100_000 {
         (global_minimum as f64 * MAX_PUT_RATIO) as u64 + t.waited_out as u64
     } else {
-        let waits = deliver_time
-            .as_secs()
-            .div_ceil(u64::from(DEFAULT_MAX_WAIT_SECONDS));
+        let waits = deliver_time.as_secs().div_ceil(max_wait_s.unsigned_abs());
         global_minimum as u64 + want.len() as u64 * waits
     };
     assert!(

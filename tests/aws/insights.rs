@@ -1,7 +1,8 @@
 //! The Insights function's durable state in DynamoDB (moto): key states and the clock round
 //! trip, concurrent counting adds up, a redelivered batch counts once, late cells are kept
 //! apart, and a generated burst counted through the Logs invocation and evaluated by the
-//! schedule reaches an EventBridge rule as a Start and an End.
+//! schedule reaches an EventBridge rule as a Start and an End. The table, bus and event source
+//! are those of template.yaml deployed in moto, as the Insights function is configured there.
 
 use std::collections::BTreeMap;
 
@@ -10,22 +11,30 @@ use trailwatch::insights::store::{Clock, EvaluationStore, StoredKey};
 use trailwatch::insights::{InsightsConfig, InsightsEngine, SeriesKey};
 use trailwatch::record::Record;
 use trailwatch::time::{format_event_time, MS_PER_MINUTE};
-use trailwatch_aws::eventbridge::EventBridgeBus;
 use trailwatch_aws::insights_state::DynamoDbInsightsStore;
+use trailwatch_e2e::deployed::contexts;
 use trailwatch_e2e::invocations::{logs_batch, schedule_event, subscription_payload};
-use trailwatch_e2e::{create_queue, create_state_table, drain_queue, route_to_queue, sdk, unique};
+use trailwatch_e2e::{create_queue, drain_queue, route_to_queue, sdk, unique};
+use trailwatch_e2e::{DeployedStack, StackOptions};
 use trailwatch_insights_fn::count::count_batch;
 use trailwatch_insights_fn::fixtures::{burst_stream, record, DAY0_MS};
+use trailwatch_insights_fn::{
+    handle_with_state, InsightsContext, StateContext, EVENT_BUS_ENV, STATE_TABLE_ENV,
+};
 
-const SOURCE: &str = "trailwatch.e2e";
-use trailwatch_insights_fn::evaluate::EvaluateSettings;
-use trailwatch_insights_fn::{handle_with_state, InsightsContext, StateContext};
+/// template.yaml deployed in moto (a stack per test: each starts from an empty table).
+async fn deployed() -> (DeployedStack, aws_config::SdkConfig) {
+    let stack = tokio::task::spawn_blocking(|| DeployedStack::deploy(&StackOptions::default()))
+        .await
+        .unwrap();
+    (stack, sdk().await)
+}
 
+/// The stack's state table, as the Insights function is configured with it.
 async fn new_store() -> (DynamoDbInsightsStore, String, aws_config::SdkConfig) {
-    let sdk = sdk().await;
+    let (stack, sdk) = deployed().await;
+    let table = stack.function("InsightsFunction").required(STATE_TABLE_ENV);
     let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = unique("insights-state");
-    create_state_table(&client, &table).await;
     (
         DynamoDbInsightsStore::new(client, table.clone()),
         table,
@@ -206,31 +215,24 @@ async fn evaluate_until_caught_up(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_burst_counted_from_logs_reaches_an_eventbridge_rule_as_start_and_end() {
-    let (store, _, sdk) = new_store().await;
+    let (stack, sdk) = deployed().await;
+    let function = stack.function("InsightsFunction");
     let events = aws_sdk_eventbridge::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let bus = unique("insights-bus");
-    events.create_event_bus().name(&bus).send().await.unwrap();
+    // The stack's bus and source, as deployed; a rule of the test's own reads what arrives.
+    let context = contexts::insights(function, &sdk);
+    let source = context.source.clone();
     let alerts = create_queue(&sqs, &unique("insight-alerts")).await;
     route_to_queue(
         &events,
         &sqs,
-        Some(&bus),
-        &format!(r#"{{"source":["{SOURCE}"],"detail-type":["AWS Insight via CloudTrail"]}}"#),
+        Some(&function.required(EVENT_BUS_ENV)),
+        &format!(r#"{{"source":["{source}"],"detail-type":["AWS Insight via CloudTrail"]}}"#),
         &alerts,
     )
     .await;
-    let context = InsightsContext {
-        bus: EventBridgeBus::new(events.clone(), bus.clone()),
-        source: SOURCE.into(),
-    };
-    let mut settings = EvaluateSettings::new(SOURCE);
-    settings.first_run_lookback_minutes = 2 * 1440;
-    let state = StateContext {
-        store,
-        config: InsightsConfig::default(),
-        settings,
-    };
+    let mut state = contexts::insights_state(function, &sdk, InsightsConfig::default(), &source);
+    state.settings.first_run_lookback_minutes = 2 * 1440;
     let calls = state.store.calls.clone();
 
     // Counting: the stream as CloudWatch Logs subscription payloads of 50 log events.
@@ -297,7 +299,7 @@ async fn a_generated_burst_counted_from_logs_reaches_an_eventbridge_rule_as_star
         .map(|m| {
             let envelope: Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
             assert_eq!(envelope["detail-type"], "AWS Insight via CloudTrail");
-            assert_eq!(envelope["source"], SOURCE);
+            assert_eq!(envelope["source"], source.as_str());
             envelope["detail"].clone()
         })
         .collect();
@@ -328,7 +330,8 @@ fn diff(before: &[(&'static str, u64)], after: &[(&'static str, u64)]) -> BTreeM
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_invocation_seeds_the_table_with_a_local_replay() {
-    let (store, _, sdk) = new_store().await;
+    let (stack, sdk) = deployed().await;
+    let function = stack.function("InsightsFunction");
     let (records, burst) = burst_stream();
     let mut engine = InsightsEngine::new(InsightsConfig::default());
     for text in &records {
@@ -336,15 +339,9 @@ async fn a_snapshot_invocation_seeds_the_table_with_a_local_replay() {
     }
     engine.advance_to(burst - 60 * MS_PER_MINUTE);
     let snapshot = trailwatch::insights::store::snapshot(&engine).unwrap();
-    let context = InsightsContext {
-        bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), unique("unused")),
-        source: SOURCE.into(),
-    };
-    let state = StateContext {
-        store,
-        config: InsightsConfig::default(),
-        settings: EvaluateSettings::new(SOURCE),
-    };
+    let context = contexts::insights(function, &sdk);
+    let state =
+        contexts::insights_state(function, &sdk, InsightsConfig::default(), &context.source);
     let response = handle_with_state(
         &context,
         Some(&state),

@@ -13,6 +13,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use serde_json::Value;
 use trailwatch::time::parse_event_time;
 use trailwatch_e2e::{cli_environment, invictus_files, recent, sdk, unique, REGION};
+use trailwatch_e2e::{DeployedStack, StackOptions};
 
 const ACCOUNT: &str = "123837392027";
 
@@ -42,7 +43,8 @@ struct Trail {
     local: PathBuf,
 }
 
-/// A log group with two streams of real records, and the same records as a replay folder.
+/// The stack's log group with two streams of real records, and the same records as a replay
+/// folder.
 fn trail() -> &'static Trail {
     static TRAIL: std::sync::OnceLock<Trail> = std::sync::OnceLock::new();
     TRAIL.get_or_init(|| {
@@ -68,14 +70,12 @@ fn trail() -> &'static Trail {
         for (_, records) in &mut streams {
             records.sort_by_key(time);
         }
-        let group = unique("/trailwatch/lookup");
+        // The trail log group of template.yaml deployed in moto: what a user looks up.
+        let group = DeployedStack::deploy(&StackOptions::default())
+            .output("TrailLogGroupName")
+            .to_owned();
         runtime().block_on(async {
             let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk().await);
-            logs.create_log_group()
-                .log_group_name(&group)
-                .send()
-                .await
-                .unwrap();
             for (stream, records) in &streams {
                 logs.create_log_stream()
                     .log_group_name(&group)

@@ -8,9 +8,10 @@
 //!
 //! A delivery that "keeps failing" writes through a CloudWatch Logs client whose every call
 //! is refused (a closed port on loopback): what the function sees when CloudWatch Logs is
-//! unreachable. The test queues move a message to their dead-letter queue after
-//! [`MAX_RECEIVES`] receives (the stack's are 5 and 50), and hand back a failed message at
-//! once, where SQS would wait for the visibility timeout.
+//! unreachable. The queues, dead-letter queues, table and log group are those of template.yaml
+//! deployed in moto (a message goes to its dead-letter queue after 5 receives, 50 for the hold
+//! queue); the test hands back a failed message at once, where SQS would wait for the
+//! visibility timeout.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,10 +29,8 @@ use trailwatch_deliver_fn::{DeliverContext, HoldBack};
 use trailwatch_e2e::*;
 use trailwatch_select_fn::{SelectContext, SelectInvocation};
 
-/// The test queues' redrive policy: after this many receives a message goes to the DLQ.
-const MAX_RECEIVES: i32 = 3;
-
 struct World {
+    stack: DeployedStack,
     sdk: aws_config::SdkConfig,
     sqs: aws_sdk_sqs::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
@@ -40,15 +39,19 @@ struct World {
 }
 
 impl World {
+    /// template.yaml deployed in moto; the deliver function's log group and table.
     async fn new() -> World {
+        let stack = tokio::task::spawn_blocking(|| DeployedStack::deploy(&StackOptions::default()))
+            .await
+            .unwrap();
+        let deliver = stack.function("DeliverFunction");
         let sdk = sdk().await;
-        let table = unique("state");
-        create_state_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
         World {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
-            group: unique("CloudTrail/redrive"),
-            table,
+            group: deliver.required(trailwatch_deliver_fn::LOG_GROUP_ENV),
+            table: deliver.required(trailwatch_deliver_fn::DEDUP_TABLE_ENV),
+            stack,
             sdk,
         }
     }
@@ -80,40 +83,14 @@ impl World {
         }
     }
 
-    /// A queue (FIFO as the hold queue when `fifo`) whose messages go to a dead-letter queue
-    /// after [`MAX_RECEIVES`] receives; returns (queue, dead-letter queue).
-    async fn queue_with_dlq(&self, name: &str, fifo: bool) -> (String, String) {
-        let suffix = if fifo { ".fifo" } else { "" };
-        let create = |name: String| {
-            let mut request = self.sqs.create_queue().queue_name(name);
-            if fifo {
-                request = request
-                    .attributes(A::FifoQueue, "true")
-                    .attributes(A::DeduplicationScope, "messageGroup")
-                    .attributes(A::FifoThroughputLimit, "perMessageGroupId");
-            }
-            request
-        };
-        let dlq = create(format!("{}{suffix}", unique(&format!("{name}-dlq"))))
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_owned();
-        let policy = serde_json::json!({
-            "deadLetterTargetArn": queue_arn(&self.sqs, &dlq).await,
-            "maxReceiveCount": MAX_RECEIVES,
-        });
-        let queue = create(format!("{}{suffix}", unique(name)))
-            .attributes(A::RedrivePolicy, policy.to_string())
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_owned();
-        (queue, dlq)
+    /// The stack's `<name>QueueUrl` and `<name>DeadLetterQueueUrl` (Ingest, Delivery, Hold).
+    fn queue_with_dlq(&self, name: &str) -> (String, String) {
+        (
+            self.stack.output(&format!("{name}QueueUrl")).to_owned(),
+            self.stack
+                .output(&format!("{name}DeadLetterQueueUrl"))
+                .to_owned(),
+        )
     }
 
     /// Moves every message of `dlq` back to `queue` as a redrive does: a new message (a new
@@ -199,8 +176,8 @@ struct Drive {
 }
 
 /// Runs the deliver function over `queue` as its trigger would, until the queue is empty
-/// (messages past [`MAX_RECEIVES`] move to the dead-letter queue): failed messages are handed
-/// back at once, except those the function keeps invisible itself.
+/// (messages past their redrive policy's receives move to the dead-letter queue): failed
+/// messages are handed back at once, except those the function keeps invisible itself.
 async fn drive_deliver(
     world: &World,
     queue: &str,
@@ -294,7 +271,7 @@ async fn assert_exactly_once(world: &World, stream: &str, records: &[String]) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redriven_delivery_dead_letter_queue_delivers_every_record_once() {
     let world = World::new().await;
-    let (delivery, dlq) = world.queue_with_dlq("delivery", false).await;
+    let (delivery, dlq) = world.queue_with_dlq("Delivery");
     let (stream, records) = records(60);
     let bodies = packed(&stream, &records, 8 * 1024);
     assert!(bodies.len() > 2, "several deliveries");
@@ -305,7 +282,7 @@ async fn a_redriven_delivery_dead_letter_queue_delivers_every_record_once() {
     let ledger = world.ledger();
 
     // CloudWatch Logs unreachable: every message claims its records, fails, comes back, and
-    // after MAX_RECEIVES receives waits in the dead-letter queue.
+    // after its redrive policy's receives waits in the dead-letter queue.
     let failing = world.deliver(unreachable_logs().await, None, DEFAULT_CLAIM_LEASE_MS);
     let first = drive_deliver(&world, &delivery, &failing, &ledger).await;
     assert_eq!(first.delivered, 0);
@@ -341,7 +318,7 @@ async fn redrive_and_deliver(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redriven_hold_dead_letter_queue_delivers_every_record_once() {
     let world = World::new().await;
-    let (hold, hold_dlq) = world.queue_with_dlq("hold", true).await;
+    let (hold, hold_dlq) = world.queue_with_dlq("Hold");
     let (stream, records) = records(5);
     let body = packed(&stream, &records, 256 * 1024);
     assert_eq!(body.len(), 1);
@@ -363,7 +340,7 @@ async fn a_redriven_hold_dead_letter_queue_delivers_every_record_once() {
     assert_eq!((done.report.held_back, done.report.put_calls), (5, 0));
 
     // Once its records have waited long enough it is put — and CloudWatch Logs is down:
-    // after MAX_RECEIVES receives the held message waits in the hold dead-letter queue.
+    // after its redrive policy's receives the held message waits in the hold dead-letter queue.
     tokio::time::sleep(Duration::from_millis(max_wait_ms as u64 + 200)).await;
     let failing = world.deliver(
         unreachable_logs().await,
@@ -382,11 +359,10 @@ async fn a_redriven_hold_dead_letter_queue_delivers_every_record_once() {
 async fn a_redriven_ingest_dead_letter_queue_delivers_every_record_once() {
     let world = World::new().await;
     let s3 = s3_client(&world.sdk);
-    let bucket = unique("trail");
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let (ingest, ingest_dlq) = world.queue_with_dlq("ingest", false).await;
-    let delivery = create_queue(&world.sqs, &unique("delivery")).await;
-    let insights = create_queue(&world.sqs, &unique("insights")).await;
+    let bucket = world.stack.bucket.clone();
+    let (ingest, ingest_dlq) = world.queue_with_dlq("Ingest");
+    let delivery = world.stack.output("DeliveryQueueUrl").to_owned();
+    let insights = world.stack.output("InsightsQueueUrl").to_owned();
     let (stream, records) = records(40);
     // The log file carries an Insights record too: select sends the trail's records to the
     // delivery queue first, then the Insights record to the Insights queue.
@@ -400,10 +376,13 @@ async fn a_redriven_ingest_dead_letter_queue_delivers_every_record_once() {
     .to_owned();
     let mut file = records.clone();
     file.push(insight);
-    let key = "AWSLogs/123837392027/CloudTrail/us-east-1/2023/07/10/123837392027_CloudTrail_us-east-1_20230710T1150Z_redrive.json.gz";
+    let key = format!(
+        "{}AWSLogs/123837392027/CloudTrail/us-east-1/2023/07/10/123837392027_CloudTrail_us-east-1_20230710T1150Z_redrive.json.gz",
+        world.stack.key_prefix()
+    );
     s3.put_object()
         .bucket(&bucket)
-        .key(key)
+        .key(&key)
         .body(gzip_log_file(&file).into())
         .send()
         .await
@@ -427,10 +406,11 @@ async fn a_redriven_ingest_dead_letter_queue_delivers_every_record_once() {
         insights_queue: insights_queue.to_owned(),
         matcher: TrailConfig::default().compile(),
         accept_records: false,
+        detector: None,
     };
     // Select fails after it has sent the trail's records, on every receive: the Insights
     // queue it was given does not exist. Each attempt sends the records again, in new
-    // deliveries; after MAX_RECEIVES the notification waits in the ingest dead-letter queue.
+    // deliveries; after 5 receives the notification waits in the ingest dead-letter queue.
     let missing = format!("{}-missing", insights);
     let broken = select(&missing);
     let attempts = drive_select(&world, &ingest, &broken).await;
@@ -492,8 +472,8 @@ async fn drive_select(world: &World, queue: &str, select: &SelectContext) -> usi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_whose_owner_died_is_delivered_by_a_copy_that_waited() {
     let world = World::new().await;
-    let (delivery, dlq) = world.queue_with_dlq("delivery", false).await;
-    let (hold, _) = world.queue_with_dlq("hold", true).await;
+    let (delivery, dlq) = world.queue_with_dlq("Delivery");
+    let (hold, _) = world.queue_with_dlq("Hold");
     let (stream, records) = records(20);
     // The same records in two deliveries (a file notified twice, selected twice).
     let owner = packed(&stream, &records, 256 * 1024);

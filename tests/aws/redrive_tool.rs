@@ -1,6 +1,6 @@
-//! `trailwatch redrive` against SQS and Lambda on moto, with the queues made as template.yaml
-//! makes them: a source queue whose redrive policy names its dead-letter queue (5 receives;
-//! 50 and FIFO for the hold queue), the dead-letter queue keeping messages 14 days. Messages
+//! `trailwatch redrive` against SQS and Lambda on moto, on the queues of template.yaml deployed
+//! in moto: a source queue whose redrive policy names its dead-letter queue (5 receives; 50 and
+//! FIFO for the hold queue), the dead-letter queue keeping messages 14 days. Messages
 //! reach the dead-letter queue the way SQS puts them there (received and not deleted more
 //! than maxReceiveCount times); the command then lists them, moves them back, or re-invokes
 //! the Insights function with the failed invocations' payloads.
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
-use trailwatch_e2e::{cli_environment, endpoint, sdk, unique, REGION};
+use trailwatch_e2e::{cli_environment, endpoint, sdk, unique, DeployedStack, StackOptions, REGION};
 
 /// Runs `trailwatch redrive <args> --region us-east-1`: exit code, stdout, stderr. On a
 /// thread of its own, as the command starts its own runtime.
@@ -43,34 +43,16 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A source queue and its dead-letter queue as template.yaml makes them.
-async fn queues(sqs: &aws_sdk_sqs::Client, fifo: bool, max_receives: u32) -> (String, String) {
-    use QueueAttributeName as A;
-    let suffix = if fifo { ".fifo" } else { "" };
-    let mut dlq = sqs
-        .create_queue()
-        .queue_name(format!("{}{suffix}", unique("dlq")))
-        .attributes(A::MessageRetentionPeriod, "1209600");
-    if fifo {
-        dlq = dlq.attributes(A::FifoQueue, "true");
-    }
-    let dlq = dlq.send().await.unwrap().queue_url.unwrap();
-    let dlq_arn = trailwatch_e2e::queue_arn(sqs, &dlq).await;
-    let mut source = sqs
-        .create_queue()
-        .queue_name(format!("{}{suffix}", unique("source")))
-        .attributes(A::MessageRetentionPeriod, "345600")
-        .attributes(
-            A::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":{max_receives}}}"#),
-        );
-    if fifo {
-        source = source
-            .attributes(A::FifoQueue, "true")
-            .attributes(A::DeduplicationScope, "messageGroup")
-            .attributes(A::FifoThroughputLimit, "perMessageGroupId");
-    }
-    (source.send().await.unwrap().queue_url.unwrap(), dlq)
+/// template.yaml deployed in moto, and its delivery queue and dead-letter queue (`fifo`: its
+/// hold queue and hold dead-letter queue).
+fn queues(fifo: bool) -> (DeployedStack, String, String) {
+    let stack = DeployedStack::deploy(&StackOptions::default());
+    let name = if fifo { "Hold" } else { "Delivery" };
+    let source = stack.output(&format!("{name}QueueUrl")).to_owned();
+    let dlq = stack
+        .output(&format!("{name}DeadLetterQueueUrl"))
+        .to_owned();
+    (stack, source, dlq)
 }
 
 /// Sends `bodies` (with a message attribute each; on a FIFO queue in group `g<i % 3>`), then
@@ -176,7 +158,7 @@ fn bodies(n: usize) -> Vec<String> {
 fn a_dead_letter_queue_is_listed_then_moved_back_with_bodies_and_attributes() {
     runtime().block_on(async {
         let sqs = aws_sdk_sqs::Client::new(&sdk().await);
-        let (source, dlq) = queues(&sqs, false, 5).await;
+        let (_stack, source, dlq) = queues(false);
         let sent = bodies(23);
         fail_into_dlq(&sqs, &source, false, &sent).await;
 
@@ -220,7 +202,7 @@ fn a_dead_letter_queue_is_listed_then_moved_back_with_bodies_and_attributes() {
 fn the_hold_dead_letter_queue_goes_back_in_its_message_groups() {
     runtime().block_on(async {
         let sqs = aws_sdk_sqs::Client::new(&sdk().await);
-        let (source, dlq) = queues(&sqs, true, 50).await;
+        let (_stack, source, dlq) = queues(true);
         let sent = bodies(14);
         fail_into_dlq(&sqs, &source, true, &sent).await;
 
@@ -258,7 +240,7 @@ fn the_hold_dead_letter_queue_goes_back_in_its_message_groups() {
 fn a_queue_of_another_kind_or_none_is_a_usage_error() {
     runtime().block_on(async {
         let sqs = aws_sdk_sqs::Client::new(&sdk().await);
-        let (_, fifo_dlq) = queues(&sqs, true, 50).await;
+        let (_, _, fifo_dlq) = queues(true);
         let plain = trailwatch_e2e::create_queue(&sqs, &unique("plain")).await;
         let (code, _, err) = redrive(&[&fifo_dlq, "--to", &plain]);
         assert_eq!(code, 2);
@@ -294,41 +276,15 @@ fn moto_post(path: &str, service: &str, body: &str) -> String {
     answer
 }
 
-/// An Insights function on moto, invoked without Docker. moto's Lambda then accepts every
-/// invocation, of any function name, so a failed invocation cannot be tested here: the
-/// command's handling of one (message kept, exit 1) is the same path as a failed move.
-async fn function(sdk: &aws_config::SdkConfig) -> String {
+/// moto's Lambda invoking without Docker: it then accepts every invocation, of any function
+/// name, so a failed invocation cannot be tested here: the command's handling of one (message
+/// kept, exit 1) is the same path as a failed move.
+fn invoke_without_docker() {
     moto_post(
         "/moto-api/config",
         "lambda",
         r#"{"lambda":{"use_docker":false}}"#,
     );
-    let role = unique("insights-role");
-    let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
-    moto_post(
-        "/",
-        "iam",
-        &format!("Action=CreateRole&Version=2010-05-08&RoleName={role}&AssumeRolePolicyDocument={policy}"),
-    );
-    let name = unique("insights");
-    // The smallest zip archive: an empty one.
-    let mut zip = b"PK\x05\x06".to_vec();
-    zip.resize(22, 0);
-    aws_sdk_lambda::Client::new(sdk)
-        .create_function()
-        .function_name(&name)
-        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
-        .role(format!("arn:aws:iam::123456789012:role/{role}"))
-        .handler("bootstrap")
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    name
 }
 
 #[test]
@@ -336,8 +292,11 @@ fn failed_insights_invocations_are_invoked_again_and_leave_the_queue() {
     runtime().block_on(async {
         let sdk = sdk().await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let failures = trailwatch_e2e::create_queue(&sqs, &unique("insights-failed")).await;
-        let function = function(&sdk).await;
+        // The stack's Insights function and the queue its failed invocations go to.
+        let stack = DeployedStack::deploy(&StackOptions::default());
+        let failures = stack.output("InsightsFailedInvocationQueueUrl").to_owned();
+        let function = stack.output("InsightsFunctionName").to_owned();
+        invoke_without_docker();
         // Both shapes: the event as invoked (a dead-letter queue) and Lambda's invocation
         // record (an on-failure destination).
         let events: Vec<String> = (0..7)

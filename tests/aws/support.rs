@@ -168,24 +168,6 @@ pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .to_owned()
 }
 
-/// A FIFO queue as template.yaml's HoldQueue (high-throughput FIFO), with this visibility
-/// timeout.
-pub async fn create_hold_queue(sqs: &aws_sdk_sqs::Client, visibility_seconds: i32) -> String {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    sqs.create_queue()
-        .queue_name(format!("{}.fifo", unique("hold")))
-        .attributes(A::FifoQueue, "true")
-        .attributes(A::DeduplicationScope, "messageGroup")
-        .attributes(A::FifoThroughputLimit, "perMessageGroupId")
-        .attributes(A::VisibilityTimeout, visibility_seconds.to_string())
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned()
-}
-
 pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
     let attrs = sqs
         .get_queue_attributes()
@@ -250,38 +232,6 @@ pub async fn sdk_at(endpoint: &str, attempt_timeout: std::time::Duration) -> Sdk
         )
         .load()
         .await
-}
-
-/// Creates a table shaped like the stack's state table (`pk`/`sk` strings).
-pub async fn create_state_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    dynamodb
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("pk"))
-        .attribute_definitions(attribute("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
 }
 
 /// Receives (and deletes, with DeleteMessageBatch) every message waiting in the queue, as the

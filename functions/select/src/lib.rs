@@ -1,6 +1,7 @@
 //! The select function: the ingest side of the trail. It reads CloudTrail log files named by
 //! S3 notifications (and records carried by EventBridge), keeps what the trail's selectors
-//! select, and sends it packed to the delivery queue; Insights records go to the Insights queue.
+//! select, and sends it packed to the delivery queue; Insights records go to the Insights queue,
+//! and so do the detections of the rules evaluated on every record read.
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::SqsEvent;
@@ -8,7 +9,10 @@ use lambda_runtime::Error;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::collections::BTreeSet;
+
 use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
+use trailwatch::detect::{Detector, RuleOptions, RuleSet};
 use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
 use trailwatch::select::{
     select_object, ConfigError, Destination, Matcher, Origin, Outbox, Outgoing, Problem,
@@ -27,6 +31,12 @@ pub const INSIGHTS_QUEUE_ENV: &str = "TRAILWATCH_INSIGHTS_QUEUE_URL";
 /// trail's. Otherwise every record must come from a file in the trail bucket, and a message
 /// carrying records is refused: anyone able to send to the queue could forge them.
 pub const ACCEPT_RECORDS_ENV: &str = "TRAILWATCH_ACCEPT_RECORDS";
+/// `false` turns detection off; on by default.
+pub const DETECTIONS_ENV: &str = "TRAILWATCH_DETECTIONS";
+/// Rule ids to switch off, separated by commas (CloudFormation's CommaDelimitedList).
+pub const DETECTIONS_DISABLE_ENV: &str = "TRAILWATCH_DETECTIONS_DISABLE";
+/// Ids of rules off by default to switch on, separated by commas.
+pub const DETECTIONS_ENABLE_ENV: &str = "TRAILWATCH_DETECTIONS_ENABLE";
 
 /// What the function needs, built once at cold start.
 pub struct SelectContext {
@@ -37,17 +47,75 @@ pub struct SelectContext {
     pub matcher: Matcher,
     /// See [`ACCEPT_RECORDS_ENV`].
     pub accept_records: bool,
+    /// The embedded detection rules, evaluated on every record read; `None` when off.
+    pub detector: Option<Detector>,
+}
+
+/// The detector the environment asks for: the embedded rules less those disabled, plus those
+/// enabled ([`DETECTIONS_ENV`], [`DETECTIONS_DISABLE_ENV`], [`DETECTIONS_ENABLE_ENV`]). Every
+/// rule not evaluated is logged with the reason; an id no rule has fails the cold start (a
+/// typo would otherwise leave a noisy rule on).
+/// `var` reads a variable (the process environment in Lambda, the deployed one in tests).
+pub fn detector_from_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Detector>, SettingError> {
+    if !flag(DETECTIONS_ENV, var(DETECTIONS_ENV).as_deref(), true)? {
+        tracing::warn!("{DETECTIONS_ENV}=false: no detection rule is evaluated");
+        return Ok(None);
+    }
+    let var = |name| var(name).unwrap_or_default();
+    let ids = |name| -> BTreeSet<String> {
+        var(name)
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let set = RuleSet::load(&RuleOptions {
+        embedded: true,
+        extra: Vec::new(),
+        disable: ids(DETECTIONS_DISABLE_ENV),
+        enable: ids(DETECTIONS_ENABLE_ENV),
+    });
+    for not_loaded in &set.not_loaded {
+        tracing::error!(rule = %not_loaded, "detection rule not loaded");
+    }
+    for off in &set.disabled {
+        tracing::info!(rule = %off.id, title = %off.title, reason = %off.reason, "detection rule off");
+    }
+    if !set.unknown_ids.is_empty() {
+        return Err(SettingError::UnknownRuleIds(set.unknown_ids.join(", ")));
+    }
+    tracing::info!(rules = set.rules.len(), "detection rules loaded");
+    Ok(Some(Detector::new(set.rules)))
 }
 
 /// [`ACCEPT_RECORDS_ENV`]'s value: unset means false; anything but `true`/`false` is refused.
-pub fn accept_records(value: Option<&str>) -> Result<bool, String> {
+pub fn accept_records(value: Option<&str>) -> Result<bool, SettingError> {
+    flag(ACCEPT_RECORDS_ENV, value, false)
+}
+
+/// A boolean setting: `default` when unset or empty; anything but `true`/`false` is refused.
+fn flag(name: &'static str, value: Option<&str>, default: bool) -> Result<bool, SettingError> {
     match value {
-        None | Some("") | Some("false") => Ok(false),
+        None | Some("") => Ok(default),
         Some("true") => Ok(true),
-        Some(other) => Err(format!(
-            "{ACCEPT_RECORDS_ENV}={other}: expected true or false"
-        )),
+        Some("false") => Ok(false),
+        Some(other) => Err(SettingError::NotABoolean {
+            name,
+            value: other.to_owned(),
+        }),
     }
+}
+
+/// A setting in the function's environment it cannot start with.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{name}={value}: expected true or false")]
+    NotABoolean { name: &'static str, value: String },
+    #[error("{DETECTIONS_DISABLE_ENV}/{DETECTIONS_ENABLE_ENV}: no rule has the id(s) {0}")]
+    UnknownRuleIds(String),
 }
 
 impl SelectContext {
@@ -64,6 +132,7 @@ impl SelectContext {
             insights_queue: required_env(INSIGHTS_QUEUE_ENV)?,
             matcher: config.compile(),
             accept_records: accept_records(std::env::var(ACCEPT_RECORDS_ENV).ok().as_deref())?,
+            detector: detector_from_env(|name| std::env::var(name).ok())?,
         })
     }
 }
@@ -181,7 +250,7 @@ pub async fn handle(
             invocation.publish(totals.emf());
             Ok(serde_json::to_value(batch_response(failed))?)
         }
-        SelectInvocation::DryRun(request) => Ok(trailwatch::select::dry_run(&request)?),
+        SelectInvocation::DryRun(request) => dry_run(&request),
         SelectInvocation::Direct(body) => {
             let mut totals = SelectTotals::default();
             let invocation = Invocation::start();
@@ -192,6 +261,12 @@ pub async fn handle(
             Ok(Value::Null)
         }
     }
+}
+
+/// Decides each event of a selector dry run by the selectors it carries; changes nothing and
+/// needs neither AWS nor the function's settings.
+pub fn dry_run(request: &Value) -> Result<Value, SelectError> {
+    Ok(trailwatch::select::dry_run(request)?)
 }
 
 /// A message that must come back (SQS redelivers it; after the redrive limit, the DLQ).
@@ -213,6 +288,7 @@ pub struct SelectTotals {
     pub selected: usize,
     pub duplicates: usize,
     pub insights: usize,
+    pub detections: usize,
     pub stubbed: usize,
     pub unreadable: usize,
     pub dropped: std::collections::BTreeMap<&'static str, usize>,
@@ -230,6 +306,7 @@ impl SelectTotals {
         self.selected += c.kept;
         self.duplicates += c.duplicates;
         self.insights += c.insights;
+        self.detections += c.detections;
         self.stubbed += c.stubbed;
         self.unreadable += c.rejected;
         self.digests_skipped += c.digests_skipped;
@@ -245,6 +322,7 @@ impl SelectTotals {
             .count("Selected", self.selected)
             .count("DuplicatesDropped", self.duplicates)
             .count("Insights", self.insights)
+            .count("Detections", self.detections)
             .count("Stubbed", self.stubbed)
             .count("RejectedUnreadable", self.unreadable)
             .counts_by("NotSelected", self.dropped.iter().map(|(k, v)| (*k, *v)))
@@ -266,6 +344,9 @@ pub async fn process_counted(
     // be silent, so it goes to the dead-letter queue via the redrive policy.
     let items = parse_message(body).map_err(|e| Retry(e.to_string()))?;
     let mut run = SelectRun::new(&context.matcher, DEFAULT_MESSAGE_BYTES);
+    if let Some(detector) = &context.detector {
+        run = run.with_detector(detector);
+    }
     let selected = select_items(context, items, &mut run, totals).await;
     totals.add(run.counts());
     let retry = selected?;
@@ -279,6 +360,7 @@ pub async fn process_counted(
         kept = c.kept,
         duplicates = c.duplicates,
         insights = c.insights,
+        detections = c.detections,
         rejected = c.rejected,
         stubbed = c.stubbed,
         messages = c.messages,
@@ -366,9 +448,10 @@ impl Outbox for Queues<'_> {
         if messages.is_empty() {
             return Ok(());
         }
-        let (insights, delivery): (Vec<_>, Vec<_>) = messages
+        // Detections travel on the Insights queue, to the same bus.
+        let (delivery, insights): (Vec<_>, Vec<_>) = messages
             .into_iter()
-            .partition(|m| m.destination == Destination::Insights);
+            .partition(|m| m.destination == Destination::Delivery);
         let bodies = |v: Vec<Outgoing>| v.into_iter().map(|m| m.body).collect::<Vec<_>>();
         self.totals.messages_sent += delivery.len() + insights.len();
         for (queue, outgoing) in [
@@ -398,7 +481,7 @@ mod tests {
         assert_eq!(accept_records(Some("")), Ok(false));
         assert_eq!(accept_records(Some("false")), Ok(false));
         assert_eq!(accept_records(Some("true")), Ok(true));
-        let error = accept_records(Some("yes")).unwrap_err();
+        let error = accept_records(Some("yes")).unwrap_err().to_string();
         assert!(error.contains(ACCEPT_RECORDS_ENV), "{error}");
     }
 }
