@@ -25,7 +25,7 @@ use trailwatch::select::{Matcher, Origin, SelectRun, TrailConfig, SEND_EVERY_MES
 
 #[path = "support/cpu.rs"]
 mod cpu;
-use cpu::cpu_seconds;
+use cpu::{cpu_seconds, measure_child, Timing};
 
 const CHUNK: usize = 64 * 1024;
 const TRAIL_CONFIG: &str = "events/trail-config.json";
@@ -139,12 +139,6 @@ impl Corpus {
 // ---------------------------------------------------------------------------------------------
 // CPU time
 
-#[derive(Clone)]
-struct Timing {
-    cpu: f64,
-    wall: f64,
-}
-
 /// Runs `f` `rounds` times, keeping the fastest round (by CPU time) and the value of the last.
 fn measure<T>(rounds: usize, mut f: impl FnMut() -> T) -> (Timing, T) {
     let mut best = Timing {
@@ -163,23 +157,6 @@ fn measure<T>(rounds: usize, mut f: impl FnMut() -> T) -> (Timing, T) {
         }
     }
     (best, value.expect("at least one round"))
-}
-
-/// Runs a child command once; CPU time is that of the children (waited for).
-fn measure_child(mut command: Command) -> (Timing, String) {
-    let (_, child0) = cpu_seconds();
-    let t0 = Instant::now();
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().1 - child0;
-    assert!(output.status.success(), "{command:?} failed");
-    (
-        Timing { cpu, wall },
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,8 +262,8 @@ fn bench_select(corpus: &Corpus, matcher: &Matcher, rounds: usize, table: &mut T
         cpu: f64::INFINITY,
         wall: 0.0,
     };
-    let mut split = gunzip.clone();
-    let mut parse = gunzip.clone();
+    let mut split = gunzip;
+    let mut parse = gunzip;
     let mut totals = SelectTotals::default();
     let mut gunzip_bytes = 0;
     for _ in 0..rounds.max(1) {

@@ -4,13 +4,15 @@
 #   scripts/bench.sh            # everything
 #   scripts/bench.sh select     # only the sections of benches/pipeline.rs whose name contains it
 #                               # (select, deliver, memory, cold)
+#   scripts/bench.sh replay     # only the replay end to end (benches/replay.rs): the release CLI
+#                               # against gzip -dc into a file, scripts/bench_replay.py and jq
 #
 # Builds the three functions and the CLI in release mode, generates the corpus (scripts/gen-corpus.py,
 # ~1.1 GB of CloudTrail JSON as 170 MB of gzip under target/bench-corpus, skipped when already
 # there), runs benches/pipeline.rs, which prints one table of ratios measured in the same run,
-# then the selector, Insights, detection and hostile-input (peak memory) benches. The table is
-# also written to
-# target/bench-out/pipeline.md. TRAILWATCH_BENCH_ROUNDS (default 3) sets the repetitions.
+# then the replay end to end, the selector, Insights, detection and hostile-input (peak memory)
+# benches. The table is also written to target/bench-out/pipeline.md, the replay's to
+# target/bench-out/replay.md. TRAILWATCH_BENCH_ROUNDS (default 3) sets the repetitions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/bench-out
@@ -22,8 +24,18 @@ fi
 
 python3 scripts/gen-corpus.py
 
-echo "building the functions (release)…" >&2
-if ! cargo build --release --quiet -p trailwatch-select-fn -p trailwatch-deliver-fn -p trailwatch-insights-fn -p trailwatch-cli; then
+if [ "${1:-}" = replay ]; then
+    echo "building the CLI (release)…" >&2
+    cargo build --release --quiet -p trailwatch-cli
+    cargo bench --quiet -p trailwatch --bench replay --no-run
+    { uptime; ps -eo pcpu,etime,comm --sort=-pcpu | head -8; } | tee target/bench-out/machine.md
+    cargo bench --quiet -p trailwatch --bench replay | tee target/bench-out/replay.md
+    exit 0
+fi
+
+echo "building the functions and the CLI (release)…" >&2
+cargo build --release --quiet -p trailwatch-cli
+if ! cargo build --release --quiet -p trailwatch-select-fn -p trailwatch-deliver-fn -p trailwatch-insights-fn; then
     echo "warning: a function did not build; its size and cold start are missing from the table" >&2
 fi
 cargo bench --quiet -p trailwatch --bench pipeline --no-run
@@ -40,6 +52,9 @@ cargo bench --quiet -p trailwatch --bench pipeline --no-run
 cargo bench --quiet -p trailwatch --bench pipeline -- "$@" | tee target/bench-out/pipeline.md
 
 if [ $# -eq 0 ]; then
+    echo
+    echo "### replay end to end (benches/replay.rs)"
+    cargo bench --quiet -p trailwatch --bench replay | tee target/bench-out/replay.md
     for bench in selectors insights detect hostile; do
         if [ -f "benches/$bench.rs" ]; then
             echo

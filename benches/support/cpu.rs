@@ -13,3 +13,31 @@ pub fn cpu_seconds() -> (f64, f64) {
     let at = |n: usize| fields.get(n - 3).copied().unwrap_or(0.0) / tick;
     (at(14) + at(15), at(16) + at(17))
 }
+
+/// Wall-clock and CPU seconds of one measurement (not read by every bench that includes this
+/// file).
+#[allow(dead_code)]
+#[derive(Clone, Copy)]
+pub struct Timing {
+    pub cpu: f64,
+    pub wall: f64,
+}
+
+/// Runs a child command once; CPU time is that of the children (waited for). Not every bench
+/// that includes this file runs children.
+#[allow(dead_code)]
+pub fn measure_child(mut command: std::process::Command) -> (Timing, String) {
+    let (_, child0) = cpu_seconds();
+    let t0 = std::time::Instant::now();
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().1 - child0;
+    assert!(output.status.success(), "{command:?} failed");
+    (
+        Timing { cpu, wall },
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}

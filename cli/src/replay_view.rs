@@ -81,6 +81,10 @@ pub struct ReplayArgs {
     /// every selected record of an archive of any length is written.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub now: Option<i64>,
+    /// Threads to run on: 1 selects and delivers on one; 2 (the default where the machine has
+    /// two cores) delivers on a second thread what the first selected. The output is the same.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub threads: Option<u8>,
     /// Print the summary as one JSON object on stdout instead of the table (fields below).
     #[arg(long)]
     pub json: bool,
@@ -213,6 +217,11 @@ fn options(args: ReplayArgs) -> Result<(ReplayOptions, usize), String> {
         out: args.out,
         detection,
         now_ms: args.now,
+        // Selecting and delivering are the two halves of the work: a second core takes one.
+        threads: args.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
+            usize::from,
+        ),
     };
     Ok((options, rule_problems))
 }

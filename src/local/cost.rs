@@ -48,11 +48,16 @@ impl AwsCalls {
                 .filter(|m| delivery(m) == to_delivery)
                 .map(|m| m.body.len())
                 .collect();
-            self.sqs_messages += sizes.len();
-            for payload in send_message_batch_payloads(&sizes) {
-                self.sqs_send_message_batch += 1;
-                self.sqs_billed_requests += payload.div_ceil(SQS_BILLING_CHUNK_BYTES).max(1);
-            }
+            self.count_sends_to_one_queue(&sizes);
+        }
+    }
+
+    /// Counts the SendMessageBatch calls that send messages of these sizes to one queue.
+    pub fn count_sends_to_one_queue(&mut self, sizes: &[usize]) {
+        self.sqs_messages += sizes.len();
+        for payload in send_message_batch_payloads(sizes) {
+            self.sqs_send_message_batch += 1;
+            self.sqs_billed_requests += payload.div_ceil(SQS_BILLING_CHUNK_BYTES).max(1);
         }
     }
 

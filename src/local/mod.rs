@@ -4,6 +4,7 @@
 
 pub mod adapters;
 pub mod cost;
+mod delivery;
 pub mod detections;
 pub mod files;
 pub mod queue;

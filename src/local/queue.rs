@@ -3,6 +3,7 @@
 //! trigger hands them to the deliver function, and calls that are not full are held back in
 //! the queue as the deployment holds them back in its hold queue.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::deliver::{
@@ -91,34 +92,36 @@ pub fn deliver_group(
     ))
 }
 
-/// The local delivery queue as the deliver stage's [`Carrier`]: calls that are not full wait
-/// for the next drain, up to [`MESSAGE_DELIVERY_SPAN_MS`] of delivery time and until
-/// [`LOCAL_HOLD_BYTES`] wait; nothing waits for a closing group.
-#[derive(Default)]
+/// The local delivery queue as the deliver stage's [`Carrier`] for one drain: calls that are
+/// not full wait in the [`HoldQueue`], up to [`MESSAGE_DELIVERY_SPAN_MS`] of delivery time and
+/// until [`LOCAL_HOLD_BYTES`] wait there; nothing waits for a closing group.
 pub struct LocalHold {
     /// Held messages, each with the time of the invocation that held it back.
-    held: Mutex<Vec<(String, i64)>>,
+    held: Mutex<Vec<(HeldMessage, i64)>>,
     /// The current invocation: its time, and whether it is closing.
     invocation: Mutex<(i64, bool)>,
+    /// Bytes already waiting in the hold queue.
+    waiting_bytes: usize,
 }
 
 impl LocalHold {
+    pub fn new(hold_queue: &HoldQueue) -> Self {
+        LocalHold {
+            held: Mutex::new(Vec::new()),
+            invocation: Mutex::new((0, false)),
+            waiting_bytes: hold_queue.bytes,
+        }
+    }
+
     /// The invocation of `group` at `now_ms` starts.
     pub fn start(&self, group: &Group, now_ms: i64) {
         *lock(&self.invocation) = (now_ms, group.closing);
     }
 
-    /// The held-back messages, to go back to the delivery queue as delivered when they were
-    /// held back.
-    pub fn take(&self) -> Vec<Outgoing> {
+    /// The messages held back in this drain, each with the time it was held back, for the
+    /// hold queue.
+    pub fn take(&self) -> Vec<(HeldMessage, i64)> {
         std::mem::take(&mut *lock(&self.held))
-            .into_iter()
-            .map(|(body, delivered_ms)| Outgoing {
-                destination: Destination::Delivery,
-                body,
-                delivered_ms,
-            })
-            .collect()
     }
 }
 
@@ -128,8 +131,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Carrier for LocalHold {
     fn max_wait_ms(&self) -> i64 {
-        let held_bytes: usize = lock(&self.held).iter().map(|(b, _)| b.len()).sum();
-        if lock(&self.invocation).1 || held_bytes >= LOCAL_HOLD_BYTES {
+        let held_bytes: usize = lock(&self.held).iter().map(|(m, _)| m.body.len()).sum();
+        if lock(&self.invocation).1 || self.waiting_bytes + held_bytes >= LOCAL_HOLD_BYTES {
             0
         } else {
             MESSAGE_DELIVERY_SPAN_MS
@@ -138,9 +141,67 @@ impl Carrier for LocalHold {
 
     async fn send(&self, messages: Vec<HeldMessage>) -> Result<(), CarryError> {
         let now_ms = lock(&self.invocation).0;
-        lock(&self.held).extend(messages.into_iter().map(|m| (m.body, now_ms)));
+        lock(&self.held).extend(messages.into_iter().map(|m| (m, now_ms)));
         Ok(())
     }
+}
+
+/// The local stand-in of the deployment's hold queue: a FIFO queue with one message group per
+/// stream. A stream's held messages wait there until the next delivery message of their
+/// stream is queued, and go back to the delivery queue just before it, so the next deliver
+/// invocation of that stream sees them together (in the stack its group gathers behind a lone
+/// held message the same way). Only then are they opened, planned and held again: an
+/// invocation of other streams never sees them.
+#[derive(Debug, Default)]
+pub struct HoldQueue {
+    groups: BTreeMap<String, Vec<Outgoing>>,
+    bytes: usize,
+}
+
+impl HoldQueue {
+    /// Held messages join their stream's group, as delivered when they were held back.
+    pub fn wait(&mut self, held: Vec<(HeldMessage, i64)>) {
+        for (message, delivered_ms) in held {
+            self.bytes += message.body.len();
+            self.groups
+                .entry(message.stream)
+                .or_default()
+                .push(Outgoing {
+                    destination: Destination::Delivery,
+                    body: message.body,
+                    delivered_ms,
+                });
+        }
+    }
+
+    /// Queues `message` on `queue`, after the held messages of its stream if any wait.
+    pub fn queue_with_held(&mut self, queue: &mut Vec<Outgoing>, message: Outgoing) {
+        if message.destination == Destination::Delivery && !self.groups.is_empty() {
+            if let Some(held) = stream_of(&message.body).and_then(|s| self.groups.remove(&s)) {
+                self.bytes -= held.iter().map(|m| m.body.len()).sum::<usize>();
+                queue.extend(held);
+            }
+        }
+        queue.push(message);
+    }
+
+    /// Every held message, stream by stream (the end of the input).
+    pub fn take_all(&mut self) -> Vec<Outgoing> {
+        self.bytes = 0;
+        std::mem::take(&mut self.groups)
+            .into_values()
+            .flatten()
+            .collect()
+    }
+}
+
+/// The stream a delivery message names, read from its start as [`MessagePacker`] writes it
+/// (`{"v":1,"stream":"<name>",...`) without reading its records.
+///
+/// [`MessagePacker`]: crate::deliver::MessagePacker
+fn stream_of(body: &str) -> Option<String> {
+    let rest = body.strip_prefix(r#"{"v":1,"stream":"#)?;
+    serde::Deserialize::deserialize(&mut serde_json::Deserializer::from_str(rest)).ok()
 }
 
 #[cfg(test)]
@@ -192,5 +253,59 @@ mod tests {
             None,
             "without a span, time does not cut"
         );
+    }
+
+    fn fresh(stream: &str) -> Outgoing {
+        Outgoing {
+            destination: Destination::Delivery,
+            body: format!(r#"{{"v":1,"stream":"{stream}","records":[{{}}]}}"#),
+            delivered_ms: 0,
+        }
+    }
+
+    fn held(stream: &str, body: &str) -> (HeldMessage, i64) {
+        let message = HeldMessage {
+            stream: stream.to_owned(),
+            body: body.to_owned(),
+        };
+        (message, 0)
+    }
+
+    #[test]
+    fn held_messages_wait_for_the_next_message_of_their_stream_and_go_just_before_it() {
+        let mut hold = HoldQueue::default();
+        hold.wait(vec![held("a", "a1"), held("b", "b1"), held("a", "a2")]);
+        let mut queue = Vec::new();
+        hold.queue_with_held(&mut queue, fresh("c"));
+        hold.queue_with_held(&mut queue, fresh("a"));
+        hold.queue_with_held(&mut queue, fresh("a"));
+        let bodies: Vec<&str> = queue.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            [
+                fresh("c").body.as_str(),
+                "a1",
+                "a2",
+                fresh("a").body.as_str(),
+                fresh("a").body.as_str()
+            ]
+        );
+        assert_eq!(hold.bytes, 2, "b1 still waits");
+        let rest: Vec<String> = hold.take_all().into_iter().map(|m| m.body).collect();
+        assert_eq!(rest, ["b1"]);
+        assert_eq!(hold.bytes, 0);
+    }
+
+    #[test]
+    fn the_stream_of_a_message_is_read_from_its_start_only() {
+        assert_eq!(
+            stream_of(&fresh("1_CloudTrail_us-east-1").body).as_deref(),
+            Some("1_CloudTrail_us-east-1")
+        );
+        assert_eq!(
+            stream_of(r#"{"v":1,"stream":"a\"b","records":[oops"#).as_deref(),
+            Some("a\"b")
+        );
+        assert_eq!(stream_of(r#"{"gz":"H4sI","v":1,"stream":"a"}"#), None);
     }
 }

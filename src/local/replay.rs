@@ -1,8 +1,10 @@
 //! `trailwatch replay`: the whole pipeline on one machine, over CloudTrail log files.
 //!
 //! Files are read and selected by the select path the select function runs
-//! ([`select_object`]); the delivery messages go through the local delivery queue
-//! ([`super::queue`]) to the deliver stage, and Insights records to the local bus. The log
+//! ([`select_object`]) on the caller's thread; what it sends goes, in order, to the deliver
+//! side ([`super::delivery`], on a second thread unless `threads` is 1): the delivery messages
+//! through the local delivery queue ([`super::queue`]) to the deliver stage, Insights records
+//! to the local bus. The log
 //! group is a folder of `<stream>.jsonl` files and the Insights bus is `insights.jsonl`. With
 //! detection on, the rules are evaluated on every record read, and the detections the noise
 //! control lets through go to `detections.jsonl` ([`super::detections`]).
@@ -21,24 +23,23 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 
 use crate::deliver::message::DEFAULT_MESSAGE_BYTES;
-use crate::deliver::{DeliveryMessage, DeliveryReport};
-use crate::forward::{Entry, DEFAULT_SOURCE};
+use crate::deliver::DeliveryReport;
 use crate::ingest::{parse_object_key, ObjectKind};
 use crate::insights::{InsightsConfig, InsightsEngine};
 use crate::record::Record;
 use crate::select::{
-    select_object, Destination, Origin, Outbox, Outgoing, SelectCounts, SelectRun, TrailConfig,
-    MESSAGE_DELIVERY_SPAN_MS,
+    select_object, Origin, Outbox, Outgoing, SelectCounts, SelectRun, TrailConfig,
 };
 
-use super::adapters::{CountingLogGroup, FileBus, FileLogGroup, Input, STDIN};
+use super::adapters::{FileBus, FileLogGroup, Input, STDIN};
 use super::block_on;
 use super::cost::AwsCalls;
+use super::delivery::{LocalDelivery, Work, WORK_IN_FLIGHT};
 use super::detections::{DetectionOptions, DetectionTotals, LocalDetections};
 use super::files::{in_delivery_order, log_files, FilesError};
-use super::queue::{deliver_group, next_group, LocalHold};
 
 /// Records between two progress reports inside a file.
 pub const PROGRESS_EVERY_RECORDS: usize = 4096;
@@ -56,6 +57,11 @@ pub struct ReplayOptions {
     /// The delivery time for CloudWatch Logs' time window; by default each record is delivered
     /// "as it happened", at the delivery time of its file.
     pub now_ms: Option<i64>,
+    /// Threads the replay runs on: with 1, the caller's thread selects and delivers; with more,
+    /// a second thread delivers what the first selected. The output is the same: the select
+    /// path stays on one thread (eventIDs are deduplicated and records packed in input order),
+    /// and the deliver side takes everything in the order it was sent.
+    pub threads: usize,
 }
 
 /// Where a replay stands, handed to the caller's observer as it goes.
@@ -151,7 +157,7 @@ pub struct DeliveryTotals {
 }
 
 impl DeliveryTotals {
-    fn add(&mut self, report: &DeliveryReport) {
+    pub(super) fn add(&mut self, report: &DeliveryReport) {
         self.delivered += report.delivered;
         self.duplicates += report.duplicates;
         self.set_aside += report.set_aside.len();
@@ -206,29 +212,53 @@ pub fn replay_with_progress(
     if let Some(detection) = &options.detection {
         run = run.with_detector(&detection.detector);
     }
-    let mut pipeline = LocalPipeline {
-        group: CountingLogGroup::new(&outputs.group),
-        bus: &outputs.bus,
-        detections: options
-            .detection
-            .as_ref()
-            .zip(outputs.detections_bus.as_ref())
-            .map(|(d, bus)| LocalDetections::new(d.noise.clone(), bus)),
-        now_ms: options.now_ms,
-        queue: Vec::new(),
-        engine: options.insights.clone().map(InsightsEngine::new),
-        summary: ReplaySummary::default(),
-        progress,
-        state: Progress {
-            files_total: inputs.len(),
-            ..Progress::default()
-        },
-    };
-    for input in &inputs {
-        pipeline.read(input, &mut run);
-    }
-    pipeline.finish(&mut run);
-    let mut summary = pipeline.into_summary(&run);
+    let detections = options
+        .detection
+        .as_ref()
+        .zip(outputs.detections_bus.as_ref())
+        .map(|(d, bus)| LocalDetections::new(d.noise.clone(), bus));
+    let delivery = LocalDelivery::new(&outputs.group, &outputs.bus, detections, options.now_ms);
+    let (select, mut summary) = std::thread::scope(|scope| {
+        let (handover, delivering) = if options.threads > 1 {
+            let (work, received) = std::sync::mpsc::sync_channel(WORK_IN_FLIGHT);
+            let thread = scope.spawn(move || delivery.run(received));
+            (Handover::Thread(work), Some(thread))
+        } else {
+            (Handover::Inline(Box::new(delivery)), None)
+        };
+        let mut select = SelectSide {
+            handover,
+            engine: options.insights.clone().map(InsightsEngine::new),
+            totals: SelectTotals::default(),
+            progress,
+            state: Progress {
+                files_total: inputs.len(),
+                ..Progress::default()
+            },
+        };
+        for input in &inputs {
+            select.read(input, &mut run);
+        }
+        // The select side goes: a deliver thread ends once it has done everything sent.
+        let (totals, inline) = select.finish(&mut run);
+        let summary = match (inline, delivering) {
+            (Some(delivery), _) => delivery.into_summary(),
+            (None, Some(thread)) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            (None, None) => unreachable!("a replay delivers inline or on a thread"),
+        };
+        (totals, summary)
+    });
+    summary.files = select.files;
+    summary.aws.s3_get_object = select.s3_get_object;
+    summary.insights_detected = select.insights_detected;
+    summary.select = run.counts().clone();
+    summary.problem_count =
+        summary.select.rejected + summary.select.files_failed + summary.problems.len();
+    let mut problems: Vec<String> = run.problems().iter().map(ToString::to_string).collect();
+    problems.append(&mut summary.problems);
+    summary.problems = problems;
     outputs.flush(&mut summary.output_errors);
     Ok(summary)
 }
@@ -281,29 +311,39 @@ impl Outputs {
     }
 }
 
-/// What comes after the select stage on one machine: the delivery queue, the deliver stage
-/// writing the log group, the Insights detector and the bus. The select path sends to it as
-/// the select function sends to its queues.
-struct LocalPipeline<'a> {
-    group: CountingLogGroup<'a>,
-    bus: &'a FileBus,
-    detections: Option<LocalDetections<'a>>,
-    /// Everything delivered at this time, instead of each record at its own.
-    now_ms: Option<i64>,
-    /// The delivery queue.
-    queue: Vec<Outgoing>,
+/// How the select side hands its work to the deliver side.
+enum Handover<'a> {
+    /// Delivered on the select side's thread as it is handed over.
+    Inline(Box<LocalDelivery<'a>>),
+    /// Sent, in order, to the deliver side's thread.
+    Thread(SyncSender<Work>),
+}
+
+/// What the select side counts of a replay.
+#[derive(Default)]
+struct SelectTotals {
+    files: usize,
+    s3_get_object: usize,
+    insights_detected: usize,
+}
+
+/// The select side of a replay, on the caller's thread: it reads the inputs through the select
+/// path, feeds the Insights detector the records kept, reports progress, and hands what it
+/// sends, in order, to the deliver side ([`LocalDelivery`]) as the select function sends to
+/// its queues.
+struct SelectSide<'a> {
+    handover: Handover<'a>,
     engine: Option<InsightsEngine>,
-    summary: ReplaySummary,
+    totals: SelectTotals,
     progress: &'a mut dyn FnMut(Progress),
     state: Progress,
 }
 
-impl Outbox for LocalPipeline<'_> {
+impl Outbox for SelectSide<'_> {
     type Error = Infallible;
 
     async fn send(&mut self, messages: Vec<Outgoing>) -> Result<(), Infallible> {
-        self.enqueue(messages);
-        self.drain(false);
+        self.hand_over(Work::Send(messages));
         Ok(())
     }
 
@@ -322,10 +362,10 @@ impl Outbox for LocalPipeline<'_> {
     }
 }
 
-impl LocalPipeline<'_> {
+impl<'a> SelectSide<'a> {
     /// Reads one input through the select path; the Insights detector's clock follows.
     fn read(&mut self, input: &Input, run: &mut SelectRun<'_>) {
-        self.summary.files += 1;
+        self.totals.files += 1;
         let name = input.name();
         let origin = Origin {
             bucket: None,
@@ -334,7 +374,7 @@ impl LocalPipeline<'_> {
         };
         let is_log = origin.parsed.kind != ObjectKind::Digest;
         if is_log {
-            self.summary.aws.s3_get_object += 1;
+            self.totals.s3_get_object += 1;
         }
         // Local files are never worth retrying, and the local pipeline always takes what is
         // sent: both have been recorded by the run.
@@ -343,146 +383,38 @@ impl LocalPipeline<'_> {
             (is_log, self.engine.as_mut(), run.counts().newest_event_ms)
         {
             let detected = engine.advance_to(newest);
-            self.summary.insights_detected += detected.len();
-            self.forward_records(&detected, false);
+            self.totals.insights_detected += detected.len();
+            self.hand_over(Work::Detected(detected));
         }
         self.state.files_done += 1;
         self.state.records_read = run.counts().records_read;
         (self.progress)(self.state);
     }
 
-    /// The end of the input: the detector closes its open minutes, every message is delivered.
-    fn finish(&mut self, run: &mut SelectRun<'_>) {
+    /// The end of the input: the detector closes its open minutes, the run its messages; the
+    /// hand-over ends, giving back the deliver side if it was inline.
+    fn finish(mut self, run: &mut SelectRun<'_>) -> (SelectTotals, Option<Box<LocalDelivery<'a>>>) {
         if let Some(engine) = self.engine.as_mut() {
             let detected = engine.finish();
-            self.summary.insights_detected += detected.len();
-            self.forward_records(&detected, false);
+            self.totals.insights_detected += detected.len();
+            self.hand_over(Work::Detected(detected));
         }
         run.flush();
-        self.enqueue(run.take_outbox());
-        self.drain(true);
-    }
-
-    fn into_summary(self, run: &SelectRun<'_>) -> ReplaySummary {
-        let mut summary = self.summary;
-        if let Some(detections) = self.detections {
-            summary.detections = detections.totals;
+        self.hand_over(Work::Finish(run.take_outbox()));
+        match self.handover {
+            Handover::Inline(delivery) => (self.totals, Some(delivery)),
+            Handover::Thread(_) => (self.totals, None),
         }
-        summary.aws.cwl_events = self.group.events();
-        summary.aws.cwl_ingested_bytes = self.group.ingested_bytes();
-        summary.select = run.counts().clone();
-        summary.problem_count =
-            summary.select.rejected + summary.select.files_failed + summary.problems.len();
-        let mut problems: Vec<String> = run.problems().iter().map(ToString::to_string).collect();
-        problems.append(&mut summary.problems);
-        summary.problems = problems;
-        summary
     }
 
-    /// Queues messages as the select (or deliver) function sends them, counting the calls.
-    fn enqueue(&mut self, messages: Vec<Outgoing>) {
-        self.summary.aws.count_sends(&messages);
-        self.queue.extend(messages);
-    }
-
-    /// Hands queued messages to the local deliver and forward stages, in SQS-sized groups;
-    /// calls that are not full wait for the next drain, the last drain (`all`) puts
-    /// everything.
-    fn drain(&mut self, all: bool) {
-        let (to_insights_queue, mut delivery): (Vec<Outgoing>, Vec<Outgoing>) = self
-            .queue
-            .drain(..)
-            .partition(|m| m.destination != Destination::Delivery);
-        for message in &to_insights_queue {
-            match (message.destination, self.detections.as_mut()) {
-                (Destination::Detections, Some(detections)) => {
-                    let s = &mut self.summary;
-                    detections.take(
-                        &message.body,
-                        &mut s.aws,
-                        &mut s.problems,
-                        &mut s.output_errors,
-                    );
-                }
-                _ => self.forward_insights(&message.body),
+    fn hand_over(&mut self, work: Work) {
+        match &mut self.handover {
+            Handover::Inline(delivery) => delivery.take(work),
+            // A deliver thread that is gone has panicked: the panic is raised when it is
+            // joined.
+            Handover::Thread(sender) => {
+                let _ = sender.send(work);
             }
-        }
-        let hold = LocalHold::default();
-        // With one delivery time for everything, time does not part the messages.
-        let span = self.now_ms.is_none().then_some(MESSAGE_DELIVERY_SPAN_MS);
-        while let Some(group) = next_group(&mut delivery, all, span) {
-            let now_ms = self.now_ms.unwrap_or(group.delivered_ms);
-            hold.start(&group, now_ms);
-            let (report, ledger) = deliver_group(&self.group, &hold, &group.messages, now_ms);
-            let aws = &mut self.summary.aws;
-            aws.put_log_events += report.put_calls;
-            aws.dynamodb_put_item += ledger.writes();
-            self.note_set_aside(&report);
-            self.summary.delivery.add(&report);
-        }
-        // Sent back to the delivery queue, as the deliver function sends them.
-        self.enqueue(hold.take());
-        self.queue.extend(delivery);
-    }
-
-    /// A failed call is an output error; a record CloudWatch Logs would not accept is counted
-    /// by reason, not listed; any other record set aside is a problem of the input.
-    fn note_set_aside(&mut self, report: &DeliveryReport) {
-        if report.failed_calls > 0 {
-            for aside in report.set_aside.iter().filter(|a| a.record_index.is_none()) {
-                self.summary.output_errors.push(aside.reason.clone());
-            }
-        }
-        for aside in report.set_aside.iter().filter(|a| a.record_index.is_some()) {
-            if !aside
-                .reason
-                .starts_with("CloudWatch Logs does not accept it")
-            {
-                self.summary.problems.push(format!(
-                    "delivery: record with eventID {}: {}",
-                    aside.event_id.as_deref().unwrap_or("(none)"),
-                    aside.reason
-                ));
-            }
-        }
-    }
-
-    fn forward_insights(&mut self, body: &str) {
-        match DeliveryMessage::parse(body) {
-            Ok(message) => {
-                let records: Vec<&str> = message.records.iter().map(|r| r.get()).collect();
-                self.forward_records(&records, true);
-            }
-            Err(e) => self.summary.problems.push(format!("insights message: {e}")),
-        }
-    }
-
-    /// Forwards Insights records, as the Insights function does, to the local bus.
-    fn forward_records(&mut self, records: &[impl AsRef<str>], native: bool) {
-        if records.is_empty() {
-            return;
-        }
-        let entries: Vec<Entry> = records
-            .iter()
-            .map(|raw| {
-                let raw = raw.as_ref();
-                let time = Record::parse(raw)
-                    .ok()
-                    .and_then(|r| r.fields.event_time.map(|t| t.into_owned()));
-                Entry::insight(DEFAULT_SOURCE, raw, time.as_deref())
-            })
-            .collect();
-        let summary = &mut self.summary;
-        let report = self.bus.forward(&entries, &mut summary.aws);
-        if native {
-            summary.insights_forwarded_native += report.accepted.len();
-        } else {
-            summary.insights_forwarded_detected += report.accepted.len();
-        }
-        for (i, reason) in report.failed {
-            summary
-                .output_errors
-                .push(format!("insights.jsonl: record {i} not written: {reason}"));
         }
     }
 }
@@ -513,6 +445,7 @@ mod tests {
             out,
             detection: None,
             now_ms: None,
+            threads: 2,
         }
     }
 
@@ -551,6 +484,82 @@ mod tests {
             collect_inputs(&[empty]),
             Err(ReplayError::NoLogFiles)
         ));
+    }
+
+    /// Every file of one folder, by name, with its bytes.
+    fn folder(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&path).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn one_thread_and_two_write_the_same_output_and_summary() {
+        let dir = temp_dir("threads");
+        let input = dir.join("in");
+        std::fs::create_dir_all(&input).unwrap();
+        // Six streams over three hours of files: messages fill and part by time, partial calls
+        // are held back and rejoin their stream, repeated eventIDs are dropped, an Insights
+        // record goes to the bus, and a file without a stamp is delivered by its eventTime.
+        let padding = "p".repeat(2000);
+        for f in 0..36u32 {
+            let (account, region) = (
+                100_000_000_000 + u64::from(f % 3),
+                ["us-east-1", "eu-west-1"][(f / 3 % 2) as usize],
+            );
+            let records: Vec<String> = (0..150u32)
+                .map(|i| {
+                    let id = if i % 50 == 0 { "repeated".to_owned() } else { format!("{f}-{i}") };
+                    format!(
+                        r#"{{"eventVersion":"1.08","eventTime":"2024-01-01T{:02}:{:02}:00Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"{region}","eventID":"{id}","eventCategory":"Management","readOnly":true,"recipientAccountId":"{account}","requestParameters":{{"p":"{padding}"}}}}"#,
+                        f / 12,
+                        f % 12 * 5
+                    )
+                })
+                .collect();
+            let name = format!(
+                "{account}_CloudTrail_{region}_20240101T{:02}{:02}Z_{f}.json",
+                f / 12,
+                f % 12 * 5 + 5
+            );
+            std::fs::write(
+                input.join(name),
+                format!(r#"{{"Records":[{}]}}"#, records.join(",")),
+            )
+            .unwrap();
+        }
+        let insight = r#"{"eventVersion":"1.08","eventTime":"2024-01-01T01:00:00Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","eventID":"insight-1","eventType":"AwsCloudTrailInsight","eventCategory":"Insight","recipientAccountId":"100000000000","insightDetails":{"state":"Start"}}"#;
+        std::fs::write(
+            input.join("no-stamp.json"),
+            format!(r#"{{"Records":[{insight},{}]}}"#, record("late", 1)),
+        )
+        .unwrap();
+        let config = r#"{"InsightSelectors":[{"InsightType":"ApiCallRateInsight"}]}"#;
+        let replay_on = |threads: usize| {
+            let out = dir.join(format!("out-{threads}"));
+            let mut options = options(vec![input.clone()], out.clone());
+            options.insights = Some(InsightsConfig::from_json(config).unwrap());
+            options.threads = threads;
+            let summary = replay(&options).unwrap();
+            (format!("{summary:#?}"), folder(&out))
+        };
+        let (one, two) = (replay_on(1), replay_on(2));
+        assert!(one.0.contains("duplicates: 107"), "{}", one.0);
+        assert!(
+            one.1.len() >= 7,
+            "six streams and the bus: {:?}",
+            one.1.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+        assert_eq!(one.0, two.0, "the summaries differ");
+        assert!(one.1 == two.1, "the outputs differ");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
