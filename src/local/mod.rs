@@ -20,7 +20,7 @@ pub use files::{
 };
 pub use replay::{
     collect_inputs, replay, replay_with_progress, DeliveryTotals, Progress, ReplayError,
-    ReplayOptions, ReplaySummary,
+    ReplayOptions, ReplaySummary, DETECTIONS_FILE, INSIGHTS_FILE,
 };
 
 /// Runs a future whose every await completes at once (the local adapters never wait).

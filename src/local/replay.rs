@@ -43,6 +43,10 @@ use super::files::{in_delivery_order, log_files, FilesError};
 
 /// Records between two progress reports inside a file.
 pub const PROGRESS_EVERY_RECORDS: usize = 4096;
+/// What the replay writes beside the streams: the Insights events it forwards to the bus.
+pub const INSIGHTS_FILE: &str = "insights.jsonl";
+/// ... and the detections it reports (EventBridge entries, not CloudTrail records).
+pub const DETECTIONS_FILE: &str = "detections.jsonl";
 
 pub struct ReplayOptions {
     /// Files, folders, or [`STDIN`].
@@ -281,9 +285,9 @@ impl Outputs {
             move |source| ReplayError::Output { path, source }
         };
         let group = FileLogGroup::new(out).map_err(output_error(out))?;
-        let bus_path = out.join("insights.jsonl");
+        let bus_path = out.join(INSIGHTS_FILE);
         let bus = FileBus::create(&bus_path).map_err(output_error(&bus_path))?;
-        let detections_path = out.join("detections.jsonl");
+        let detections_path = out.join(DETECTIONS_FILE);
         let detections_bus = detections
             .then(|| FileBus::create(&detections_path))
             .transpose()

@@ -1,5 +1,6 @@
 //! Local sources: a `trailwatch replay --out` folder (one `<stream>.jsonl` per CloudWatch Logs
-//! stream, one record per line, plus `insights.jsonl`), a single `.jsonl` file, or CloudTrail
+//! stream, one record per line, plus `insights.jsonl`; its `detections.jsonl` holds detections,
+//! not events, and is not read), a single `.jsonl` file, or CloudTrail
 //! log files (`.json` / `.json.gz`, a file or an `AWSLogs/…` folder).
 
 use std::fs::File;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 use trailwatch::ingest::{read_log_file, LogFileLimits};
-use trailwatch::local::log_files;
+use trailwatch::local::{log_files, DETECTIONS_FILE};
 
 use super::search::Searcher;
 
@@ -74,12 +75,12 @@ fn is_jsonl(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "jsonl")
 }
 
-/// The `.jsonl` files directly in `dir`, in name order.
+/// The `.jsonl` files directly in `dir` but the replay's detections, in name order.
 fn jsonl_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.is_file() && is_jsonl(&path) {
+        if path.is_file() && is_jsonl(&path) && !path.ends_with(DETECTIONS_FILE) {
             files.push(path);
         }
     }

@@ -179,7 +179,8 @@ pub fn jsonl_records(dir: &Path) -> Vec<Rec> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "jsonl") {
+        // detections.jsonl holds the replay's detections, not CloudTrail records.
+        if path.extension().is_some_and(|e| e == "jsonl") && !path.ends_with("detections.jsonl") {
             let text = std::fs::read_to_string(&path).unwrap();
             out.extend(text.lines().filter(|l| !l.trim().is_empty()).map(Rec::new));
         }
