@@ -226,6 +226,8 @@ async fn a_generated_burst_counted_from_logs_reaches_an_eventbridge_rule_as_star
     };
     let mut settings = EvaluateSettings::new(SOURCE);
     settings.first_run_lookback_minutes = 2 * 1440;
+    // The run's keys in four shards closed in parallel, over the one table and lease.
+    settings.shards = 4;
     let state = StateContext {
         store,
         config: InsightsConfig::default(),
@@ -252,6 +254,7 @@ async fn a_generated_burst_counted_from_logs_reaches_an_eventbridge_rule_as_star
     let reports = evaluate_until_caught_up(&context, &state, first_now).await;
     let starts: i64 = reports.iter().map(|r| r["starts"].as_i64().unwrap()).sum();
     assert_eq!(starts, 1, "{reports:?}");
+    assert!(reports.iter().all(|r| r["shards"] == 4), "{reports:?}");
     let open = state.store.load_clock().await.unwrap().open_keys;
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].event_name, "CreateAccessKey");
