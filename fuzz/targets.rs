@@ -40,14 +40,11 @@ fn decode(data: &[u8], chunk: usize) -> Outcome {
         items.push((item.index, bytes));
     };
     for piece in data.chunks(chunk.max(1)) {
-        let fed = decoder.feed(piece);
-        decoder.drain(&mut each);
-        if let Err(e) = fed {
+        if let Err(e) = decoder.feed(piece, &mut each) {
             return (items, Err(e.to_string()));
         }
     }
-    let finished = decoder.finish();
-    decoder.drain(&mut each);
+    let finished = decoder.finish(&mut each);
     (items, finished.map_err(|e| e.to_string()))
 }
 

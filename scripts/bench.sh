@@ -5,10 +5,11 @@
 #   scripts/bench.sh select     # only the sections of benches/pipeline.rs whose name contains it
 #                               # (select, deliver, memory, cold)
 #
-# Builds the three functions in release mode, generates the corpus (scripts/gen-corpus.py,
+# Builds the three functions and the CLI in release mode, generates the corpus (scripts/gen-corpus.py,
 # ~1.1 GB of CloudTrail JSON as 170 MB of gzip under target/bench-corpus, skipped when already
 # there), runs benches/pipeline.rs, which prints one table of ratios measured in the same run,
-# then the selector, Insights and detection benches when present. The table is also written to
+# then the selector, Insights, detection and hostile-input (peak memory) benches. The table is
+# also written to
 # target/bench-out/pipeline.md. TRAILWATCH_BENCH_ROUNDS (default 3) sets the repetitions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ fi
 python3 scripts/gen-corpus.py
 
 echo "building the functions (release)…" >&2
-if ! cargo build --release --quiet -p trailwatch-select-fn -p trailwatch-deliver-fn -p trailwatch-insights-fn; then
+if ! cargo build --release --quiet -p trailwatch-select-fn -p trailwatch-deliver-fn -p trailwatch-insights-fn -p trailwatch-cli; then
     echo "warning: a function did not build; its size and cold start are missing from the table" >&2
 fi
 cargo bench --quiet -p trailwatch --bench pipeline --no-run
@@ -39,7 +40,7 @@ cargo bench --quiet -p trailwatch --bench pipeline --no-run
 cargo bench --quiet -p trailwatch --bench pipeline -- "$@" | tee target/bench-out/pipeline.md
 
 if [ $# -eq 0 ]; then
-    for bench in selectors insights detect; do
+    for bench in selectors insights detect hostile; do
         if [ -f "benches/$bench.rs" ]; then
             echo
             echo "### $bench (benches/$bench.rs)"

@@ -5,8 +5,10 @@
 #   scripts/local-invoke.sh env     deploy a stack into the running moto (scripts/moto.sh start)
 #                                   with the sample trail in its bucket; write each function's
 #                                   environment to target/local-invoke/<binary>.env
-#   scripts/local-invoke.sh cargo   `cargo lambda watch -p <crate>` per function, then
-#                                   `cargo lambda invoke --data-file` of every payload in events/
+#   scripts/local-invoke.sh cargo   `cargo lambda watch -p <crate>` per function, with no
+#                                   settings (a dry run answered, the rest told why the function
+#                                   cannot start), then with the stack's: `cargo lambda invoke
+#                                   --data-file` of every payload in events/
 #   scripts/local-invoke.sh sam     `sam local invoke` of every payload in a container, from
 #                                   `sam build`'s output (target/sam-build, or SAM_BUILD_DIR);
 #                                   needs Docker (scripts/docker.sh start); skipped, saying why,
@@ -97,37 +99,109 @@ EOF
 
 payloads_of() { ls "events/$1"/*.json; }
 
+# expect_cannot_start WHAT OUTPUT: the invoke failed at once with the function's start-up reason.
+expect_cannot_start() {
+    if grep -q "cannot start" "$2" && grep -q "trailwatch.Configuration" "$2"; then
+        log "$1: ok, answered with why it cannot start: $(grep -m1 -o 'cannot start: [^(]*' "$2")"
+    else
+        log "FAILED: $1: expected the start-up reason (trailwatch.Configuration), got:"
+        tail -n 5 "$2" >&2
+        return 1
+    fi
+}
+
+# start_watch NAME CRATE PORT [ENV-FILE]: `cargo lambda watch` in the background (its process
+# group in WATCH_PID), once it listens. Without an env file, the function runs with no region,
+# credentials or settings, as from a bare shell.
+start_watch() {
+    local name="$1" crate="$2" port="$3" env_file="${4:-}" log_file
+    local args=(-p "$crate" -A 127.0.0.1 -P "$port" --timeout "$TIMEOUT")
+    local bare=()
+    if [[ -n "$env_file" ]]; then
+        args+=(--env-file "$env_file")
+        log_file="$OUT/cargo/watch-$name.log"
+    else
+        bare=(env -u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY
+              -u AWS_SESSION_TOKEN -u AWS_PROFILE -u AWS_ENDPOINT_URL)
+        log_file="$OUT/cargo/watch-$name-bare.log"
+    fi
+    log "cargo lambda watch ${args[*]}"
+    setsid "${bare[@]}" cargo lambda watch "${args[@]}" >"$log_file" 2>&1 </dev/null &
+    WATCH_PID=$!
+    # cargo lambda watch listens before the function is built; a dead watch ends the wait.
+    local deadline=$((SECONDS + 60))
+    until "$ROOT/.venv-tools/bin/python" -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; do
+        if ! kill -0 "$WATCH_PID" 2>/dev/null || ((SECONDS > deadline)); then
+            log "FAILED: cargo lambda watch did not start:"
+            tail -n 5 "$log_file" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+stop_watch() {
+    kill -- "-$WATCH_PID" 2>/dev/null || true
+    wait "$WATCH_PID" 2>/dev/null || true
+}
+
+# lambda_invoke NAME PORT PAYLOAD OUTPUT: `cargo lambda invoke`, bounded.
+lambda_invoke() {
+    timeout "$TIMEOUT" cargo lambda invoke "trailwatch-$1" -A 127.0.0.1 -P "$2" \
+        --data-file "$3" >"$4" 2>&1
+}
+
+# build_function CRATE BINARY: `cargo build -p`, saying which dependencies it compiled again
+# after the workspace build (features resolved for one package differ: workspace-hack/Cargo.toml).
+build_function() {
+    log "cargo build -p $1 --bin $2"
+    cargo build -q -p "$1" --bin "$2" --message-format json >"$OUT/cargo/build-$2.json"
+    "$ROOT/.venv-tools/bin/python" - "$OUT/cargo/build-$2.json" <<'EOF' >&2
+import json, sys
+rebuilt = set()
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    # Dependencies from a registry: the workspace's own crates may differ in features by design.
+    if m.get("reason") == "compiler-artifact" and not m["fresh"] and "registry" in m["package_id"]:
+        rebuilt.add(m["target"]["name"])
+if rebuilt:
+    print(f"[local-invoke] note: compiled again for this package's features (add them to "
+          f"workspace-hack/Cargo.toml): {', '.join(sorted(rebuilt))}")
+EOF
+}
+
 invoke_cargo() {
     source scripts/env.sh
-    local failed=0 port=9600 entry name crate logical pid payload output
+    local failed=0 port=9600 entry name crate logical payload output first
     mkdir -p "$OUT/cargo"
     for entry in "${FUNCTIONS[@]}"; do
         IFS=: read -r name crate logical <<<"$entry"
         [[ -f "$OUT/trailwatch-$name.env" ]] || write_env
         port=$((port + 1))
-        # Built first: `cargo run -p` (what watch runs) resolves this package's features alone,
-        # so it may build more than the workspace build did, and watch's --timeout would kill
-        # a build that an invoke started.
-        log "cargo build -p $crate --bin trailwatch-$name"
-        cargo build -q -p "$crate" --bin "trailwatch-$name"
-        log "cargo lambda watch -p $crate -A 127.0.0.1 -P $port --env-file target/local-invoke/trailwatch-$name.env"
-        setsid cargo lambda watch -p "$crate" -A 127.0.0.1 -P "$port" --timeout "$TIMEOUT" \
-            --env-file "$OUT/trailwatch-$name.env" >"$OUT/cargo/watch-$name.log" 2>&1 </dev/null &
-        pid=$!
-        # cargo lambda watch listens before the function is built; a dead watch ends the wait.
-        local deadline=$((SECONDS + 60))
-        until "$ROOT/.venv-tools/bin/python" -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; do
-            if ! kill -0 "$pid" 2>/dev/null || ((SECONDS > deadline)); then
-                log "FAILED: cargo lambda watch did not start:"
-                tail -n 5 "$OUT/cargo/watch-$name.log" >&2
-                return 1
+        # Built first: `cargo run -p` (what watch runs) must find it built, or watch's
+        # --timeout would kill a build that an invoke started.
+        build_function "$crate" "trailwatch-$name" || return 1
+
+        # No settings at all: a selector dry run is answered; anything else fails at once,
+        # saying why (never a wait).
+        start_watch "$name" "$crate" "$port" || return 1
+        if [[ "$name" == select ]]; then
+            output="$OUT/cargo/bare-dry-run.json"
+            if ! lambda_invoke "$name" "$port" events/select/dry-run.json "$output" \
+                || ! check "cargo (no settings)" events/select/dry-run.json "$output"; then
+                failed=1
             fi
-            sleep 0.5
-        done
+        fi
+        first="$(payloads_of "$name" | grep -v dry-run | head -n 1)"
+        output="$OUT/cargo/bare-$(basename "$first")"
+        lambda_invoke "$name" "$port" "$first" "$output" || true
+        expect_cannot_start "cargo (no settings) $first" "$output" || failed=1
+        stop_watch
+
+        start_watch "$name" "$crate" "$port" "$OUT/trailwatch-$name.env" || return 1
         for payload in $(payloads_of "$name"); do
             output="$OUT/cargo/$(basename "$payload")"
-            if ! timeout "$TIMEOUT" cargo lambda invoke "trailwatch-$name" -A 127.0.0.1 -P "$port" \
-                --data-file "$payload" >"$output" 2>&1; then
+            if ! lambda_invoke "$name" "$port" "$payload" "$output"; then
                 log "FAILED: cargo lambda invoke trailwatch-$name --data-file $payload (exit $?):"
                 tail -n 5 "$output" >&2
                 tail -n 5 "$OUT/cargo/watch-$name.log" >&2
@@ -136,8 +210,7 @@ invoke_cargo() {
                 failed=1
             fi
         done
-        kill -- "-$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+        stop_watch
     done
     return $failed
 }

@@ -13,7 +13,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 started=$SECONDS
-step() { printf '\n== [%4d s] %s\n' "$((SECONDS - started))" "$*"; }
+# Each step's start, and at the end what each one cost (the CI budget is ~45 min on 2 cores).
+costs=()
+step_name="" step_started=$SECONDS
+step() {
+    [[ -n "$step_name" ]] && costs+=("$(printf '%6d s  %s' "$((SECONDS - step_started))" "$step_name")")
+    step_name="$*" step_started=$SECONDS
+    printf '\n== [%4d s] %s\n' "$((SECONDS - started))" "$*"
+}
 
 # CI builds once from a clean clone: incremental caches (about 0.9 GB of target/debug here) would
 # only cost disk.
@@ -73,3 +80,4 @@ if [[ "${TRAILWATCH_SKIP_SAM_BUILD:-0}" != 1 ]]; then
 fi
 
 step "done in $((SECONDS - started)) s"
+printf '%s\n' "${costs[@]}"

@@ -11,7 +11,10 @@
 # before SAM's venv. `source scripts/env.sh` sets that order.
 #
 # A venv is (re)built only when the stamp inside it does not match the hash of its requirement
-# files and the interpreter, so a second run takes well under a second.
+# files and the interpreter, so a second run takes well under a second. The venvs are made and
+# filled by uv (pinned, installed from the package registry into .venv-uv): from a cold cache
+# the three take about a minute where pip took over ten (checkov's alone: 436 s with pip, 4 s
+# with uv); the lock files are used as constraints either way.
 #
 # Usage: scripts/tools.sh [--force]      (PYTHON=/path/to/python3.11 to choose the interpreter)
 set -euo pipefail
@@ -28,6 +31,27 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
     log "error: $PYTHON not found (set PYTHON=...)" >&2
     exit 1
 fi
+
+# uv, the installer: pinned, so that a fresh clone resolves as this one did.
+UV_VERSION=0.13.9
+UV="$ROOT/.venv-uv/bin/uv"
+# uv reads neither pip's configuration nor its variables: the same local wheels and CA bundle.
+uv_args=()
+[[ -n "${PIP_FIND_LINKS:-}" ]] && uv_args+=(--find-links "$PIP_FIND_LINKS")
+if [[ -n "${PIP_CERT:-}" && -z "${SSL_CERT_FILE:-}" ]]; then
+    export SSL_CERT_FILE="$PIP_CERT"
+fi
+
+ensure_uv() {
+    if [[ -x "$UV" && "$("$UV" --version 2>/dev/null)" == "uv $UV_VERSION "* ]]; then
+        return 0
+    fi
+    log "uv: installing uv==$UV_VERSION into .venv-uv"
+    rm -rf "$ROOT/.venv-uv"
+    "$PYTHON" -m venv "$ROOT/.venv-uv"
+    "$ROOT/.venv-uv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
+        "uv==$UV_VERSION"
+}
 
 # Hash of everything that decides a venv's contents.
 venv_key() {
@@ -63,16 +87,18 @@ ensure_venv() {
     else
         log "$name: creating ${dir#"$ROOT"/} with $("$PYTHON" --version 2>&1)"
     fi
-    "$PYTHON" -m venv "$dir"
+    ensure_uv
+    # --seed: pip stays in the venv (the lock files are regenerated with its `pip freeze`).
+    "$UV" venv --quiet --seed --python "$PYTHON" "$dir"
 
-    local pip_args=(--disable-pip-version-check --no-input --quiet -r "$req")
+    local install_args=(--quiet --python "$dir/bin/python" "${uv_args[@]}" -r "$req")
     if [[ -f "$lock" ]]; then
-        pip_args+=(-c "$lock")
-        log "$name: pip install -r ${req#"$ROOT"/} -c ${lock#"$ROOT"/}"
+        install_args+=(-c "$lock")
+        log "$name: uv pip install -r ${req#"$ROOT"/} -c ${lock#"$ROOT"/}"
     else
-        log "$name: pip install -r ${req#"$ROOT"/} (no lock file: transitive versions float)"
+        log "$name: uv pip install -r ${req#"$ROOT"/} (no lock file: transitive versions float)"
     fi
-    "$dir/bin/python" -m pip install "${pip_args[@]}"
+    "$UV" pip install "${install_args[@]}"
 
     # Prove the entry points run before stamping the venv as good.
     local cmd

@@ -62,6 +62,8 @@ pub struct RecordFields<'a> {
     pub shared_event_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub user_identity: Option<UserIdentity<'a>>,
+    #[serde(borrow)]
+    pub tls_details: Option<TlsDetails<'a>>,
     #[serde(borrow, default, deserialize_with = "resources")]
     pub resources: Option<Vec<Resource<'a>>>,
     #[serde(borrow)]
@@ -81,11 +83,30 @@ pub struct UserIdentity<'a> {
     pub invoked_by: Option<Cow<'a, str>>,
 }
 
+/// `tlsDetails` (from eventVersion 1.08; absent when an AWS service called on the caller's
+/// behalf): only the endpoint the client asked for is read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsDetails<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
+    pub client_provided_host_header: Option<Cow<'a, str>>,
+}
+
 /// An entry of `resources`: CloudTrail spells the ARN key upper-case.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Resource<'a> {
     #[serde(borrow, default, deserialize_with = "borrowed_str", rename = "ARN")]
     pub arn: Option<Cow<'a, str>>,
+    /// Instead of `ARN` in bucket-level S3 data events (`ListObjects`, `HeadBucket`,
+    /// `DeleteObjects`, …): the `AWS::S3::Object` entry names the objects the call concerns by
+    /// their common prefix, e.g. `arn:aws:s3:::bucket/`.
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "borrowed_str",
+        rename = "ARNPrefix"
+    )]
+    pub arn_prefix: Option<Cow<'a, str>>,
     #[serde(
         borrow,
         default,
@@ -225,6 +246,17 @@ pub enum RecordError {
     MissingEventTime,
     #[error("record has a bad eventTime: {0}")]
     EventTime(#[from] EventTimeError),
+}
+
+impl RecordError {
+    /// What is wrong, in a few words without the particulars (for counts by kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RecordError::Json(_) => "fields of the wrong type",
+            RecordError::MissingEventTime => "no eventTime",
+            RecordError::EventTime(_) => "bad eventTime",
+        }
+    }
 }
 
 /// The category of a record, from `eventCategory` or derived for records older than 1.07.

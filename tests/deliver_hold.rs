@@ -177,6 +177,7 @@ struct Outcome {
     kept: usize,
 }
 
+/// Long by design: one seeded run of the hold-back protocol, its steps in the order they happen.
 fn simulate(seed: u64) -> Outcome {
     let mut outcome = Outcome::default();
     let mut rng = Rng::new(seed);

@@ -29,17 +29,17 @@ fn read_in_pieces(bytes: &[u8], cuts: &[usize]) -> (Items, Result<(), FileError>
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
     points.sort();
     points.push(bytes.len());
+    let mut keep =
+        |i: trailwatch::ingest::RawItem<'_>| items.push((i.index, i.bytes.map(str::to_owned)));
     for p in points {
         if result.is_ok() {
-            result = decoder.feed(&bytes[last..p]);
+            result = decoder.feed(&bytes[last..p], &mut keep);
         }
-        decoder.drain(|i| items.push((i.index, i.bytes.map(str::to_owned))));
         last = p;
     }
     if result.is_ok() {
-        result = decoder.finish();
+        result = decoder.finish(&mut keep);
     }
-    decoder.drain(|i| items.push((i.index, i.bytes.map(str::to_owned))));
     (items, result)
 }
 

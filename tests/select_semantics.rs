@@ -1,30 +1,12 @@
 //! What a configuration keeps: one behaviour per test, each checked on the compiled matcher
 //! and on the reference interpreter.
 
+#[path = "support/select_check.rs"]
+mod check;
+
+use check::{config, kept, verdict};
 use serde_json::{json, Value};
-use trailwatch::record::Record;
-use trailwatch::select::{interpret, DropReason, TrailConfig, Verdict};
-
-fn config(value: Value) -> TrailConfig {
-    TrailConfig::from_value(&value).unwrap_or_else(|e| panic!("valid config expected: {e}"))
-}
-
-/// The verdict, after checking that matcher and interpreter agree on it.
-fn verdict(config: &TrailConfig, record: &Value) -> Verdict {
-    let text = record.to_string();
-    let parsed = Record::parse(&text).expect("record parses");
-    let compiled = config.compile().evaluate(&parsed);
-    assert_eq!(
-        compiled,
-        interpret(config, &parsed),
-        "matcher and interpreter disagree on {text}"
-    );
-    compiled
-}
-
-fn kept(config: &TrailConfig, record: &Value) -> bool {
-    verdict(config, record).is_keep()
-}
+use trailwatch::select::{DropReason, TrailConfig, Verdict};
 
 fn s3_object(key_arn: &str, event_name: &str, read_only: bool) -> Value {
     json!({"eventVersion": "1.09", "eventCategory": "Data", "managementEvent": false,

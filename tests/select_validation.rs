@@ -28,6 +28,7 @@ fn s3_values(bucket_prefix: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Long by design: a table with one row per PutEventSelectors rule.
 /// (case, configuration, one of the problems it must produce, exactly as displayed)
 fn invalid_cases() -> Vec<(&'static str, Value, String)> {
     let s = "AdvancedEventSelectors[0] (s)";

@@ -50,7 +50,7 @@ pub async fn cannot_start(
     tracing::error!("{why}");
     serve(|_: LambdaEvent<serde_json::Value>| {
         let why = why.clone();
-        async move { Err::<serde_json::Value, _>(HandlerError::failed(CONFIGURATION, why)) }
+        async move { Err::<serde_json::Value, _>(HandlerError::not_started(why)) }
     })
     .await
 }
@@ -91,6 +91,16 @@ impl HandlerError {
     pub fn payload(reason: impl Into<String>) -> Self {
         HandlerError::Payload {
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An invocation of a function that could not start; `why` says why (logged once at
+    /// start).
+    pub fn not_started(why: impl Into<String>) -> Self {
+        HandlerError::Failed {
+            error_type: CONFIGURATION,
+            message: why.into(),
             source: None,
         }
     }

@@ -173,7 +173,10 @@ fn minute_prefix(minute: i64) -> String {
     format!("{minute:010}#")
 }
 
-fn is_condition_failed<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool
+/// Whether a conditional write failed its condition (a lost race, not a fault).
+pub(crate) fn is_condition_failed<E>(
+    e: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {

@@ -6,6 +6,8 @@
 pub mod cloudwatch_logs;
 #[cfg(feature = "dynamodb")]
 pub mod dedup;
+#[cfg(feature = "dynamodb")]
+pub mod detection_windows;
 #[cfg(feature = "eventbridge")]
 pub mod eventbridge;
 #[cfg(feature = "function")]

@@ -3,7 +3,7 @@
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use trailwatch::ingest::{FileError, LogFileDecoder, LogFileLimits, RawItem};
+use trailwatch::ingest::{FileError, LogFileDecoder, LogFileLimits, RawItem, READ_BYTES};
 use trailwatch::select::{ObjectSource, Origin, ReadError};
 
 use crate::describe;
@@ -64,6 +64,8 @@ impl S3Objects {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
                 body: output.body,
+                pending: Vec::new(),
+                taken: 0,
                 decoder: LogFileDecoder::new(self.limits),
                 finished: false,
             }),
@@ -106,13 +108,16 @@ pub struct LogObject {
     bucket: String,
     key: String,
     body: ByteStream,
+    /// The network chunk being fed, `READ_BYTES` at a time from `taken` on.
+    pending: Vec<u8>,
+    taken: usize,
     decoder: LogFileDecoder,
     finished: bool,
 }
 
 impl LogObject {
-    /// Reads the next chunk and hands each record completed by it to `each`. Returns `false`
-    /// once the object has been read to its end.
+    /// Reads the next chunk (at most [`READ_BYTES`] of the body) and hands each record
+    /// completed by it to `each`. Returns `false` once the object has been read to its end.
     pub async fn next_chunk(
         &mut self,
         mut each: impl FnMut(RawItem<'_>),
@@ -120,26 +125,33 @@ impl LogObject {
         if self.finished {
             return Ok(false);
         }
-        match self.body.try_next().await {
-            Ok(Some(chunk)) => {
-                let fed = self.decoder.feed(&chunk);
-                self.decoder.drain(&mut each);
-                fed.map_err(|source| self.unreadable(source))?;
-                Ok(true)
+        if self.taken == self.pending.len() {
+            match self.body.try_next().await {
+                Ok(Some(chunk)) => {
+                    self.pending.clear();
+                    self.pending.extend_from_slice(&chunk);
+                    self.taken = 0;
+                }
+                Ok(None) => {
+                    self.finished = true;
+                    let finished = self.decoder.finish(&mut each);
+                    finished.map_err(|source| self.unreadable(source))?;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    return Err(ObjectError::Unavailable {
+                        bucket: self.bucket.clone(),
+                        key: self.key.clone(),
+                        reason: format!("reading the body: {}", describe(&e)),
+                    })
+                }
             }
-            Ok(None) => {
-                self.finished = true;
-                let finished = self.decoder.finish();
-                self.decoder.drain(&mut each);
-                finished.map_err(|source| self.unreadable(source))?;
-                Ok(false)
-            }
-            Err(e) => Err(ObjectError::Unavailable {
-                bucket: self.bucket.clone(),
-                key: self.key.clone(),
-                reason: format!("reading the body: {}", describe(&e)),
-            }),
         }
+        let end = self.pending.len().min(self.taken + READ_BYTES);
+        let fed = self.decoder.feed(&self.pending[self.taken..end], &mut each);
+        self.taken = end;
+        fed.map_err(|source| self.unreadable(source))?;
+        Ok(true)
     }
 
     fn unreadable(&self, source: FileError) -> ObjectError {

@@ -14,8 +14,8 @@ use trailwatch::detect::rules::RULE_NOTES;
 use trailwatch::detect::{
     Detector, Noise, Outcome, RuleOptions, RuleSet, RuleText, Scratch, Suppressor,
 };
-use trailwatch::ingest::log_file::{read_log_file, LogFileLimits};
 use trailwatch::ingest::{parse_object_key, ObjectKind};
+use trailwatch::ingest::{read_log_file, LogFileLimits};
 use trailwatch::local::{collect_inputs, Input};
 use trailwatch::record::Record;
 use trailwatch::time::parse_event_time;
@@ -37,6 +37,19 @@ pub struct DetectArgs {
     /// log file on stdin.
     #[arg(required_unless_present = "list_rules", value_name = "LOGS")]
     pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Print the reported detections as JSON lines on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the rules (on, off, not loaded, with reasons) and exit.
+    #[arg(long)]
+    pub list_rules: bool,
+}
+
+/// Which rules to evaluate and the noise control of their matches (`detect` and `replay`).
+#[derive(Debug, Args)]
+pub struct RuleArgs {
     /// A folder of your own Sigma rules (`.yml`/`.yaml`, read recursively), added to the
     /// embedded set; a rule with the id of an embedded one replaces it. Repeatable.
     #[arg(long = "rules", value_name = "DIR")]
@@ -54,12 +67,27 @@ pub struct DetectArgs {
     /// configuration (see below).
     #[arg(long, value_name = "FILE")]
     pub noise: Option<PathBuf>,
-    /// Print the reported detections as JSON lines on stdout instead of the table.
-    #[arg(long)]
-    pub json: bool,
-    /// Print the rules (on, off, not loaded, with reasons) and exit.
-    #[arg(long)]
-    pub list_rules: bool,
+}
+
+/// The rules and noise settings `args` name, and how many rule files could not be read or
+/// loaded (the unreadable ones named on stderr; see [`report_rules`] for the rest).
+pub fn load_rules(args: &RuleArgs) -> Result<(RuleSet, Noise, usize), String> {
+    let noise = match &args.noise {
+        Some(path) => Noise::from_json(
+            &std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?,
+        None => Noise::default(),
+    };
+    let (rule_files, unreadable) = read_rule_folders(&args.rules)?;
+    let set = RuleSet::load(&RuleOptions {
+        embedded: !args.no_embedded,
+        extra: rule_files,
+        disable: args.disable.iter().cloned().collect(),
+        enable: args.enable.iter().cloned().collect(),
+    });
+    let problems = unreadable + set.not_loaded.len();
+    Ok((set, noise, problems))
 }
 
 /// Shown by `--help`: the embedded rules' state is computed from the rules themselves (loading
@@ -132,20 +160,7 @@ fn say(text: &str) {
 }
 
 fn detect(args: &DetectArgs) -> Result<u8, String> {
-    let noise = match &args.noise {
-        Some(path) => Noise::from_json(
-            &std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        )
-        .map_err(|e| format!("{}: {e}", path.display()))?,
-        None => Noise::default(),
-    };
-    let (rule_files, mut problems) = read_rule_folders(&args.rules)?;
-    let set = RuleSet::load(&RuleOptions {
-        embedded: !args.no_embedded,
-        extra: rule_files,
-        disable: args.disable.iter().cloned().collect(),
-        enable: args.enable.iter().cloned().collect(),
-    });
+    let (set, noise, mut problems) = load_rules(&args.rules)?;
     if args.list_rules {
         print(&rule_listing(&set));
         return Ok(if set.not_loaded.is_empty() {
@@ -155,7 +170,6 @@ fn detect(args: &DetectArgs) -> Result<u8, String> {
         });
     }
     report_rules(&set);
-    problems += set.not_loaded.len();
     let sources = collect_inputs(&args.inputs).map_err(|e| e.to_string())?;
     let detector = Detector::new(set.rules);
     let mut run = Backtest::new(&detector, Suppressor::new(noise), args.json);
@@ -219,7 +233,7 @@ fn read_rule_folders(folders: &[PathBuf]) -> Result<(Vec<RuleText>, usize), Stri
 }
 
 /// The start-up account of the rules, on stderr: never a rule skipped without saying so.
-fn report_rules(set: &RuleSet) {
+pub fn report_rules(set: &RuleSet) {
     say(&format!(
         "rules: {} on, {} off, {} not loaded",
         set.rules.len(),
@@ -237,6 +251,12 @@ fn report_rules(set: &RuleSet) {
             "rule {id}: the embedded rule is replaced by {origin}"
         ));
     }
+    report_rule_problems(set);
+}
+
+/// What in the rules asks for attention, on stderr: ids given that no rule has, rule files not
+/// loaded (with the reason). Nothing when all is well.
+pub fn report_rule_problems(set: &RuleSet) {
     for id in &set.unknown_ids {
         say(&format!(
             "rule id {id} given to --enable/--disable: no rule has it"

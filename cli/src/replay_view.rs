@@ -9,12 +9,17 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
+use trailwatch::detect::Detector;
 use trailwatch::insights::InsightsConfig;
-use trailwatch::local::{replay_with_progress, Progress, ReplayOptions, ReplaySummary};
+use trailwatch::local::{
+    replay_with_progress, DetectionOptions, Progress, ReplayOptions, ReplaySummary,
+};
+use trailwatch::select::problems::PROBLEMS_KEPT_PER_OBJECT;
 use trailwatch::select::TrailConfig;
 use trailwatch::time::parse_event_time;
 use trailwatch_aws::dedup::WCU_PER_ITEM;
 
+use crate::detect::{load_rules, report_rule_problems, RuleArgs};
 use crate::exit;
 use crate::selectors::{Prices, PRICES};
 
@@ -22,9 +27,10 @@ use crate::selectors::{Prices, PRICES};
 /// here), Insights — and says what the same input would cost in AWS.
 ///
 /// Writes what would be delivered to CloudWatch Logs as DIR/<stream>.jsonl (one record per
-/// line, exactly as received) and Insights records to DIR/insights.jsonl, then prints a
-/// summary table: files, records (kept, dropped by reason, duplicates, unreadable, stubbed),
-/// streams, Insights, and the AWS calls the deployed pipeline would have made with their list
+/// line, exactly as received), Insights records to DIR/insights.jsonl and the detections of
+/// the rules (evaluated on every record read, as the select function does; see `trailwatch
+/// detect`) to DIR/detections.jsonl, then prints a summary table: files, records (kept,
+/// dropped by reason, duplicates, unreadable, stubbed), streams, Insights, detections, and the AWS calls the deployed pipeline would have made with their list
 /// price. A progress bar is drawn on stderr when it is a terminal and the run is long.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -43,12 +49,14 @@ names), then files without a stamp by name, then stdin. Digest files are skipped
   streams    {<stream name>: records delivered}
   delivery   {delivered, notAccepted: {<reason>: n}}
   insights   {enabled, forwardedNative, detected, forwardedDetected}
+  detections {enabled, matched, reported, held, excepted}
   awsCalls   {s3GetObject {calls, usd}, sqsSendMessageBatch {calls, messages,
              billedRequests, usd}, cloudWatchLogs {putLogEventsCalls, events, ingestedBytes,
              usd}, dynamoDbPutItem {calls, writeRequestUnits, usd}, eventBridgePutEvents
              {calls, entries, billedEvents, usd}, totalUsd, notCounted}
   prices     the list prices used (USD) and their source
-  problems   [text], outputErrors [text], out, exitCode
+  problems   [text] (of each file the first 10, then a summary), problemCount (all),
+             outputErrors [text], out, exitCode
 
 Exit codes: 0 everything read and delivered; 1 done, but some files or records could not be
 read (each named on stderr with its file and record index; the rest was processed); 2 could
@@ -67,13 +75,21 @@ pub struct ReplayArgs {
     /// Output folder.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Delivery time for CloudWatch Logs' 14-day/2-hour window (default: as the records
-    /// happened, i.e. the newest eventTime read so far).
+    /// Deliver everything at TIME, as a backfill would, and see what CloudWatch Logs' window
+    /// (14 days back, 2 hours ahead) would refuse. Default: each record at its file's delivery
+    /// time (the stamp in CloudTrail's file name, else its eventTime plus 15 minutes), so
+    /// every selected record of an archive of any length is written.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub now: Option<i64>,
     /// Print the summary as one JSON object on stdout instead of the table (fields below).
     #[arg(long)]
     pub json: bool,
+    /// Do not evaluate detection rules (by default the rules of `trailwatch detect` run on
+    /// every record read, and the detections go to DIR/detections.jsonl).
+    #[arg(long)]
+    pub no_detections: bool,
+    #[command(flatten)]
+    pub rules: RuleArgs,
 }
 
 fn parse_time(text: &str) -> Result<i64, String> {
@@ -87,7 +103,7 @@ fn say(text: &str) {
 
 pub fn run(args: ReplayArgs) -> ExitCode {
     let as_json = args.json;
-    let options = match options(args) {
+    let (options, rule_problems) = match options(args) {
         Ok(options) => options,
         Err(message) => {
             say(&format!("trailwatch replay: {message}"));
@@ -109,7 +125,10 @@ pub fn run(args: ReplayArgs) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let code = exit_code(&summary);
+    let mut code = exit_code(&summary);
+    if rule_problems > 0 && code == exit::OK {
+        code = exit::PROBLEMS;
+    }
     let text = if as_json {
         let mut text = serde_json::to_string_pretty(&summary_json(&options, &summary, code))
             .unwrap_or_default();
@@ -143,7 +162,7 @@ fn report_problems(s: &ReplaySummary) {
     if not_accepted > 0 {
         say(&format!(
             "note: {not_accepted} kept records would not be accepted by CloudWatch Logs (see the \
-             table); the delivery time is --now, or the newest eventTime read so far"
+             table); the delivery time is --now, or each file's delivery time"
         ));
     }
     for error in &s.output_errors {
@@ -151,13 +170,15 @@ fn report_problems(s: &ReplaySummary) {
     }
     if !s.problems.is_empty() {
         say(&format!(
-            "trailwatch replay: {} problem(s) in the input; everything else was processed",
-            s.problems.len()
+            "trailwatch replay: {} problem(s) in the input (of each file the first {} are listed, \
+             the rest summarised); everything else was processed",
+            s.problem_count, PROBLEMS_KEPT_PER_OBJECT
         ));
     }
 }
 
-fn options(args: ReplayArgs) -> Result<ReplayOptions, String> {
+/// The replay's options, and how many rule files could not be read or loaded.
+fn options(args: ReplayArgs) -> Result<(ReplayOptions, usize), String> {
     let (config, insights) = match &args.config {
         Some(file) => {
             let path = file.display();
@@ -177,13 +198,23 @@ fn options(args: ReplayArgs) -> Result<ReplayOptions, String> {
         }
         None => (TrailConfig::default(), None),
     };
-    Ok(ReplayOptions {
+    let (detection, rule_problems) = if args.no_detections {
+        (None, 0)
+    } else {
+        let (set, noise, problems) = load_rules(&args.rules)?;
+        report_rule_problems(&set);
+        let detector = Detector::new(set.rules);
+        (Some(DetectionOptions { detector, noise }), problems)
+    };
+    let options = ReplayOptions {
         inputs: args.inputs,
         config,
         insights,
         out: args.out,
+        detection,
         now_ms: args.now,
-    })
+    };
+    Ok((options, rule_problems))
 }
 
 /// The progress bar: on stderr, only when it is a terminal, only once the run has taken
@@ -335,6 +366,7 @@ pub fn summary_table(options: &ReplayOptions, s: &ReplaySummary, prices: &Prices
     let mut rows = record_rows(s);
     rows.extend(stream_rows(s));
     rows.extend(insights_rows(options, s));
+    rows.extend(detection_rows(options, s));
     rows.extend(call_rows(s, prices));
     let mut out = render(&rows);
     out.push_str(&format!("prices: {}\n", prices.source));
@@ -427,6 +459,30 @@ fn insights_rows(options: &ReplayOptions, s: &ReplaySummary) -> Vec<Row> {
         },
     ));
     rows
+}
+
+fn detection_rows(options: &ReplayOptions, s: &ReplaySummary) -> Vec<Row> {
+    let Some(detection) = &options.detection else {
+        return vec![
+            Row::Section("detections".into()),
+            item("matched", 0, "off: --no-detections"),
+        ];
+    };
+    let d = &s.detections;
+    vec![
+        Row::Section("detections".into()),
+        item(
+            "matched",
+            s.select.detections as u64,
+            format!(
+                "{} rules on every record read",
+                detection.detector.rules().len()
+            ),
+        ),
+        item("reported", d.reported as u64, "to detections.jsonl"),
+        item("held", d.held as u64, "repeats inside a suppression window"),
+        item("excepted", d.excepted as u64, "covered by an exception"),
+    ]
 }
 
 /// The AWS calls the deployment would have made, with their list price.
@@ -571,6 +627,13 @@ pub fn summary_json(options: &ReplayOptions, s: &ReplaySummary, exit_code: u8) -
             "detected": s.insights_detected,
             "forwardedDetected": s.insights_forwarded_detected,
         },
+        "detections": {
+            "enabled": options.detection.is_some(),
+            "matched": s.select.detections,
+            "reported": s.detections.reported,
+            "held": s.detections.held,
+            "excepted": s.detections.excepted,
+        },
         "awsCalls": {
             "s3GetObject": {"calls": a.s3_get_object, "usd": costs.s3},
             "sqsSendMessageBatch": {
@@ -608,6 +671,7 @@ pub fn summary_json(options: &ReplayOptions, s: &ReplaySummary, exit_code: u8) -
             "source": PRICES.source,
         },
         "problems": s.problems,
+        "problemCount": s.problem_count,
         "outputErrors": s.output_errors,
         "out": options.out,
         "exitCode": exit_code,

@@ -84,11 +84,9 @@ impl Prices {
     }
 }
 
-/// CloudWatch Logs counts each event as its message bytes plus this overhead (PutLogEvents).
-const CWL_EVENT_OVERHEAD_BYTES: u64 = 26;
-const SECONDS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0;
-/// Below this observed span an extrapolation to a month is noise; none is given.
-const MIN_SPAN_FOR_ESTIMATE_SECONDS: f64 = 60.0;
+mod estimate;
+
+use estimate::{estimate, Kept, Timeline, MIN_SPAN_FOR_ESTIMATE_SECONDS};
 
 /// Check a trail configuration, or explain what it would keep from real log files.
 #[derive(Debug, Subcommand)]
@@ -201,8 +199,7 @@ struct Tally {
     dropped: BTreeMap<DropReason, Count>,
     /// Records no selector keeps, by (eventSource, eventName).
     not_selected: HashMap<(String, String), Count>,
-    first_ms: Option<i64>,
-    last_ms: Option<i64>,
+    timeline: Timeline,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -230,8 +227,7 @@ impl Tally {
         self.records += 1;
         self.bytes += raw.len() as u64;
         if let Ok(ms) = record.event_time_ms() {
-            self.first_ms = Some(self.first_ms.map_or(ms, |f| f.min(ms)));
-            self.last_ms = Some(self.last_ms.map_or(ms, |l| l.max(ms)));
+            self.timeline.event(ms);
         }
         match matcher.evaluate(&record) {
             Verdict::Keep { selector } => {
@@ -262,43 +258,14 @@ impl Tally {
         })
     }
 
-    /// Seconds between the oldest and newest eventTime read.
-    fn span_seconds(&self) -> Option<f64> {
-        Some((self.last_ms? - self.first_ms?) as f64 / 1000.0)
+    fn estimate(&self, prices: &Prices) -> Option<estimate::Estimate> {
+        let kept = Kept {
+            total: self.kept_total(),
+            data_events: self.kept_data_events,
+            network_events: self.kept_network_events,
+        };
+        estimate(&kept, self.timeline.period(), prices)
     }
-}
-
-/// Monthly figures extrapolated linearly from the observed span of eventTime.
-#[derive(Debug)]
-struct Estimate {
-    factor: f64,
-    cwl_gb: f64,
-    cwl_usd: f64,
-    data_events: f64,
-    network_events: f64,
-    cloudtrail_usd: f64,
-}
-
-fn estimate(tally: &Tally, prices: &Prices) -> Option<Estimate> {
-    let span = tally.span_seconds()?;
-    if span < MIN_SPAN_FOR_ESTIMATE_SECONDS {
-        return None;
-    }
-    let factor = SECONDS_PER_MONTH / span;
-    let kept = tally.kept_total();
-    let cwl_bytes = (kept.bytes + kept.records * CWL_EVENT_OVERHEAD_BYTES) as f64 * factor;
-    let cwl_gb = cwl_bytes / 1e9;
-    let data_events = tally.kept_data_events as f64 * factor;
-    let network_events = tally.kept_network_events as f64 * factor;
-    Some(Estimate {
-        factor,
-        cwl_gb,
-        cwl_usd: prices.cloudwatch_logs_ingestion_usd(cwl_bytes),
-        data_events,
-        network_events,
-        cloudtrail_usd: data_events / 100_000.0 * prices.cloudtrail_data_events_per_100k
-            + network_events / 100_000.0 * prices.cloudtrail_network_activity_events_per_100k,
-    })
 }
 
 fn explain(config_path: &Path, logs: &[PathBuf], as_json: bool) -> ExitCode {
@@ -350,8 +317,10 @@ pub fn explain_report(config: &TrailConfig, logs: &[PathBuf]) -> Result<Value, F
 fn tally_logs(matcher: &Matcher, logs: &[PathBuf]) -> Result<Tally, FilesError> {
     let files = log_files(logs)?;
     let mut tally = Tally::default();
-    for file in files.iter().filter(|f| f.has_records()).map(|f| &f.path) {
+    for file in files.iter().filter(|f| f.has_records()) {
         tally.files += 1;
+        tally.timeline.file(file.delivered_ms);
+        let file = &file.path;
         let read = read_records(file, |item| match item {
             Some(raw) => tally.record(matcher, raw),
             None => tally.unreadable += 1,
@@ -438,9 +407,9 @@ fn report_json(matcher: &Matcher, tally: &Tally, prices: &Prices) -> Value {
         })
         .collect();
     let kept = tally.kept_total();
-    let estimate = estimate(tally, prices).map(|e| {
+    let estimate = tally.estimate(prices).map(|e| {
         json!({
-            "basis": extrapolation_basis(tally),
+            "basis": e.basis,
             "factor": e.factor,
             "cloudWatchLogsIngestionGB": e.cwl_gb,
             "cloudWatchLogsIngestionUSD": e.cwl_usd,
@@ -467,16 +436,6 @@ fn report_json(matcher: &Matcher, tally: &Tally, prices: &Prices) -> Value {
             "source": prices.source,
         },
     })
-}
-
-fn extrapolation_basis(tally: &Tally) -> String {
-    match tally.span_seconds() {
-        Some(span) => format!(
-            "linear: the records read span {:.0} s of eventTime; what was kept in that span is scaled to 30 days; CloudWatch Logs bytes are record bytes + {CWL_EVENT_OVERHEAD_BYTES} per event; management events assumed to be the trail's free first copy",
-            span
-        ),
-        None => "no eventTime read; no extrapolation".to_string(),
-    }
 }
 
 fn print_report(matcher: &Matcher, tally: &Tally, prices: &Prices) {
@@ -535,9 +494,9 @@ fn print_report(matcher: &Matcher, tally: &Tally, prices: &Prices) {
         }
     }
     println!("\nEstimated monthly cost (list prices: {}):", prices.source);
-    match estimate(tally, prices) {
+    match tally.estimate(prices) {
         Some(e) => {
-            println!("  basis: {}", extrapolation_basis(tally));
+            println!("  basis: {}", e.basis);
             println!(
                 "  CloudWatch Logs ingestion: {:.3} GB/month x ${:.2}/GB = ${:.2}",
                 e.cwl_gb, prices.cloudwatch_logs_ingestion_per_gb, e.cwl_usd
@@ -548,44 +507,7 @@ fn print_report(matcher: &Matcher, tally: &Tally, prices: &Prices) {
             );
         }
         None => println!(
-            "  not estimated: the records span less than {MIN_SPAN_FOR_ESTIMATE_SECONDS:.0} s of eventTime (or none was read)"
+            "  not estimated: the records cover less than {MIN_SPAN_FOR_ESTIMATE_SECONDS:.0} s (or none was read)"
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn estimate_scales_kept_bytes_and_data_events_to_thirty_days() {
-        let mut tally = Tally {
-            first_ms: Some(0),
-            last_ms: Some(3_600_000),
-            kept_data_events: 10,
-            ..Tally::default()
-        };
-        tally.kept.insert(
-            Some(0),
-            Count {
-                records: 10,
-                bytes: 974,
-            },
-        );
-        let e = estimate(&tally, &PRICES).expect("an hour is enough");
-        assert!((e.factor - 720.0).abs() < 1e-9);
-        assert!((e.cwl_gb - 1234.0 * 720.0 / 1e9).abs() < 1e-12);
-        assert!((e.data_events - 7200.0).abs() < 1e-9);
-        assert!((e.cloudtrail_usd - 0.0072).abs() < 1e-12);
-    }
-
-    #[test]
-    fn no_estimate_from_a_single_instant() {
-        let tally = Tally {
-            first_ms: Some(5),
-            last_ms: Some(5),
-            ..Tally::default()
-        };
-        assert!(estimate(&tally, &PRICES).is_none());
     }
 }

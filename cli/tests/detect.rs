@@ -162,3 +162,103 @@ fn help_gives_the_state_of_the_embedded_rules() {
         assert!(help.contains(id), "{id} missing from --help");
     }
 }
+
+/// The Stratus Red Team records of every technique, each technique as one log file in the shape
+/// CloudTrail writes (`{"Records":[...]}`), and the records themselves.
+fn stratus_log_files(dir: &Path) -> Vec<String> {
+    let data = repo().join("../shared/data/stratus-red-team");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    names.sort();
+    let mut all = Vec::new();
+    for path in names {
+        let records: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let file = serde_json::json!({ "Records": records });
+        std::fs::write(dir.join(path.file_name().unwrap()), file.to_string()).unwrap();
+        all.extend(records.iter().map(|r| r.to_string()));
+    }
+    all
+}
+
+#[test]
+fn replay_writes_the_detections_of_every_record_read_not_only_those_the_trail_keeps() {
+    use trailwatch::detect::{Detector, RuleOptions, RuleSet, Scratch};
+    use trailwatch::record::Record;
+
+    let dir = scratch("replay");
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let records = stratus_log_files(&logs);
+    // A trail that keeps write management events only: GetPasswordData (a read) is dropped.
+    let config = dir.join("write-only.json");
+    std::fs::write(
+        &config,
+        r#"{"EventSelectors":[{"ReadWriteType":"WriteOnly","IncludeManagementEvents":true}]}"#,
+    )
+    .unwrap();
+    let detector = Detector::new(
+        RuleSet::load(&RuleOptions {
+            embedded: true,
+            ..RuleOptions::default()
+        })
+        .rules,
+    );
+    let mut expected = 0;
+    let mut scratch = Scratch::default();
+    for raw in &records {
+        if let Ok(record) = Record::parse(raw) {
+            detector.evaluate(&record, &mut scratch, |_, _| expected += 1);
+        }
+    }
+    let out_dir = dir.join("out");
+    let args = [
+        "replay",
+        logs.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ];
+    let out = trailwatch(&args);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    let d = &summary["detections"];
+    assert_eq!(d["enabled"], true);
+    assert_eq!(d["matched"], expected, "{summary}");
+    assert!(expected > 30, "the Stratus records match many rules");
+    let reported = d["reported"].as_u64().unwrap();
+    let (held, excepted) = (d["held"].as_u64().unwrap(), d["excepted"].as_u64().unwrap());
+    assert_eq!(reported + held + excepted, expected);
+    assert_eq!(excepted, 0, "no exceptions configured");
+    let lines = std::fs::read_to_string(out_dir.join("detections.jsonl")).unwrap();
+    let detections: Vec<Detection> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(detections.len() as u64, reported);
+    // Detected though the trail does not keep it: no stream holds a GetPasswordData record.
+    let password = detections
+        .iter()
+        .find(|d| d.event_name.as_deref() == Some("GetPasswordData"))
+        .expect("GetPasswordData detected");
+    assert_eq!(password.title, "AWS EC2 Windows Password Data Retrieved");
+    let delivered: String = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("detections.jsonl"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(!delivered.contains("\"GetPasswordData\""));
+    // Every reported detection carries its suppression key; repeats are held, not lost.
+    assert!(detections.iter().all(|d| d.suppression.is_some()));
+
+    let out = trailwatch(&[&args[..], &["--no-detections"]].concat());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["detections"]["enabled"], false);
+    assert_eq!(summary["detections"]["matched"], 0);
+}

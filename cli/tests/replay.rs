@@ -150,7 +150,8 @@ fn streams_in(out: &Path) -> BTreeMap<String, Vec<String>> {
     for e in std::fs::read_dir(out).unwrap() {
         let path = e.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if let Some(stream) = name.strip_suffix(".jsonl").filter(|s| *s != "insights") {
+        let bus = |s: &&str| *s == "insights" || *s == "detections";
+        if let Some(stream) = name.strip_suffix(".jsonl").filter(|s| !bus(s)) {
             let text = std::fs::read_to_string(&path).unwrap();
             streams.insert(stream.to_owned(), text.lines().map(str::to_owned).collect());
         }
@@ -263,7 +264,10 @@ fn the_sample_trail_replays_to_one_stream_per_account_and_region() {
         ledger_writes <= kept.len() as u64 + 2 * 10 * messages,
         "{ledger_writes}"
     );
-    assert_eq!(row(t, aws, "EventBridge PutEvents"), 1);
+    // One call for the Insights records, one for the few detections (one message of them).
+    let detections = row(t, "detections", "reported");
+    assert!(detections > 0 && detections <= 10, "{detections}");
+    assert_eq!(row(t, aws, "EventBridge PutEvents"), 2);
     // Prices: the figures follow the table's list prices.
     assert_eq!(
         price(t, "CloudWatch Logs bytes ingested"),
@@ -337,7 +341,11 @@ fn json_is_the_same_summary_and_the_only_thing_on_stdout() {
         "{writes}"
     );
     assert_eq!(calls["dynamoDbPutItem"]["writeRequestUnits"], writes);
-    assert_eq!(calls["eventBridgePutEvents"]["entries"], e.insights.len());
+    let detections = v["detections"]["reported"].as_u64().unwrap() as usize;
+    assert_eq!(
+        calls["eventBridgePutEvents"]["entries"],
+        e.insights.len() + detections
+    );
     assert_eq!(calls["s3GetObject"]["calls"], v["files"]["read"]);
     // Each SQS message is at most 256 KiB, so it is at most 4 billed requests; the kept
     // records' bytes need at least this many 64 KB chunks.
@@ -799,4 +807,115 @@ fn a_folder_without_log_files_is_not_an_empty_success() {
     let (code, stdout, stderr) = replay(&[p(&dir), "--out", p(&dir.join("out"))]);
     assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
     assert!(stderr.contains("no log files"), "{stderr}");
+}
+
+/// An archive of `days` days as CloudTrail lays it out: for each of three accounts and two
+/// regions, one file every `every_days` days named with its delivery stamp, each holding
+/// `per_file` management records of the minutes before it. Returns the folder and every record.
+fn long_archive(days: i64, every_days: i64, per_file: usize) -> (PathBuf, Vec<Value>) {
+    use trailwatch::time::{format_event_time, parse_event_time, MS_PER_DAY, MS_PER_MINUTE};
+    let dir = temp_dir("long-archive");
+    let start = parse_event_time("2024-01-01T00:00:00Z").unwrap();
+    let mut records = Vec::new();
+    for account in ["111111111111", "222222222222", "333333333333"] {
+        for region in ["us-east-1", "eu-west-1"] {
+            for day in (0..days).step_by(every_days as usize) {
+                let delivered = start + day * MS_PER_DAY + 17 * MS_PER_MINUTE;
+                let stamp: String = format_event_time(delivered)
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .take(13)
+                    .collect();
+                let (date, _) = stamp.split_at(8);
+                let folder = dir.join(format!(
+                    "AWSLogs/{account}/CloudTrail/{region}/{}/{}/{}",
+                    &date[..4],
+                    &date[4..6],
+                    &date[6..]
+                ));
+                std::fs::create_dir_all(&folder).unwrap();
+                let file: Vec<Value> = (0..per_file)
+                    .map(|i| {
+                        serde_json::json!({
+                            "eventVersion": "1.09",
+                            "eventTime": format_event_time(delivered - (3 + i as i64) * MS_PER_MINUTE),
+                            "eventSource": "ec2.amazonaws.com",
+                            "eventName": "DescribeInstances",
+                            "awsRegion": region,
+                            "eventID": format!("{account}-{region}-{day}-{i}"),
+                            "eventType": "AwsApiCall",
+                            "eventCategory": "Management",
+                            "managementEvent": true,
+                            "readOnly": true,
+                            "recipientAccountId": account,
+                        })
+                    })
+                    .collect();
+                let name =
+                    format!("{account}_CloudTrail_{region}_{stamp}Z_abcdefghijklmnop.json.gz");
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(
+                    serde_json::json!({ "Records": file })
+                        .to_string()
+                        .as_bytes(),
+                )
+                .unwrap();
+                std::fs::write(folder.join(name), gz.finish().unwrap()).unwrap();
+                records.extend(file);
+            }
+        }
+    }
+    (dir, records)
+}
+
+#[test]
+fn a_120_day_archive_writes_every_selected_record_and_now_shows_what_a_backfill_loses() {
+    use trailwatch::time::{parse_event_time, MS_PER_DAY};
+    let (archive, records) = long_archive(120, 3, 5);
+    let out = temp_dir("long-archive-out");
+    let (code, stdout, stderr) = replay(&[p(&archive), "--out", p(&out), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v = json(&stdout);
+    assert_eq!(v["records"]["read"], records.len());
+    assert_eq!(v["records"]["kept"], records.len());
+    assert_eq!(
+        v["delivery"]["notAccepted"],
+        serde_json::json!({}),
+        "{stdout}"
+    );
+    assert_eq!(v["delivery"]["delivered"], records.len());
+    let written: usize = streams_in(&out).values().map(Vec::len).sum();
+    assert_eq!(
+        written,
+        records.len(),
+        "every selected record is in the output"
+    );
+    assert_eq!(streams_in(&out).len(), 6, "three accounts by two regions");
+
+    // Delivered at one time, the day after the archive ends: everything older than 14 days is
+    // refused, as a late backfill would see it.
+    let now = "2024-05-01T00:00:00Z";
+    let oldest_allowed = parse_event_time(now).unwrap() - 14 * MS_PER_DAY;
+    let too_old = records
+        .iter()
+        .filter(|r| parse_event_time(r["eventTime"].as_str().unwrap()).unwrap() < oldest_allowed)
+        .count();
+    assert!(too_old > records.len() / 2);
+    let late = temp_dir("long-archive-now");
+    let (code, stdout, stderr) = replay(&[p(&archive), "--out", p(&late), "--now", now, "--json"]);
+    assert_eq!(code, 0, "refusals are not input problems: {stderr}");
+    let v = json(&stdout);
+    assert_eq!(v["delivery"]["notAccepted"]["too_old"], too_old);
+    assert_eq!(v["delivery"]["delivered"], records.len() - too_old);
+    let written: usize = streams_in(&late).values().map(Vec::len).sum();
+    assert_eq!(written, records.len() - too_old);
+    let (_, table, stderr) = replay(&[p(&archive), "--out", p(&late), "--now", now]);
+    assert_eq!(
+        row(&table, "streams", "not accepted: too old"),
+        too_old as u64
+    );
+    assert!(stderr.contains("would not be accepted"), "{stderr}");
+    for dir in [archive, out, late] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

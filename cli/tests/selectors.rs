@@ -169,3 +169,30 @@ fn explain_exit_code_reflects_unreadable_files() {
     ]));
     assert_eq!(code, ExitCode::from(1));
 }
+
+#[test]
+fn the_estimate_of_the_sample_trail_comes_from_its_delivery_stamps_not_an_old_record() {
+    // The sample trail covers 12:00 to 12:35 of one day; its Insights records are years older.
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let config = TrailConfig::from_json(
+        &std::fs::read_to_string(root.join("events/trail-config.json")).expect("readable"),
+    )
+    .expect("valid");
+    let report = explain_report(&config, &[root.join("events/sample-trail")]).expect("report");
+    let estimate = &report["monthlyEstimate"];
+    let basis = estimate["basis"].as_str().expect("basis");
+    assert!(basis.contains("delivery stamps"), "{basis}");
+    assert!(basis.contains("55 min"), "{basis}");
+    // 15 files over 55 minutes: a month is 785.45 times as long.
+    let factor = estimate["factor"].as_f64().expect("factor");
+    assert!(
+        (factor - 30.0 * 24.0 * 60.0 / 55.0).abs() < 1e-6,
+        "{factor}"
+    );
+    assert!(
+        estimate["cloudWatchLogsIngestionUSD"]
+            .as_f64()
+            .expect("usd")
+            > 0.1
+    );
+}

@@ -37,29 +37,43 @@ pub fn stream_name(record: &Record<'_>, key: Option<&LogObjectKey<'_>>) -> Optio
 /// `[<o-orgid>_]<account>_CloudTrail_<region>` with the record's `recipientAccountId` and
 /// `awsRegion`. A record lacking one of them (select then took it from the file's key, which
 /// the record does not carry) is checked on the part it has.
-pub fn check_stream(stream: &str, record: &Record<'_>) -> Result<(), String> {
+pub fn check_stream(stream: &str, record: &Record<'_>) -> Result<(), StreamError> {
+    let not_a_stream = || StreamError::NotAStreamName(stream.to_owned());
     let (owner, region) = stream
         .rsplit_once("_CloudTrail_")
         .filter(|(_, region)| is_name_part(region))
-        .ok_or_else(|| format!("{stream:?} is not a CloudTrail log stream name"))?;
+        .ok_or_else(not_a_stream)?;
     let account = match owner.split_once('_') {
         Some((org, account)) if org.starts_with("o-") && is_name_part(org) => account,
-        Some(_) => return Err(format!("{stream:?} is not a CloudTrail log stream name")),
+        Some(_) => return Err(not_a_stream()),
         None => owner,
     };
-    let mismatch = |what: &str, value: &str| {
-        Err(format!(
-            "the record's {what} is {value:?}: it does not belong to stream {stream:?}"
-        ))
+    let mismatch = |field: &'static str, value: &str| {
+        Err(StreamError::Mismatch {
+            field,
+            value: value.to_owned(),
+            stream: stream.to_owned(),
+        })
     };
     match (record.recipient_account_id(), record.aws_region()) {
         (Some(a), _) if a != account => mismatch("recipientAccountId", a),
         (_, Some(r)) if r != region => mismatch("awsRegion", r),
-        _ if !is_name_part(account) => {
-            Err(format!("{stream:?} is not a CloudTrail log stream name"))
-        }
+        _ if !is_name_part(account) => Err(not_a_stream()),
         _ => Ok(()),
     }
+}
+
+/// Why a record may not go to the stream its delivery message names.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("{0:?} is not a CloudTrail log stream name")]
+    NotAStreamName(String),
+    #[error("the record's {field} is {value:?}: it does not belong to stream {stream:?}")]
+    Mismatch {
+        field: &'static str,
+        value: String,
+        stream: String,
+    },
 }
 
 /// Account ids, regions and org ids are short and never contain CWL's forbidden ':' and '*'.
@@ -117,7 +131,7 @@ mod tests {
             "111122223333_CloudTrail_",
             "audit",
         ] {
-            let error = check_stream(other, &r).unwrap_err();
+            let error = check_stream(other, &r).unwrap_err().to_string();
             assert!(error.contains(other), "{error}");
         }
         // Without recipientAccountId, select named the stream from the file's key.

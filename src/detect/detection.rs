@@ -55,10 +55,21 @@ pub struct Detection {
     pub dedup_key: String,
     /// Set by suppression (see [`super::noise`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suppression: Option<super::noise::SuppressionNote>,
+    pub suppression: Option<SuppressionNote>,
     /// The matched record exactly as received, or its stub when larger than
     /// [`DETECTION_MAX_RECORD_BYTES`].
     pub record: Box<RawValue>,
+}
+
+/// What suppression (see `noise`) notes on a reported detection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuppressionNote {
+    /// Rule, account and principal: the matches one window covers.
+    pub key: String,
+    pub window_minutes: u32,
+    /// Matches of the key held back in its previous window.
+    pub held_in_previous_window: u64,
 }
 
 /// Equal when they serialise alike (`RawValue` has no equality of its own).

@@ -4,7 +4,8 @@
 //! user's, accounting for every rule it does not evaluate; [`prefilter`] indexes them by the
 //! `eventName`s they can match; [`event`] presents a record to the evaluator (the kept
 //! `rsigma-eval` crate), reading fields beyond the record model only when a rule asks;
-//! [`detection`] is what a match reports; [`noise`] holds exceptions and suppression windows.
+//! [`detection`] is what a match reports; [`noise`] holds exceptions and suppression windows,
+//! [`windows`] the same over a shared store (the Lambda's state table).
 
 pub mod detection;
 mod embedded;
@@ -12,6 +13,7 @@ pub mod event;
 pub mod noise;
 pub mod prefilter;
 pub mod rules;
+pub mod windows;
 
 pub use detection::{Detection, DETECTION_DETAIL_TYPE};
 pub use event::RecordEvent;

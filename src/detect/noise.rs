@@ -14,7 +14,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::detection::Detection;
+use super::detection::{Detection, SuppressionNote};
 use crate::time::{parse_event_time, MS_PER_MINUTE};
 
 /// Suppression window of a rule unless configured: one report per rule, principal and account
@@ -215,17 +215,6 @@ impl Exception {
         });
         rule && principal && agent && source
     }
-}
-
-/// What suppression notes on a reported detection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SuppressionNote {
-    /// Rule, account and principal: the matches one window covers.
-    pub key: String,
-    pub window_minutes: u32,
-    /// Matches of the key held back in its previous window.
-    pub held_in_previous_window: u64,
 }
 
 /// The suppression key of a detection.

@@ -1,4 +1,4 @@
-//! Forward: Insights records to an EventBridge bus with PutEvents.
+//! Forward: Insights records and detections to an EventBridge bus with PutEvents.
 //!
 //! Entries are published under a custom source (AWS rejects `aws.` sources from customers)
 //! with CloudTrail's detail-type, so users' rules need only the source changed. Each entry's
@@ -8,6 +8,8 @@
 
 use std::future::Future;
 use std::time::Duration;
+
+use crate::detect::{Detection, DETECTION_DETAIL_TYPE};
 
 /// The retries [`forward`] makes.
 pub use crate::retry::RetryPolicy;
@@ -46,6 +48,17 @@ impl Entry {
             detail_type: INSIGHT_DETAIL_TYPE.to_owned(),
             detail: record_json.to_owned(),
             time: event_time.map(str::to_owned),
+            resources: Vec::new(),
+        }
+    }
+
+    /// A detection as EventBridge entry: detail = the detection, at the matched record's time.
+    pub fn detection(source: &str, detection: &Detection) -> Entry {
+        Entry {
+            source: source.to_owned(),
+            detail_type: DETECTION_DETAIL_TYPE.to_owned(),
+            detail: detection.to_json(),
+            time: detection.event_time.clone(),
             resources: Vec::new(),
         }
     }

@@ -12,72 +12,18 @@ use std::io::{self, Write};
 
 use flate2::write::MultiGzDecoder;
 
+use super::items::{FileError, LogFileLimits, RawItem};
 use super::splitter::Splitter;
 
-/// Limits that protect a 128 MB Lambda from hostile or broken input.
-#[derive(Debug, Clone, Copy)]
-pub struct LogFileLimits {
-    /// Decompressed bytes per file. CloudTrail objects are at most ~50 MB compressed and real
-    /// files compress 5–9×, so 1 GiB leaves room for any real file and stops a gzip bomb.
-    pub max_decompressed_bytes: u64,
-    /// Bytes per record. CloudTrail caps an event at 256 KB (1 MB for opted-in Lake stores).
-    pub max_record_bytes: usize,
-    /// JSON nesting inside a record; deeper records are rejected instead of risking the stack.
-    pub max_nesting: u32,
-}
+/// Bytes of a log object read (or taken from a network chunk) at a time: at most about 8 MB of
+/// JSON at deflate's best ratio, so what a reader packs between two points where it can send
+/// stays small however well the input compresses.
+pub const READ_BYTES: usize = 8 * 1024;
 
-impl Default for LogFileLimits {
-    fn default() -> Self {
-        LogFileLimits {
-            max_decompressed_bytes: 1 << 30,
-            max_record_bytes: 1 << 20,
-            max_nesting: 100,
-        }
-    }
-}
-
-/// Why the file as a whole could not be read (on from the point named).
-#[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    #[error("gzip stream is corrupt or truncated after {records} records: {source}")]
-    Gzip { records: usize, source: io::Error },
-    #[error("not a CloudTrail log file: {reason} (at byte {offset})")]
-    NotCloudTrail { reason: &'static str, offset: u64 },
-    #[error("log file JSON is malformed at byte {offset}, after record {records}: {reason}")]
-    Malformed {
-        reason: &'static str,
-        offset: u64,
-        records: usize,
-    },
-    #[error("log file is truncated: input ended inside {inside} after {records} records")]
-    Truncated {
-        inside: &'static str,
-        records: usize,
-    },
-    #[error("decompressed size exceeds the limit of {limit} bytes (gzip bomb?)")]
-    TooLarge { limit: u64 },
-}
-
-/// Why one record could not be taken (the file goes on).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordProblem {
-    #[error("record is not a JSON object")]
-    NotAnObject,
-    #[error("record is larger than {limit} bytes")]
-    TooLarge { limit: usize },
-    #[error("record nests deeper than {limit} levels")]
-    TooDeep { limit: u32 },
-    #[error("record is not valid UTF-8 (byte {offset} of the record)")]
-    NotUtf8 { offset: usize },
-}
-
-/// One element of the `Records` array, in file order.
-#[derive(Debug)]
-pub struct RawItem<'a> {
-    /// Position in the `Records` array, from 0.
-    pub index: usize,
-    pub bytes: Result<&'a str, RecordProblem>,
-}
+/// Compressed bytes decompressed at a time before the records they hold are handed over:
+/// deflate expands at most about 1032:1, so a slice is at most about 528 KB of JSON (260,000
+/// one-byte elements), whatever the file.
+pub const GZIP_SLICE_BYTES: usize = 512;
 
 /// Push decoder for one log file.
 pub struct LogFileDecoder {
@@ -99,8 +45,15 @@ impl LogFileDecoder {
         }
     }
 
-    /// Pushes the next bytes of the object. Drain after each call to keep memory flat.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), FileError> {
+    /// Pushes the next bytes of the object and hands every element of `Records` they complete
+    /// to `each`, in file order. Compressed bytes go in by slices of [`GZIP_SLICE_BYTES`],
+    /// each slice's elements handed over before the next is decompressed, so what is held at
+    /// once is bounded however well the input compresses.
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        mut each: impl FnMut(RawItem<'_>),
+    ) -> Result<(), FileError> {
         if let Mode::Undecided(_, head) = &mut self.mode {
             head.extend_from_slice(chunk);
             if head.len() < 2 {
@@ -115,9 +68,26 @@ impl LogFileDecoder {
             } else {
                 Mode::Plain(splitter)
             };
-            return self.push(&head);
+            return self.push_sliced(&head, &mut each);
         }
-        self.push(chunk)
+        self.push_sliced(chunk, &mut each)
+    }
+
+    fn push_sliced(
+        &mut self,
+        bytes: &[u8],
+        each: &mut impl FnMut(RawItem<'_>),
+    ) -> Result<(), FileError> {
+        let slice = match self.mode {
+            Mode::Gzip(_) => GZIP_SLICE_BYTES,
+            _ => bytes.len().max(1),
+        };
+        for part in bytes.chunks(slice) {
+            let pushed = self.push(part);
+            self.drain(&mut *each);
+            pushed?;
+        }
+        Ok(())
     }
 
     fn push(&mut self, bytes: &[u8]) -> Result<(), FileError> {
@@ -136,16 +106,23 @@ impl LogFileDecoder {
         }
     }
 
-    /// Signals the end of the object; reports truncation.
-    pub fn finish(&mut self) -> Result<(), FileError> {
+    /// Signals the end of the object, hands the last elements to `each`, and reports
+    /// truncation.
+    pub fn finish(&mut self, mut each: impl FnMut(RawItem<'_>)) -> Result<(), FileError> {
         if let Mode::Undecided(..) = self.mode {
             let Mode::Undecided(splitter, head) = std::mem::replace(&mut self.mode, Mode::Spent)
             else {
                 unreachable!("checked above")
             };
             self.mode = Mode::Plain(splitter);
-            self.push(&head)?;
+            self.push_sliced(&head, &mut each)?;
         }
+        let finished = self.end();
+        self.drain(&mut each);
+        finished
+    }
+
+    fn end(&mut self) -> Result<(), FileError> {
         match &mut self.mode {
             Mode::Plain(splitter) => splitter.finish(),
             Mode::Gzip(decoder) => {
@@ -162,8 +139,8 @@ impl LogFileDecoder {
         }
     }
 
-    /// Hands every record completed so far to `each`, in file order, then forgets them.
-    pub fn drain(&mut self, each: impl FnMut(RawItem<'_>)) {
+    /// Hands every element completed so far to `each`, in file order, then forgets them.
+    fn drain(&mut self, each: impl FnMut(RawItem<'_>)) {
         match &mut self.mode {
             Mode::Plain(s) | Mode::Undecided(s, _) => s.drain(each),
             Mode::Gzip(d) => d.get_mut().drain(each),
@@ -181,7 +158,8 @@ impl LogFileDecoder {
     }
 }
 
-/// Reads a whole log file from `reader` in 64 KiB chunks, handing each record to `each`.
+/// Reads a whole log file from `reader` in chunks of [`READ_BYTES`], handing each record to
+/// `each`.
 /// Returns the decompressed size. Records before a file-level error have been handed over.
 pub fn read_log_file(
     mut reader: impl io::Read,
@@ -189,7 +167,7 @@ pub fn read_log_file(
     mut each: impl FnMut(RawItem<'_>),
 ) -> Result<u64, FileError> {
     let mut decoder = LogFileDecoder::new(limits);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; READ_BYTES];
     loop {
         let n = match reader.read(&mut chunk) {
             Ok(0) => break,
@@ -197,12 +175,8 @@ pub fn read_log_file(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(source) => return Err(FileError::Gzip { records: 0, source }),
         };
-        let fed = decoder.feed(&chunk[..n]);
-        decoder.drain(&mut each);
-        fed?;
+        decoder.feed(&chunk[..n], &mut each)?;
     }
-    let finished = decoder.finish();
-    decoder.drain(&mut each);
-    finished?;
+    decoder.finish(&mut each)?;
     Ok(decoder.bytes_read())
 }

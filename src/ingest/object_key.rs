@@ -2,6 +2,8 @@
 //!
 //! `[prefix/]AWSLogs/[o-orgid/]<account>/<CloudTrail|CloudTrail-Digest|CloudTrail-Insight>/<region>/YYYY/MM/DD/<file>`
 
+use crate::time::parse_compact_time;
+
 /// What kind of object a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -21,16 +23,21 @@ pub struct LogObjectKey<'a> {
     pub org_id: Option<&'a str>,
     pub account_id: Option<&'a str>,
     pub region: Option<&'a str>,
+    /// When CloudTrail delivered the file (epoch ms), from the `YYYYMMDDTHHmmZ` stamp of its
+    /// name: `<account>_CloudTrail[-Insight]_<region>_<stamp>_<unique>.json.gz`.
+    pub delivered_ms: Option<i64>,
 }
 
 /// Reads a key in CloudTrail's layout. Keys outside the layout (a local file, a copy under
 /// another prefix) are classified by CloudTrail's file-name infixes, and default to log files.
 pub fn parse_object_key(key: &str) -> LogObjectKey<'_> {
+    let name = key.rsplit(['/', '\\']).next().unwrap_or(key);
     let mut parsed = LogObjectKey {
-        kind: kind_from_file_name(key.rsplit('/').next().unwrap_or(key)),
+        kind: kind_from_file_name(name),
         org_id: None,
         account_id: None,
         region: None,
+        delivered_ms: delivery_stamp(name),
     };
     let Some(pos) = key.find("AWSLogs/") else {
         return parsed;
@@ -50,6 +57,13 @@ pub fn parse_object_key(key: &str) -> LogObjectKey<'_> {
     }
     parsed.region = parts.next().filter(|p| !p.is_empty());
     parsed
+}
+
+/// The delivery stamp of a log or Insights file name (digest names carry seconds and the trail
+/// name there, and are not read).
+fn delivery_stamp(name: &str) -> Option<i64> {
+    let stamp = name.split('_').nth(3)?;
+    parse_compact_time(stamp).filter(|_| stamp.len() == 14)
 }
 
 fn kind_from_file_name(name: &str) -> ObjectKind {
@@ -114,6 +128,11 @@ mod tests {
         assert_eq!(k.org_id, None);
         assert_eq!(k.account_id, Some("111122223333"));
         assert_eq!(k.region, Some("us-east-2"));
+        assert_eq!(
+            k.delivered_ms,
+            crate::time::parse_event_time("2015-08-01T02:10:00Z").ok()
+        );
+        assert_eq!(parse_object_key("copy/logs.json.gz").delivered_ms, None);
     }
 
     #[test]

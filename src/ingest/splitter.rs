@@ -7,7 +7,7 @@
 
 use std::io::{self, Write};
 
-use super::log_file::{FileError, LogFileLimits, RawItem, RecordProblem};
+use super::items::{FileError, LogFileLimits, RawItem, RecordProblem};
 
 fn is_whitespace(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r')

@@ -12,15 +12,13 @@ use std::sync::Mutex;
 use crate::deliver::limits::PUT_LOG_EVENTS_EVENT_OVERHEAD;
 use crate::deliver::{LogEvent, LogSink, RejectedRanges, SinkError};
 use crate::forward::{BusError, Entry, EntryOutcome, EventBus};
-use crate::ingest::{FileError, LogFileDecoder, LogFileLimits, RawItem};
+use crate::ingest::{FileError, LogFileDecoder, LogFileLimits, RawItem, READ_BYTES};
 use crate::select::{LogObject, ObjectSource, Origin, ReadError};
 
 /// The input name that means "a log file on standard input".
 pub const STDIN: &str = "-";
 /// How the standard input is named in problems and progress.
 pub const STDIN_NAME: &str = "(stdin)";
-/// Bytes read from a file per chunk.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A log file on disk or on the standard input, read as the select function reads an S3
 /// object.
@@ -71,7 +69,7 @@ impl ObjectSource for Input {
         Ok(LocalObject {
             reader,
             decoder: LogFileDecoder::new(LogFileLimits::default()),
-            chunk: vec![0; READ_CHUNK_BYTES],
+            chunk: vec![0; READ_BYTES],
             finished: false,
         })
     }
@@ -96,15 +94,11 @@ impl LogObject for LocalObject {
             match self.reader.read(&mut self.chunk) {
                 Ok(0) => {
                     self.finished = true;
-                    let finished = self.decoder.finish();
-                    self.decoder.drain(&mut each);
-                    finished?;
+                    self.decoder.finish(&mut each)?;
                     return Ok(false);
                 }
                 Ok(n) => {
-                    let fed = self.decoder.feed(&self.chunk[..n]);
-                    self.decoder.drain(&mut each);
-                    fed?;
+                    self.decoder.feed(&self.chunk[..n], &mut each)?;
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

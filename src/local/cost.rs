@@ -40,10 +40,12 @@ impl AwsCalls {
     /// Counts the SendMessageBatch calls a function makes to send `messages` (each queue's
     /// messages grouped as `trailwatch_aws::sqs` groups them).
     pub fn count_sends(&mut self, messages: &[Outgoing]) {
-        for destination in [Destination::Delivery, Destination::Insights] {
+        // Detections travel on the Insights queue, with the Insights records.
+        let delivery = |m: &&Outgoing| m.destination == Destination::Delivery;
+        for to_delivery in [true, false] {
             let sizes: Vec<usize> = messages
                 .iter()
-                .filter(|m| m.destination == destination)
+                .filter(|m| delivery(m) == to_delivery)
                 .map(|m| m.body.len())
                 .collect();
             self.sqs_messages += sizes.len();
@@ -101,6 +103,7 @@ mod tests {
         let message = |destination, len| Outgoing {
             destination,
             body: "x".repeat(len),
+            delivered_ms: 0,
         };
         let mut calls = AwsCalls::default();
         calls.count_sends(&[

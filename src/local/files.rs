@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
 use crate::ingest::{parse_object_key, ObjectKind};
-use crate::time::parse_compact_time;
 
 /// Whether a file found in a folder is a CloudTrail log file by its name (see the module
 /// documentation).
@@ -106,9 +105,7 @@ pub fn log_files(inputs: &[PathBuf]) -> Result<Vec<LogFile>, FilesError> {
 /// The delivery time in CloudTrail's log file name
 /// (`<acct>_CloudTrail_<region>_YYYYMMDDTHHmmZ_<unique>.json.gz`), epoch milliseconds.
 pub fn delivery_time_ms(path: &Path) -> Option<i64> {
-    let name = path.file_name()?.to_str()?;
-    let stamp = name.split('_').nth(3)?;
-    parse_compact_time(stamp).filter(|_| stamp.len() == 14)
+    parse_object_key(path.file_name()?.to_str()?).delivered_ms
 }
 
 /// The files in delivery order, as S3 notifications would announce them: by the stamp in

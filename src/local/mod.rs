@@ -1,9 +1,10 @@
 //! The pipeline on one machine, for the CLI: which files are log files ([`files`]), the local
 //! adapters behind the same ports as in Lambda ([`adapters`]), the local delivery queue
-//! ([`queue`]), the replay driver ([`replay`]) and the AWS calls it counts ([`cost`]).
+//! ([`queue`]), the detection stage ([`detections`]), the replay driver ([`replay`]) and the AWS calls it counts ([`cost`]).
 
 pub mod adapters;
 pub mod cost;
+pub mod detections;
 pub mod files;
 pub mod queue;
 pub mod replay;
@@ -12,6 +13,7 @@ use std::future::Future;
 
 pub use adapters::{FileBus, FileLogGroup, Input, STDIN, STDIN_NAME};
 pub use cost::AwsCalls;
+pub use detections::{DetectionOptions, DetectionTotals};
 pub use files::{
     delivery_time_ms, in_delivery_order, is_log_file_name, log_files, FilesError, LogFile,
 };

@@ -9,7 +9,7 @@ use crate::deliver::{
     deliver_messages_once, Carrier, CarryError, DeliveryReport, DeliverySettings, HeldMessage,
     Inbound, InvocationOnly, LedgerReport, LogSink,
 };
-use crate::select::{Destination, Outgoing};
+use crate::select::{Destination, Outgoing, MESSAGE_DELIVERY_SPAN_MS};
 
 use super::block_on;
 
@@ -20,21 +20,48 @@ pub const DELIVER_BATCH_BYTES: usize = 5 * 1024 * 1024;
 /// Bytes of held-back messages the local queue keeps before it puts calls that are not full.
 pub const LOCAL_HOLD_BYTES: usize = 64 * 1024 * 1024;
 
+/// The messages of one deliver invocation.
+#[derive(Debug)]
+pub struct Group {
+    pub messages: Vec<Outgoing>,
+    /// When the newest of its records was delivered: the invocation's time, unless the replay
+    /// delivers everything at one given time.
+    pub delivered_ms: i64,
+    /// No record may wait for a fuller call: the next message was delivered too long after
+    /// these to join them, or the queue is being emptied.
+    pub closing: bool,
+}
+
 /// Takes the next group of messages for one deliver invocation off the front of `queue`:
-/// messages up to [`DELIVER_BATCH_BYTES`] (at least one). `None` when the queue is empty, or
-/// when, unless `all`, what waits does not fill a group yet.
-pub fn next_group(queue: &mut Vec<Outgoing>, all: bool) -> Option<Vec<Outgoing>> {
-    let mut take = 0;
-    let mut bytes = 0;
-    while take < queue.len() && (take == 0 || bytes + queue[take].body.len() <= DELIVER_BATCH_BYTES)
-    {
-        bytes += queue[take].body.len();
+/// messages up to [`DELIVER_BATCH_BYTES`] (at least one) whose delivery times lie within
+/// `span` (`None`: any). `None` when the queue is empty, or when, unless `all`, what waits
+/// could still grow into a fuller group.
+pub fn next_group(queue: &mut Vec<Outgoing>, all: bool, span: Option<i64>) -> Option<Group> {
+    let (mut take, mut bytes) = (0, 0);
+    let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
+    let mut cut_by_time = false;
+    while let Some(message) = queue.get(take) {
+        let t = message.delivered_ms;
+        let spread = newest.max(t).saturating_sub(oldest.min(t));
+        if take > 0 && span.is_some_and(|span| spread > span) {
+            cut_by_time = true;
+            break;
+        }
+        if take > 0 && bytes + message.body.len() > DELIVER_BATCH_BYTES {
+            break;
+        }
+        (oldest, newest) = (oldest.min(t), newest.max(t));
+        bytes += message.body.len();
         take += 1;
     }
-    if take == 0 || (!all && take == queue.len() && bytes < DELIVER_BATCH_BYTES) {
+    if take == 0 || (!all && !cut_by_time && take == queue.len() && bytes < DELIVER_BATCH_BYTES) {
         return None;
     }
-    Some(queue.drain(..take).collect())
+    Some(Group {
+        messages: queue.drain(..take).collect(),
+        delivered_ms: newest,
+        closing: all || cut_by_time,
+    })
 }
 
 /// One deliver invocation over `group` at `now_ms`, as the deliver function runs it.
@@ -65,45 +92,53 @@ pub fn deliver_group(
 }
 
 /// The local delivery queue as the deliver stage's [`Carrier`]: calls that are not full wait
-/// for the next drain, until [`LOCAL_HOLD_BYTES`] wait; nothing waits when `closing`.
+/// for the next drain, up to [`MESSAGE_DELIVERY_SPAN_MS`] of delivery time and until
+/// [`LOCAL_HOLD_BYTES`] wait; nothing waits for a closing group.
+#[derive(Default)]
 pub struct LocalHold {
-    held: Mutex<Vec<String>>,
-    closing: bool,
+    /// Held messages, each with the time of the invocation that held it back.
+    held: Mutex<Vec<(String, i64)>>,
+    /// The current invocation: its time, and whether it is closing.
+    invocation: Mutex<(i64, bool)>,
 }
 
 impl LocalHold {
-    pub fn new(closing: bool) -> Self {
-        LocalHold {
-            held: Mutex::new(Vec::new()),
-            closing,
-        }
+    /// The invocation of `group` at `now_ms` starts.
+    pub fn start(&self, group: &Group, now_ms: i64) {
+        *lock(&self.invocation) = (now_ms, group.closing);
     }
 
-    /// The held-back messages, to go back to the delivery queue.
+    /// The held-back messages, to go back to the delivery queue as delivered when they were
+    /// held back.
     pub fn take(&self) -> Vec<Outgoing> {
-        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
-        held.into_iter()
-            .map(|body| Outgoing {
+        std::mem::take(&mut *lock(&self.held))
+            .into_iter()
+            .map(|(body, delivered_ms)| Outgoing {
                 destination: Destination::Delivery,
                 body,
+                delivered_ms,
             })
             .collect()
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Carrier for LocalHold {
     fn max_wait_ms(&self) -> i64 {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if self.closing || held.iter().map(String::len).sum::<usize>() >= LOCAL_HOLD_BYTES {
+        let held_bytes: usize = lock(&self.held).iter().map(|(b, _)| b.len()).sum();
+        if lock(&self.invocation).1 || held_bytes >= LOCAL_HOLD_BYTES {
             0
         } else {
-            i64::MAX
+            MESSAGE_DELIVERY_SPAN_MS
         }
     }
 
     async fn send(&self, messages: Vec<HeldMessage>) -> Result<(), CarryError> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.extend(messages.into_iter().map(|m| m.body));
+        let now_ms = lock(&self.invocation).0;
+        lock(&self.held).extend(messages.into_iter().map(|m| (m.body, now_ms)));
         Ok(())
     }
 }
@@ -112,23 +147,50 @@ impl Carrier for LocalHold {
 mod tests {
     use super::*;
 
-    fn message(len: usize) -> Outgoing {
+    fn message(len: usize, delivered_ms: i64) -> Outgoing {
         Outgoing {
             destination: Destination::Delivery,
             body: "x".repeat(len),
+            delivered_ms,
         }
+    }
+
+    fn sizes(group: Option<Group>) -> Option<(usize, bool)> {
+        group.map(|g| (g.messages.len(), g.closing))
     }
 
     #[test]
     fn groups_fill_an_invocation_and_a_partial_one_waits_unless_all_is_asked() {
         let third = DELIVER_BATCH_BYTES / 3;
-        let mut queue: Vec<Outgoing> = (0..4).map(|_| message(third)).collect();
-        assert_eq!(next_group(&mut queue, false).map(|g| g.len()), Some(3));
-        assert_eq!(next_group(&mut queue, false), None, "one third waits");
+        let mut queue: Vec<Outgoing> = (0..4).map(|_| message(third, 0)).collect();
+        assert_eq!(sizes(next_group(&mut queue, false, None)), Some((3, false)));
+        assert!(
+            next_group(&mut queue, false, None).is_none(),
+            "one third waits"
+        );
         assert_eq!(queue.len(), 1);
-        assert_eq!(next_group(&mut queue, true).map(|g| g.len()), Some(1));
-        assert_eq!(next_group(&mut queue, true), None);
-        let mut big = vec![message(DELIVER_BATCH_BYTES + 1)];
-        assert_eq!(next_group(&mut big, false).map(|g| g.len()), Some(1));
+        assert_eq!(sizes(next_group(&mut queue, true, None)), Some((1, true)));
+        assert!(next_group(&mut queue, true, None).is_none());
+        let mut big = vec![message(DELIVER_BATCH_BYTES + 1, 0)];
+        assert_eq!(sizes(next_group(&mut big, false, None)), Some((1, false)));
+    }
+
+    #[test]
+    fn a_group_holds_messages_delivered_within_the_span_and_closes_before_a_later_one() {
+        let hour = MESSAGE_DELIVERY_SPAN_MS;
+        let mut queue = vec![message(10, 0), message(10, hour), message(10, hour + 1)];
+        let group = next_group(&mut queue, false, Some(hour)).expect("cut by time");
+        assert_eq!((group.messages.len(), group.closing), (2, true));
+        assert_eq!(group.delivered_ms, hour);
+        assert!(
+            next_group(&mut queue, false, Some(hour)).is_none(),
+            "the last one waits"
+        );
+        let mut queue = vec![message(10, 0), message(10, 10 * hour)];
+        assert_eq!(
+            sizes(next_group(&mut queue, false, None)),
+            None,
+            "without a span, time does not cut"
+        );
     }
 }

@@ -3,14 +3,19 @@
 //! Files are read and selected by the select path the select function runs
 //! ([`select_object`]); the delivery messages go through the local delivery queue
 //! ([`super::queue`]) to the deliver stage, and Insights records to the local bus. The log
-//! group is a folder of `<stream>.jsonl` files and the Insights bus is `insights.jsonl`.
+//! group is a folder of `<stream>.jsonl` files and the Insights bus is `insights.jsonl`. With
+//! detection on, the rules are evaluated on every record read, and the detections the noise
+//! control lets through go to `detections.jsonl` ([`super::detections`]).
 //!
 //! Files are read in delivery order — the `YYYYMMDDTHHmmZ` stamp CloudTrail puts in every log
 //! file name, as S3 notifications would arrive — then files without a stamp in name order, then
-//! stdin. Delivery happens "as it happened" (at the newest eventTime read so far) unless a
-//! delivery time is given, so a month of logs from many accounts is not judged against the
-//! last account's clock. Besides the output, a replay counts the AWS calls the deployed
-//! pipeline would make for the same input ([`AwsCalls`]).
+//! stdin. Delivery happens "as it happened": each record is delivered at the time of its own
+//! file (the stamp in its name, else its `eventTime` plus CloudTrail's typical delay, see
+//! [`crate::select::TYPICAL_DELIVERY_DELAY_MS`]), so every selected record of an archive of any
+//! length is written, and CloudWatch Logs' 14-day window refuses only what it would have
+//! refused on the day. A delivery time given (`now_ms`) instead delivers everything at that
+//! time, showing what a late backfill would lose. Besides the output, a replay counts the AWS
+//! calls the deployed pipeline would make for the same input ([`AwsCalls`]).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -25,11 +30,13 @@ use crate::insights::{InsightsConfig, InsightsEngine};
 use crate::record::Record;
 use crate::select::{
     select_object, Destination, Origin, Outbox, Outgoing, SelectCounts, SelectRun, TrailConfig,
+    MESSAGE_DELIVERY_SPAN_MS,
 };
 
 use super::adapters::{CountingLogGroup, FileBus, FileLogGroup, Input, STDIN};
 use super::block_on;
 use super::cost::AwsCalls;
+use super::detections::{DetectionOptions, DetectionTotals, LocalDetections};
 use super::files::{in_delivery_order, log_files, FilesError};
 use super::queue::{deliver_group, next_group, LocalHold};
 
@@ -44,8 +51,10 @@ pub struct ReplayOptions {
     /// selectors (as CloudTrail: Insights are off unless enabled).
     pub insights: Option<InsightsConfig>,
     pub out: PathBuf,
-    /// The delivery time for CloudWatch Logs' time window; by default each group of messages is
-    /// delivered "as it happened", at the newest eventTime read so far.
+    /// The detection rules and their noise control; no detection when `None`.
+    pub detection: Option<DetectionOptions>,
+    /// The delivery time for CloudWatch Logs' time window; by default each record is delivered
+    /// "as it happened", at the delivery time of its file.
     pub now_ms: Option<i64>,
 }
 
@@ -85,8 +94,12 @@ pub struct ReplaySummary {
     pub files: usize,
     /// The select stage's counts, files that failed and digests skipped included.
     pub select: SelectCounts,
-    /// Problems in the input, each with its file and record position.
+    /// Problems in the input, each with its file and record position: every one of delivery,
+    /// and of the select stage the first few of each file then a summary (see
+    /// `select::problems`).
     pub problems: Vec<String>,
+    /// Problems in the input, listed or not.
+    pub problem_count: usize,
     /// Writes to the output folder that failed: the output is incomplete.
     pub output_errors: Vec<String>,
     pub delivery: DeliveryTotals,
@@ -96,6 +109,8 @@ pub struct ReplaySummary {
     pub insights_forwarded_detected: usize,
     /// Insights records trailwatch's detector produced (Start and End).
     pub insights_detected: usize,
+    /// What became of the rule matches (their number is `select.detections`).
+    pub detections: DetectionTotals,
     pub aws: AwsCalls,
 }
 
@@ -185,14 +200,21 @@ pub fn replay_with_progress(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ReplaySummary, ReplayError> {
     let inputs = collect_inputs(&options.inputs)?;
-    let outputs = Outputs::create(&options.out)?;
+    let outputs = Outputs::create(&options.out, options.detection.is_some())?;
     let matcher = options.config.compile();
     let mut run = SelectRun::new(&matcher, DEFAULT_MESSAGE_BYTES);
+    if let Some(detection) = &options.detection {
+        run = run.with_detector(&detection.detector);
+    }
     let mut pipeline = LocalPipeline {
         group: CountingLogGroup::new(&outputs.group),
         bus: &outputs.bus,
+        detections: options
+            .detection
+            .as_ref()
+            .zip(outputs.detections_bus.as_ref())
+            .map(|(d, bus)| LocalDetections::new(d.noise.clone(), bus)),
         now_ms: options.now_ms,
-        newest_event_ms: None,
         queue: Vec::new(),
         engine: options.insights.clone().map(InsightsEngine::new),
         summary: ReplaySummary::default(),
@@ -217,10 +239,13 @@ struct Outputs {
     bus: FileBus,
     out: PathBuf,
     bus_path: PathBuf,
+    /// `detections.jsonl`, when detection is on.
+    detections_bus: Option<FileBus>,
+    detections_path: PathBuf,
 }
 
 impl Outputs {
-    fn create(out: &Path) -> Result<Self, ReplayError> {
+    fn create(out: &Path, detections: bool) -> Result<Self, ReplayError> {
         let output_error = |path: &Path| {
             let path = path.to_owned();
             move |source| ReplayError::Output { path, source }
@@ -228,11 +253,18 @@ impl Outputs {
         let group = FileLogGroup::new(out).map_err(output_error(out))?;
         let bus_path = out.join("insights.jsonl");
         let bus = FileBus::create(&bus_path).map_err(output_error(&bus_path))?;
+        let detections_path = out.join("detections.jsonl");
+        let detections_bus = detections
+            .then(|| FileBus::create(&detections_path))
+            .transpose()
+            .map_err(output_error(&detections_path))?;
         Ok(Outputs {
             group,
             bus,
             out: out.to_owned(),
             bus_path,
+            detections_bus,
+            detections_path,
         })
     }
 
@@ -243,6 +275,9 @@ impl Outputs {
         if let Err(e) = self.bus.flush() {
             errors.push(format!("{}: {e}", self.bus_path.display()));
         }
+        if let Some(Err(e)) = self.detections_bus.as_ref().map(FileBus::flush) {
+            errors.push(format!("{}: {e}", self.detections_path.display()));
+        }
     }
 }
 
@@ -252,9 +287,9 @@ impl Outputs {
 struct LocalPipeline<'a> {
     group: CountingLogGroup<'a>,
     bus: &'a FileBus,
+    detections: Option<LocalDetections<'a>>,
+    /// Everything delivered at this time, instead of each record at its own.
     now_ms: Option<i64>,
-    /// The newest eventTime the select run has read: the delivery time unless `now_ms`.
-    newest_event_ms: Option<i64>,
     /// The delivery queue.
     queue: Vec<Outgoing>,
     engine: Option<InsightsEngine>,
@@ -279,7 +314,6 @@ impl Outbox for LocalPipeline<'_> {
     }
 
     fn chunk_read(&mut self, counts: &SelectCounts) {
-        self.newest_event_ms = counts.newest_event_ms;
         let reported = self.state.records_read / PROGRESS_EVERY_RECORDS;
         if counts.records_read / PROGRESS_EVERY_RECORDS > reported {
             self.state.records_read = counts.records_read;
@@ -325,16 +359,20 @@ impl LocalPipeline<'_> {
             self.forward_records(&detected, false);
         }
         run.flush();
-        self.newest_event_ms = run.counts().newest_event_ms;
         self.enqueue(run.take_outbox());
         self.drain(true);
     }
 
     fn into_summary(self, run: &SelectRun<'_>) -> ReplaySummary {
         let mut summary = self.summary;
+        if let Some(detections) = self.detections {
+            summary.detections = detections.totals;
+        }
         summary.aws.cwl_events = self.group.events();
         summary.aws.cwl_ingested_bytes = self.group.ingested_bytes();
         summary.select = run.counts().clone();
+        summary.problem_count =
+            summary.select.rejected + summary.select.files_failed + summary.problems.len();
         let mut problems: Vec<String> = run.problems().iter().map(ToString::to_string).collect();
         problems.append(&mut summary.problems);
         summary.problems = problems;
@@ -351,17 +389,31 @@ impl LocalPipeline<'_> {
     /// calls that are not full wait for the next drain, the last drain (`all`) puts
     /// everything.
     fn drain(&mut self, all: bool) {
-        let now_ms = self.now_ms.or(self.newest_event_ms).unwrap_or(0);
-        let (insights, mut delivery): (Vec<Outgoing>, Vec<Outgoing>) = self
+        let (to_insights_queue, mut delivery): (Vec<Outgoing>, Vec<Outgoing>) = self
             .queue
             .drain(..)
-            .partition(|m| m.destination == Destination::Insights);
-        for message in &insights {
-            self.forward_insights(&message.body);
+            .partition(|m| m.destination != Destination::Delivery);
+        for message in &to_insights_queue {
+            match (message.destination, self.detections.as_mut()) {
+                (Destination::Detections, Some(detections)) => {
+                    let s = &mut self.summary;
+                    detections.take(
+                        &message.body,
+                        &mut s.aws,
+                        &mut s.problems,
+                        &mut s.output_errors,
+                    );
+                }
+                _ => self.forward_insights(&message.body),
+            }
         }
-        let hold = LocalHold::new(all);
-        while let Some(group) = next_group(&mut delivery, all) {
-            let (report, ledger) = deliver_group(&self.group, &hold, &group, now_ms);
+        let hold = LocalHold::default();
+        // With one delivery time for everything, time does not part the messages.
+        let span = self.now_ms.is_none().then_some(MESSAGE_DELIVERY_SPAN_MS);
+        while let Some(group) = next_group(&mut delivery, all, span) {
+            let now_ms = self.now_ms.unwrap_or(group.delivered_ms);
+            hold.start(&group, now_ms);
+            let (report, ledger) = deliver_group(&self.group, &hold, &group.messages, now_ms);
             let aws = &mut self.summary.aws;
             aws.put_log_events += report.put_calls;
             aws.dynamodb_put_item += ledger.writes();
@@ -469,6 +521,7 @@ mod tests {
             config: TrailConfig::default(),
             insights: None,
             out,
+            detection: None,
             now_ms: None,
         }
     }

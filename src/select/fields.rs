@@ -1,9 +1,10 @@
 //! The vocabulary of advanced event selectors (fields, operators, categories) and how a record
-//! supplies a value for each field. The two rules that are our own reading of CloudTrail, not
+//! supplies a value for each field. The rules that are our own reading of CloudTrail, not
 //! documented behaviour, live here and only here: [`field_passes`] (fields a record lacks, and
-//! fields with several values) and [`read_only_value`] (records without `readOnly`).
+//! fields with several values), [`read_only_value`] (records without `readOnly`) and
+//! [`resource_arn`] (resources named by `ARNPrefix`).
 
-use crate::record::{EventCategory, Record};
+use crate::record::{EventCategory, Record, Resource};
 
 /// A field an advanced selector may name (section 5.2 of the fact sheet, trail fields only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,6 +177,39 @@ impl SelectorCategory {
             ],
         }
     }
+}
+
+/// How selectors match a resource named by `ARNPrefix` instead of `ARN`.
+///
+/// Bucket-level S3 data APIs (`ListObjects`, `ListObjectsV2`, `ListObjectVersions`,
+/// `ListMultipartUploads`, `HeadBucket`, `DeleteObjects`, …) are recorded as data events whose
+/// `AWS::S3::Object` entry has `"ARNPrefix": "arn:aws:s3:::<bucket>/<list prefix>"` beside an
+/// `AWS::S3::Bucket` entry with the bucket's `ARN` (the shape of published real records, as
+/// in `tests/select_bucket_level.rs`). CloudTrail's documentation says which selectors log object-level events (basic:
+/// "prefix match on object ARN", `DataResource.Values`; advanced: `resources.ARN` with the six
+/// operators, fact sheet 4 and 5.4) but not how a prefix entry is compared, so the rule is ours:
+///
+/// **the prefix is compared exactly as an object ARN would be** — this function's answer
+/// (`ARN`, else `ARNPrefix`) is the value of `resources.ARN` and of basic S3 values:
+/// - basic `AWS::S3::Object` values (`arn:aws:s3`, `arn:aws:s3:::`, `arn:aws:s3:::bucket/`,
+///   `arn:aws:s3:::bucket/images`) select the event when the prefix starts with them: an
+///   all-buckets or whole-bucket selector logs every `HeadBucket` and `ListObjects` of its
+///   buckets, which is what real all-buckets trails show;
+/// - advanced `resources.ARN` runs each operator on the prefix string: `StartsWith` and
+///   `NotStartsWith` as above, `Equals`/`NotEquals` compare it whole (a prefix equals no object
+///   ARN, so `Equals` on an object never selects a bucket-level call and `NotEquals` never
+///   deselects one), `EndsWith`/`NotEndsWith` test its end (`arn:aws:s3:::bucket/` ends with
+///   `/`).
+///
+/// The choices AWS leaves open, and ours: a selector for a key prefix (`.../bucket/images/`)
+/// does **not** select a listing of the whole bucket (prefix `.../bucket/`), though the listing
+/// shows the names of the selected objects — we read the selector as covering the call's whole
+/// range, as for objects; a listing with its own prefix (`.../bucket/images/2024/`) is
+/// selected. The same rule holds for every resource type that names resources by `ARNPrefix`
+/// (S3 directory buckets' `AWS::S3Express::Object` and S3 on Outposts list calls have the same
+/// shape); types whose records always carry `ARN` are unaffected.
+pub fn resource_arn<'r>(resource: &'r Resource<'_>) -> Option<&'r str> {
+    resource.arn.as_deref().or(resource.arn_prefix.as_deref())
 }
 
 /// `readOnly` as selectors see it: `"true"` or `"false"`, never missing.

@@ -4,7 +4,7 @@
 
 use crate::record::{EventCategory, Record};
 
-use super::fields::{field_passes, read_only_value, scalar_value, Field};
+use super::fields::{field_passes, read_only_value, resource_arn, scalar_value, Field};
 use super::model::{AdvancedSelector, BasicSelector, FieldSelector, Selectors};
 use super::validate::{basic_value_kind, BasicValue};
 use super::{DropReason, TrailConfig, Verdict};
@@ -47,7 +47,7 @@ pub(crate) fn basic_matches(selector: &BasicSelector, record: &Record<'_>) -> bo
         }
         EventCategory::Data => record.fields.resources.iter().flatten().any(|resource| {
             let (Some(kind), Some(arn)) =
-                (resource.resource_type.as_deref(), resource.arn.as_deref())
+                (resource.resource_type.as_deref(), resource_arn(resource))
             else {
                 return false;
             };
@@ -103,7 +103,7 @@ fn field_selector_passes(fs: &FieldSelector, record: &Record<'_>, selected_types
                         .as_deref()
                         .is_some_and(|t| selected_types.contains(&t))
             })
-            .filter_map(|r| r.arn.as_deref())
+            .filter_map(resource_arn)
             .collect(),
         scalar => scalar_value(record, scalar).into_iter().collect(),
     };

@@ -17,18 +17,22 @@
 //! 3. The selectors: kept by the first selector that matches (OR across selectors).
 
 mod compiled;
+mod config_problem;
 mod dry_run;
 pub mod fields;
 mod interpret;
 pub mod model;
 mod object;
-mod problem;
+mod origin;
+mod packer;
+pub mod problems;
 pub mod reference;
 mod run;
 pub mod validate;
 
 use crate::record::{EventCategory, Record};
 
+pub use config_problem::ConfigProblem;
 pub use dry_run::dry_run;
 pub use interpret::interpret;
 pub use model::{
@@ -39,8 +43,12 @@ pub use object::{
     select_object, LogObject, ObjectSource, Outbox, ReadError, SelectObjectError,
     SEND_EVERY_MESSAGES,
 };
-pub use problem::ConfigProblem;
-pub use run::{Destination, Origin, Outgoing, Problem, SelectCounts, SelectRun};
+pub use origin::Origin;
+pub use problems::Problem;
+pub use run::{
+    Destination, Outgoing, SelectCounts, SelectRun, DETECTIONS_STREAM, MESSAGE_DELIVERY_SPAN_MS,
+    TYPICAL_DELIVERY_DELAY_MS,
+};
 
 use compiled::Compiled;
 
@@ -208,10 +216,38 @@ pub(crate) struct RegionScope {
 }
 
 /// Services whose events are global: recorded in us-east-1 and delivered only to trails that
-/// include global service events. STS is left out: its events from the global endpoint and
-/// from the us-east-1 regional endpoint look alike in the fields we read, and dropping a
-/// regional STS call would lose audit evidence, so STS is treated as regional (kept).
+/// include global service events (fact sheet 10; CloudTrail User Guide, "Global service
+/// events"). STS is global only when called at its global endpoint: see [`is_global_sts_call`].
 const GLOBAL_SERVICE_SOURCES: [&str; 2] = ["iam.amazonaws.com", "cloudfront.amazonaws.com"];
+
+/// The host of STS's global endpoint; its events are recorded in us-east-1 as global service
+/// events, those of the regional endpoints (`sts.us-east-1.amazonaws.com` included) in the
+/// endpoint's Region as regional ones (fact sheet 10, "STS regional endpoints").
+const STS_GLOBAL_ENDPOINT: &str = "sts.amazonaws.com";
+
+/// Whether a record is a global service event: IAM and CloudFront always; STS when the client
+/// asked for the global endpoint, as `tlsDetails.clientProvidedHostHeader` says. A us-east-1
+/// STS record without `tlsDetails` (before eventVersion 1.08, or called by an AWS service)
+/// cannot be told apart from a regional call and is treated as one: a trail without global
+/// service events then keeps it rather than lose a regional call's audit evidence.
+fn is_global_service_event(record: &Record<'_>) -> bool {
+    match record.event_source() {
+        Some(source) if GLOBAL_SERVICE_SOURCES.contains(&source) => true,
+        Some("sts.amazonaws.com") => is_global_sts_call(record),
+        _ => false,
+    }
+}
+
+fn is_global_sts_call(record: &Record<'_>) -> bool {
+    let host = record
+        .fields
+        .tls_details
+        .as_ref()
+        .and_then(|t| t.client_provided_host_header.as_deref());
+    // A host header may carry a port.
+    host.map(|h| h.split(':').next().unwrap_or(h))
+        .is_some_and(|h| h.eq_ignore_ascii_case(STS_GLOBAL_ENDPOINT))
+}
 
 impl RegionScope {
     /// Gates 1 and 2 of the module doc; `None` when the record reaches the selectors.
@@ -232,11 +268,7 @@ impl RegionScope {
                 }
             }
         }
-        if !self.include_global_service_events
-            && record
-                .event_source()
-                .is_some_and(|s| GLOBAL_SERVICE_SOURCES.contains(&s))
-        {
+        if !self.include_global_service_events && is_global_service_event(record) {
             return Some(DropReason::GlobalServiceEventsExcluded);
         }
         None
@@ -275,7 +307,8 @@ pub enum DropReason {
     InsightRecord,
     /// A single-Region trail and a record from another Region.
     OutsideTrailRegion,
-    /// A global service event (IAM, CloudFront) on a trail without global service events.
+    /// A global service event (IAM, CloudFront, STS at its global endpoint) on a trail without
+    /// global service events.
     GlobalServiceEventsExcluded,
     /// No selector matches it.
     NotSelected,

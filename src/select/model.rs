@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 
+use super::config_problem::ConfigProblem;
 use super::fields::Operator;
-use super::problem::ConfigProblem;
 
 /// Which kind of selectors a trail has.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,9 @@ use std::future::Future;
 use crate::ingest::{ObjectKind, RawItem};
 use crate::record::Record;
 
-use super::run::{Origin, Outgoing, SelectCounts, SelectRun};
+use super::origin::Origin;
+use super::problems::Problem;
+use super::run::{Outgoing, SelectCounts, SelectRun};
 
 /// Completed messages a caller lets wait before sending them while an object is read: four
 /// full messages are about 1 MiB, so memory stays flat however large the object.
@@ -57,6 +59,9 @@ pub trait Outbox {
 
     /// A chunk has been read; `counts` are the run's so far.
     fn chunk_read(&mut self, _counts: &SelectCounts) {}
+
+    /// A problem the run has just kept (the select function logs them as they happen).
+    fn problem(&mut self, _problem: &Problem) {}
 }
 
 /// Why [`select_object`] stopped: reading the object again later may succeed, or the outbox
@@ -95,6 +100,8 @@ pub async fn select_object<S: ObjectSource, O: Outbox>(
         }
         Ok(()) => None,
     };
+    run.object_done();
+    report_problems(run, outbox);
     outbox
         .send(run.take_outbox())
         .await
@@ -123,6 +130,7 @@ async fn read_object<S: ObjectSource, O: Outbox>(
             })
             .await;
         outbox.chunk_read(run.counts());
+        report_problems(run, outbox);
         match more {
             Ok(true) if run.outbox_len() >= SEND_EVERY_MESSAGES => outbox
                 .send(run.take_outbox())
@@ -132,5 +140,11 @@ async fn read_object<S: ObjectSource, O: Outbox>(
             Ok(false) => return Ok(Ok(())),
             Err(e) => return Ok(Err(e)),
         }
+    }
+}
+
+fn report_problems<O: Outbox>(run: &mut SelectRun<'_>, outbox: &mut O) {
+    for problem in run.new_problems() {
+        outbox.problem(problem);
     }
 }

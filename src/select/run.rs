@@ -12,11 +12,17 @@ use std::hash::{BuildHasher, Hasher};
 
 use rustc_hash::FxHashSet;
 
-use crate::deliver::message::{fit_record, MessagePacker, RecordLocation};
+use crate::deliver::message::{fit_record, RecordLocation};
 use crate::deliver::stream_name;
+use crate::detect::{Detection, Detector, Scratch};
 use crate::ingest::{LogObjectKey, ObjectKind, RawItem};
 use crate::record::Record;
 use crate::select::{Matcher, Verdict};
+
+use super::origin::Origin;
+use super::packer::{Packed, StreamPacker};
+pub use super::packer::{MESSAGE_DELIVERY_SPAN_MS, TYPICAL_DELIVERY_DELAY_MS};
+use super::problems::{Problem, ProblemLog};
 
 /// Where an outgoing message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,47 +31,19 @@ pub enum Destination {
     Delivery,
     /// The Insights stage's queue (CloudTrail's own Insights records).
     Insights,
+    /// Detections (see [`crate::detect`]): they travel on the Insights queue too, in messages
+    /// of the stream [`DETECTIONS_STREAM`], and go out through the same bus.
+    Detections,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
     pub destination: Destination,
     pub body: String,
-}
-
-/// Where a record came from: an S3 object, a local file, or an inline event.
-#[derive(Debug, Clone)]
-pub struct Origin<'a> {
-    pub bucket: Option<&'a str>,
-    /// The object key, the file path, or a description of the inline source.
-    pub key: &'a str,
-    pub parsed: LogObjectKey<'a>,
-}
-
-impl std::fmt::Display for Origin<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.bucket {
-            Some(bucket) => write!(f, "s3://{bucket}/{}", self.key),
-            None => f.write_str(self.key),
-        }
-    }
-}
-
-/// A record that could not be taken, with where it was and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub origin: String,
-    pub index: Option<usize>,
-    pub reason: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.index {
-            Some(i) => write!(f, "{} record {i}: {}", self.origin, self.reason),
-            None => write!(f, "{}: {}", self.origin, self.reason),
-        }
-    }
+    /// When the newest of its records was delivered to the trail's bucket (epoch ms): its
+    /// object's delivery stamp, else its `eventTime` plus [`TYPICAL_DELIVERY_DELAY_MS`]. Its
+    /// records were delivered within [`MESSAGE_DELIVERY_SPAN_MS`] of each other.
+    pub delivered_ms: i64,
 }
 
 /// Counts of one run, for logs, metrics and the CLI summary.
@@ -75,6 +53,8 @@ pub struct SelectCounts {
     pub kept: usize,
     pub duplicates: usize,
     pub insights: usize,
+    /// Rule matches found (on every record read, kept or not).
+    pub detections: usize,
     pub stubbed: usize,
     pub dropped: BTreeMap<&'static str, usize>,
     /// Records that could not be read.
@@ -93,10 +73,14 @@ pub struct SelectRun<'m> {
     matcher: &'m Matcher,
     max_message_bytes: usize,
     /// One packer per stream, found by name through `packer_of`.
-    packers: Vec<(String, MessagePacker)>,
+    packers: Vec<StreamPacker>,
     packer_of: HashMap<String, usize>,
     last_stream: LastStream,
-    insights: MessagePacker,
+    insights: StreamPacker,
+    /// The rules evaluated on every record read, when detection is on.
+    detector: Option<&'m Detector>,
+    scratch: Scratch,
+    detections: StreamPacker,
     /// 128-bit hashes of the eventIDs already kept (a string set would cost 5× the memory);
     /// they are uniform already, so the set's own hash is the cheapest one.
     seen: FxHashSet<u128>,
@@ -104,11 +88,13 @@ pub struct SelectRun<'m> {
     hasher: std::collections::hash_map::RandomState,
     outbox: Vec<Outgoing>,
     counts: SelectCounts,
-    problems: Vec<Problem>,
+    problems: ProblemLog,
 }
 
 /// The stream under which Insights records travel to the Insights queue.
 const INSIGHTS_STREAM: &str = "insights";
+/// The stream under which detections travel to the Insights queue.
+pub const DETECTIONS_STREAM: &str = "detections";
 
 impl<'m> SelectRun<'m> {
     pub fn new(matcher: &'m Matcher, max_message_bytes: usize) -> Self {
@@ -118,13 +104,23 @@ impl<'m> SelectRun<'m> {
             packers: Vec::new(),
             packer_of: HashMap::new(),
             last_stream: LastStream::default(),
-            insights: MessagePacker::new(INSIGHTS_STREAM, max_message_bytes),
+            insights: StreamPacker::new(INSIGHTS_STREAM, max_message_bytes),
+            detector: None,
+            scratch: Scratch::default(),
+            detections: StreamPacker::new(DETECTIONS_STREAM, max_message_bytes),
             seen: FxHashSet::default(),
             hasher: Default::default(),
             outbox: Vec::new(),
             counts: SelectCounts::default(),
-            problems: Vec::new(),
+            problems: ProblemLog::default(),
         }
+    }
+
+    /// Evaluates `detector`'s rules on every record read (before the trail's selectors: a
+    /// trail that drops read events must still see `GetPasswordData`).
+    pub fn with_detector(mut self, detector: &'m Detector) -> Self {
+        self.detector = Some(detector);
+        self
     }
 
     /// What the run did so far.
@@ -132,9 +128,20 @@ impl<'m> SelectRun<'m> {
         &self.counts
     }
 
-    /// What could not be taken, each with where it was and why.
+    /// What could not be taken, each with where it was and why: the first few of each object
+    /// in full, the rest summarised (see `select::problems`).
     pub fn problems(&self) -> &[Problem] {
-        &self.problems
+        self.problems.kept()
+    }
+
+    /// The problems noted since the last call, to log as they happen.
+    pub fn new_problems(&mut self) -> &[Problem] {
+        self.problems.new_problems()
+    }
+
+    /// The object being read has ended: its problems beyond the first few are summarised.
+    pub fn object_done(&mut self) {
+        self.problems.object_done();
     }
 
     /// Takes one element of a log file: a record, or one the reader could not make out.
@@ -144,15 +151,16 @@ impl<'m> SelectRun<'m> {
             Ok(raw) => self.record(origin, item.index, raw),
             Err(problem) => {
                 self.counts.records_read += 1;
-                self.reject(origin, item.index, problem)
+                self.reject(origin, item.index, problem.kind(), problem)
             }
         }
     }
 
     /// An object that could not be read (to its end): counted, and described by `reason`.
-    pub fn file_failed(&mut self, origin: &Origin<'_>, reason: impl ToString) {
+    pub fn file_failed(&mut self, origin: &Origin<'_>, reason: impl std::fmt::Display) {
         self.counts.files_failed += 1;
-        self.note(origin, None, reason);
+        self.problems
+            .note(origin, None, "object unreadable", reason);
     }
 
     /// A digest file named where log files are expected: counted, not read.
@@ -171,16 +179,29 @@ impl<'m> SelectRun<'m> {
         self.counts.records_read += 1;
         let record = match Record::parse(raw) {
             Ok(record) => record,
-            Err(e) => return self.reject(origin, index, e),
+            Err(e) => return self.reject(origin, index, e.kind(), e),
         };
-        match record.event_time_ms() {
-            Ok(t) => self.counts.newest_event_ms = self.counts.newest_event_ms.max(Some(t)),
-            Err(e) => return self.reject(origin, index, e),
-        }
+        let event_ms = match record.event_time_ms() {
+            Ok(t) => t,
+            Err(e) => return self.reject(origin, index, e.kind(), e),
+        };
+        self.counts.newest_event_ms = self.counts.newest_event_ms.max(Some(event_ms));
+        let delivered_ms = origin
+            .parsed
+            .delivered_ms
+            .unwrap_or(event_ms.saturating_add(TYPICAL_DELIVERY_DELAY_MS));
         if record.is_insight() || origin.parsed.kind == ObjectKind::Insight {
             self.counts.insights += 1;
-            self.pack_insight(origin, index, raw);
+            self.pack_insight(origin, index, raw, delivered_ms);
             return None;
+        }
+        let location = RecordLocation {
+            bucket: origin.bucket,
+            key: Some(origin.key),
+            index,
+        };
+        if let Some(detector) = self.detector {
+            self.detect(detector, &record, location, origin, delivered_ms);
         }
         match self.matcher.evaluate(&record) {
             Verdict::Drop(reason) => {
@@ -199,26 +220,18 @@ impl<'m> SelectRun<'m> {
             return self.reject(
                 origin,
                 index,
+                "no log stream",
                 "no log stream can be named: recipientAccountId/awsRegion missing or invalid",
             );
         };
-        let location = RecordLocation {
-            bucket: origin.bucket,
-            key: Some(origin.key),
-            index,
-        };
-        let packer = &mut self.packers[packer].1;
+        let packer = &mut self.packers[packer];
         let fitted = fit_record(&record, location, packer.max_record_bytes());
         if fitted.len() != raw.len() {
             self.counts.stubbed += 1;
         }
         self.counts.kept += 1;
-        if let Some(body) = packer.push(&fitted) {
-            self.counts.messages += 1;
-            self.outbox.push(Outgoing {
-                destination: Destination::Delivery,
-                body,
-            });
+        if let Some(packed) = packer.push(&fitted, delivered_ms) {
+            self.send(Destination::Delivery, packed);
         }
         Some(record)
     }
@@ -245,8 +258,7 @@ impl<'m> SelectRun<'m> {
         let packer = stream_name(record, Some(key)).map(|stream| {
             let max = self.max_message_bytes;
             *self.packer_of.entry(stream).or_insert_with_key(|stream| {
-                self.packers
-                    .push((stream.clone(), MessagePacker::new(stream, max)));
+                self.packers.push(StreamPacker::new(stream, max));
                 self.packers.len() - 1
             })
         });
@@ -254,34 +266,67 @@ impl<'m> SelectRun<'m> {
         packer
     }
 
-    fn pack_insight(&mut self, origin: &Origin<'_>, index: usize, text: &str) {
+    fn pack_insight(&mut self, origin: &Origin<'_>, index: usize, text: &str, delivered_ms: i64) {
         if text.len() > self.insights.max_record_bytes() {
             // CloudTrail caps records at 256 KB; an Insights record this large is corrupt input.
             let reason = format!("Insights record of {} bytes exceeds a message", text.len());
-            return self.reject(origin, index, reason).unwrap_or(());
+            return self
+                .reject(origin, index, "Insights record too large", reason)
+                .unwrap_or(());
         }
-        if let Some(body) = self.insights.push(text) {
-            self.counts.messages += 1;
-            self.outbox.push(Outgoing {
-                destination: Destination::Insights,
-                body,
-            });
+        if let Some(packed) = self.insights.push(text, delivered_ms) {
+            self.send(Destination::Insights, packed);
         }
+    }
+
+    /// Packs the detections of `record` into detection messages.
+    fn detect(
+        &mut self,
+        detector: &Detector,
+        record: &Record<'_>,
+        location: RecordLocation<'_>,
+        origin: &Origin<'_>,
+        delivered_ms: i64,
+    ) {
+        let mut found = Vec::new();
+        detector.evaluate(record, &mut self.scratch, |rule, event| {
+            found.push(Detection::new(rule, event, location).to_json())
+        });
+        for detection in found {
+            self.counts.detections += 1;
+            if detection.len() > self.detections.max_record_bytes() {
+                // A detection stubs records over DETECTION_MAX_RECORD_BYTES, so it fits unless
+                // the rule's own fields are huge: said, not dropped silently.
+                let reason = format!("detection of {} bytes exceeds a message", detection.len());
+                self.reject::<()>(origin, location.index, "detection too large", reason);
+                continue;
+            }
+            if let Some(packed) = self.detections.push(&detection, delivered_ms) {
+                self.send(Destination::Detections, packed);
+            }
+        }
+    }
+
+    fn send(&mut self, destination: Destination, packed: Packed) {
+        self.counts.messages += 1;
+        self.outbox.push(Outgoing {
+            destination,
+            body: packed.body,
+            delivered_ms: packed.delivered_ms,
+        });
     }
 
     /// A record that could not be taken; `None` for the caller's convenience.
-    fn reject<T>(&mut self, origin: &Origin<'_>, index: usize, reason: impl ToString) -> Option<T> {
+    fn reject<T>(
+        &mut self,
+        origin: &Origin<'_>,
+        index: usize,
+        kind: &'static str,
+        reason: impl std::fmt::Display,
+    ) -> Option<T> {
         self.counts.rejected += 1;
-        self.note(origin, Some(index), reason);
+        self.problems.note(origin, Some(index), kind, reason);
         None
-    }
-
-    fn note(&mut self, origin: &Origin<'_>, index: Option<usize>, reason: impl ToString) {
-        self.problems.push(Problem {
-            origin: origin.to_string(),
-            index,
-            reason: reason.to_string(),
-        });
     }
 
     fn hash(&self, id: &str) -> u128 {
@@ -295,25 +340,19 @@ impl<'m> SelectRun<'m> {
 
     /// Moves partly filled messages to the outbox (at the end of the invocation).
     pub fn flush(&mut self) {
+        self.problems.object_done();
         let mut order: Vec<usize> = (0..self.packers.len()).collect();
-        order.sort_by(|&a, &b| self.packers[a].0.cmp(&self.packers[b].0));
-        let mut bodies: Vec<String> = Vec::new();
+        order.sort_by(|&a, &b| self.packers[a].stream.cmp(&self.packers[b].stream));
         for i in order {
-            bodies.extend(self.packers[i].1.take());
+            if let Some(packed) = self.packers[i].take() {
+                self.send(Destination::Delivery, packed);
+            }
         }
-        for body in bodies {
-            self.counts.messages += 1;
-            self.outbox.push(Outgoing {
-                destination: Destination::Delivery,
-                body,
-            });
+        if let Some(packed) = self.insights.take() {
+            self.send(Destination::Insights, packed);
         }
-        if let Some(body) = self.insights.take() {
-            self.counts.messages += 1;
-            self.outbox.push(Outgoing {
-                destination: Destination::Insights,
-                body,
-            });
+        if let Some(packed) = self.detections.take() {
+            self.send(Destination::Detections, packed);
         }
     }
 

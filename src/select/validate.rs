@@ -3,9 +3,9 @@
 //! follow CloudTrail's `Value <v> for <field> is invalid.` form where CloudTrail's own text is
 //! known; the other texts are ours (CloudTrail's are not published).
 
+use super::config_problem::ConfigProblem;
 use super::fields::{Field, Operator, SelectorCategory};
 use super::model::{AdvancedSelector, BasicSelector, FieldSelector, InsightSelector, Selectors};
-use super::problem::ConfigProblem;
 use super::reference::{
     arn_templates_for, is_known_resource_type, is_valid_arn_for, BASIC_RESOURCE_TYPES,
 };

@@ -271,10 +271,12 @@ impl DeployedStack {
 pub mod contexts {
     use aws_config::SdkConfig;
     use trailwatch::deliver::ledger::DEFAULT_CLAIM_LEASE_MS;
+    use trailwatch::detect::Noise;
     use trailwatch::insights::InsightsConfig;
     use trailwatch::select::TrailConfig;
     use trailwatch_aws::cloudwatch_logs::CloudWatchLogs;
     use trailwatch_aws::dedup::DynamoDbLedger;
+    use trailwatch_aws::detection_windows::DynamoDbWindows;
     use trailwatch_aws::eventbridge::EventBridgeBus;
     use trailwatch_aws::insights_state::DynamoDbInsightsStore;
     use trailwatch_aws::s3::S3Objects;
@@ -299,7 +301,13 @@ pub mod contexts {
             matcher: config.compile(),
             accept_records: select::accept_records(f.var(select::ACCEPT_RECORDS_ENV).as_deref())
                 .unwrap(),
+            detector: detector(f),
         }
+    }
+
+    /// The detector as the select function builds it from its environment as deployed.
+    pub fn detector(f: &DeployedFunction) -> Option<trailwatch::detect::Detector> {
+        select::detector_from_env(|name| f.var(name)).unwrap()
     }
 
     pub fn deliver(f: &DeployedFunction, sdk: &SdkConfig) -> deliver::DeliverContext {
@@ -338,6 +346,15 @@ pub mod contexts {
                 f.required(insights::EVENT_BUS_ENV),
             ),
             source: f.required(insights::EVENT_SOURCE_ENV),
+            detections: insights::detections::Detections {
+                noise: f
+                    .var(insights::detections::DETECTIONS_NOISE_ENV)
+                    .map_or_else(Noise::default, |text| Noise::from_json(&text).unwrap()),
+                windows: Some(DynamoDbWindows::new(
+                    aws_sdk_dynamodb::Client::new(sdk),
+                    f.required(insights::STATE_TABLE_ENV),
+                )),
+            },
         }
     }
 

@@ -688,6 +688,7 @@ async fn scenario<L: TestLedger>(generated: usize) {
         insights_queue: insights.clone(),
         matcher: TrailConfig::default().compile(),
         accept_records: false,
+        detector: None,
     });
     let deliver = Arc::new(DeliverContext {
         sink: CloudWatchLogs::new(

@@ -223,6 +223,7 @@ async fn a_generated_burst_counted_from_logs_reaches_an_eventbridge_rule_as_star
     let context = InsightsContext {
         bus: EventBridgeBus::new(events.clone(), bus.clone()),
         source: SOURCE.into(),
+        detections: Default::default(),
     };
     let mut settings = EvaluateSettings::new(SOURCE);
     settings.first_run_lookback_minutes = 2 * 1440;
@@ -342,6 +343,7 @@ async fn a_snapshot_invocation_seeds_the_table_with_a_local_replay() {
     let context = InsightsContext {
         bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), unique("unused")),
         source: SOURCE.into(),
+        detections: Default::default(),
     };
     let state = StateContext {
         store,

@@ -427,6 +427,7 @@ async fn a_redriven_ingest_dead_letter_queue_delivers_every_record_once() {
         insights_queue: insights_queue.to_owned(),
         matcher: TrailConfig::default().compile(),
         accept_records: false,
+        detector: None,
     };
     // Select fails after it has sent the trail's records, on every receive: the Insights
     // queue it was given does not exist. Each attempt sends the records again, in new

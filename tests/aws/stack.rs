@@ -575,7 +575,7 @@ async fn roles_are_scoped_by_conditions_moto_cannot_evaluate() {
     );
     assert_eq!(
         leading(&statement("InsightsFunctionRole", "InsightsState")),
-        json!(["insights#*"])
+        json!(["insights#*", "detect#*"])
     );
     let kms = statement("SelectFunctionRole", "DecryptTrailLogFiles");
     assert_eq!(kms["Resource"], stack.parameters["CloudTrailKmsKeyArn"]);

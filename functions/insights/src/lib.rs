@@ -1,9 +1,12 @@
 //! The Insights function: counts the trail's records (CloudWatch Logs subscription batches)
 //! into per-minute cells in the state table ([`count`]), evaluates the detector every minute
 //! ([`evaluate`]), and forwards Insights records — its own and CloudTrail's, from the Insights
-//! queue — to an EventBridge bus, under a custom source and CloudTrail's detail-type.
+//! queue — to an EventBridge bus, under a custom source and CloudTrail's detail-type. The
+//! select function's detections come on the same queue and go to the same bus after noise
+//! control ([`detections`]).
 
 pub mod count;
+pub mod detections;
 pub mod evaluate;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
@@ -23,11 +26,14 @@ use trailwatch::forward::{
 use trailwatch::insights::store::{load_snapshot, Snapshot};
 use trailwatch::insights::InsightsConfig;
 use trailwatch::record::Record;
+use trailwatch::select::DETECTIONS_STREAM;
+use trailwatch_aws::detection_windows::DynamoDbWindows;
 use trailwatch_aws::eventbridge::EventBridgeBus;
 use trailwatch_aws::insights_state::DynamoDbInsightsStore;
 use trailwatch_aws::{required_env, ssm};
 
 use crate::count::count_batch;
+use crate::detections::{decide, DetectionError, Detections};
 use crate::evaluate::{evaluate, EvaluateSettings};
 
 pub const EVENT_BUS_ENV: &str = "TRAILWATCH_EVENT_BUS";
@@ -38,15 +44,26 @@ pub const STATE_TABLE_ENV: &str = "TRAILWATCH_STATE_TABLE";
 pub struct InsightsContext {
     pub bus: EventBridgeBus,
     pub source: String,
+    pub detections: Detections,
 }
 
 impl InsightsContext {
     pub fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
         let source = std::env::var(EVENT_SOURCE_ENV).unwrap_or_else(|_| DEFAULT_SOURCE.into());
         validate_source(&source)?;
+        // Suppression windows live in the state table; a context without one reports every
+        // detection not excepted.
+        let windows = std::env::var(STATE_TABLE_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(|table| DynamoDbWindows::new(trailwatch_aws::client(sdk), table));
         Ok(InsightsContext {
             bus: EventBridgeBus::new(trailwatch_aws::client(sdk), required_env(EVENT_BUS_ENV)?),
             source,
+            detections: Detections {
+                noise: Detections::noise_from_env()?,
+                windows,
+            },
         })
     }
 }
@@ -248,6 +265,8 @@ pub async fn forward_batch(context: &InsightsContext, event: &SqsEvent) -> SqsBa
 pub enum ForwardError {
     #[error("not a delivery message: {0}")]
     Message(#[from] MessageError),
+    #[error(transparent)]
+    Detection(#[from] DetectionError),
     #[error("{failed} of {total} records not forwarded (first: record {index}: {reason})")]
     NotAccepted {
         failed: usize,
@@ -259,16 +278,19 @@ pub enum ForwardError {
 
 async fn forward_message(context: &InsightsContext, body: &str) -> Result<(), ForwardError> {
     let message = DeliveryMessage::parse(body)?;
-    let entries: Vec<Entry> = message
-        .records
-        .iter()
-        .map(|raw| {
-            let time = Record::parse(raw.get())
-                .ok()
-                .and_then(|r| r.fields.event_time.map(|t| t.into_owned()));
-            Entry::insight(&context.source, raw.get(), time.as_deref())
-        })
-        .collect();
+    let entries = if message.stream == DETECTIONS_STREAM {
+        let decided = decide(&context.detections, &context.source, &message).await?;
+        tracing::info!(
+            detections = message.records.len(),
+            reported = decided.entries.len(),
+            held = decided.held,
+            excepted = decided.excepted,
+            "detections decided"
+        );
+        decided.entries
+    } else {
+        insight_entries(&context.source, &message)
+    };
     let report = forward(
         &context.bus,
         &entries,
@@ -282,7 +304,7 @@ async fn forward_message(context: &InsightsContext, body: &str) -> Result<(), Fo
         failed = report.failed.len(),
         calls = report.calls,
         retries = report.retries,
-        "insights forwarded"
+        "forwarded"
     );
     match report.failed.first() {
         None => Ok(()),
@@ -293,6 +315,20 @@ async fn forward_message(context: &InsightsContext, body: &str) -> Result<(), Fo
             reason: reason.clone(),
         }),
     }
+}
+
+/// Insights records as entries: detail = the record, unchanged.
+fn insight_entries(source: &str, message: &DeliveryMessage<'_>) -> Vec<Entry> {
+    message
+        .records
+        .iter()
+        .map(|raw| {
+            let time = Record::parse(raw.get())
+                .ok()
+                .and_then(|r| r.fields.event_time.map(|t| t.into_owned()));
+            Entry::insight(source, raw.get(), time.as_deref())
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,21 +1,25 @@
 //! The select function: the ingest side of the trail. It reads CloudTrail log files named by
 //! S3 notifications (and records carried by EventBridge), keeps what the trail's selectors
-//! select, and sends it packed to the delivery queue; Insights records go to the Insights queue.
+//! select, and sends it packed to the delivery queue; Insights records go to the Insights queue,
+//! and so do the detections of the rules evaluated on every record read.
 
 use aws_config::SdkConfig;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::Error;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::collections::BTreeSet;
+
 use trailwatch::deliver::message::DEFAULT_MESSAGE_BYTES;
+use trailwatch::detect::{Detector, RuleOptions, RuleSet};
 use trailwatch::ingest::{parse_message, parse_object_key, ObjectKind, WorkItem};
 use trailwatch::select::{
-    select_object, ConfigError, Destination, Matcher, Origin, Outbox, Outgoing, SelectCounts,
-    SelectObjectError, SelectRun, TrailConfig,
+    select_object, ConfigError, Destination, Matcher, Origin, Outbox, Outgoing, Problem,
+    SelectCounts, SelectObjectError, SelectRun, TrailConfig,
 };
-use trailwatch_aws::function::HandlerError;
-use trailwatch_aws::metrics::{self, Emf, SdkCounts};
+use trailwatch_aws::function::{batch_response, HandlerError, Invocation, FAILED};
+use trailwatch_aws::metrics::Emf;
 use trailwatch_aws::s3::S3Objects;
 use trailwatch_aws::sqs::SqsSender;
 use trailwatch_aws::{required_env, ssm};
@@ -27,6 +31,12 @@ pub const INSIGHTS_QUEUE_ENV: &str = "TRAILWATCH_INSIGHTS_QUEUE_URL";
 /// trail's. Otherwise every record must come from a file in the trail bucket, and a message
 /// carrying records is refused: anyone able to send to the queue could forge them.
 pub const ACCEPT_RECORDS_ENV: &str = "TRAILWATCH_ACCEPT_RECORDS";
+/// `false` turns detection off; on by default.
+pub const DETECTIONS_ENV: &str = "TRAILWATCH_DETECTIONS";
+/// Rule ids to switch off, separated by commas (CloudFormation's CommaDelimitedList).
+pub const DETECTIONS_DISABLE_ENV: &str = "TRAILWATCH_DETECTIONS_DISABLE";
+/// Ids of rules off by default to switch on, separated by commas.
+pub const DETECTIONS_ENABLE_ENV: &str = "TRAILWATCH_DETECTIONS_ENABLE";
 
 /// What the function needs, built once at cold start.
 pub struct SelectContext {
@@ -37,17 +47,75 @@ pub struct SelectContext {
     pub matcher: Matcher,
     /// See [`ACCEPT_RECORDS_ENV`].
     pub accept_records: bool,
+    /// The embedded detection rules, evaluated on every record read; `None` when off.
+    pub detector: Option<Detector>,
+}
+
+/// The detector the environment asks for: the embedded rules less those disabled, plus those
+/// enabled ([`DETECTIONS_ENV`], [`DETECTIONS_DISABLE_ENV`], [`DETECTIONS_ENABLE_ENV`]). Every
+/// rule not evaluated is logged with the reason; an id no rule has fails the cold start (a
+/// typo would otherwise leave a noisy rule on).
+/// `var` reads a variable (the process environment in Lambda, the deployed one in tests).
+pub fn detector_from_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Detector>, SettingError> {
+    if !flag(DETECTIONS_ENV, var(DETECTIONS_ENV).as_deref(), true)? {
+        tracing::warn!("{DETECTIONS_ENV}=false: no detection rule is evaluated");
+        return Ok(None);
+    }
+    let var = |name| var(name).unwrap_or_default();
+    let ids = |name| -> BTreeSet<String> {
+        var(name)
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let set = RuleSet::load(&RuleOptions {
+        embedded: true,
+        extra: Vec::new(),
+        disable: ids(DETECTIONS_DISABLE_ENV),
+        enable: ids(DETECTIONS_ENABLE_ENV),
+    });
+    for not_loaded in &set.not_loaded {
+        tracing::error!(rule = %not_loaded, "detection rule not loaded");
+    }
+    for off in &set.disabled {
+        tracing::info!(rule = %off.id, title = %off.title, reason = %off.reason, "detection rule off");
+    }
+    if !set.unknown_ids.is_empty() {
+        return Err(SettingError::UnknownRuleIds(set.unknown_ids.join(", ")));
+    }
+    tracing::info!(rules = set.rules.len(), "detection rules loaded");
+    Ok(Some(Detector::new(set.rules)))
 }
 
 /// [`ACCEPT_RECORDS_ENV`]'s value: unset means false; anything but `true`/`false` is refused.
-pub fn accept_records(value: Option<&str>) -> Result<bool, String> {
+pub fn accept_records(value: Option<&str>) -> Result<bool, SettingError> {
+    flag(ACCEPT_RECORDS_ENV, value, false)
+}
+
+/// A boolean setting: `default` when unset or empty; anything but `true`/`false` is refused.
+fn flag(name: &'static str, value: Option<&str>, default: bool) -> Result<bool, SettingError> {
     match value {
-        None | Some("") | Some("false") => Ok(false),
+        None | Some("") => Ok(default),
         Some("true") => Ok(true),
-        Some(other) => Err(format!(
-            "{ACCEPT_RECORDS_ENV}={other}: expected true or false"
-        )),
+        Some("false") => Ok(false),
+        Some(other) => Err(SettingError::NotABoolean {
+            name,
+            value: other.to_owned(),
+        }),
     }
+}
+
+/// A setting in the function's environment it cannot start with.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{name}={value}: expected true or false")]
+    NotABoolean { name: &'static str, value: String },
+    #[error("{DETECTIONS_DISABLE_ENV}/{DETECTIONS_ENABLE_ENV}: no rule has the id(s) {0}")]
+    UnknownRuleIds(String),
 }
 
 impl SelectContext {
@@ -64,6 +132,7 @@ impl SelectContext {
             insights_queue: required_env(INSIGHTS_QUEUE_ENV)?,
             matcher: config.compile(),
             accept_records: accept_records(std::env::var(ACCEPT_RECORDS_ENV).ok().as_deref())?,
+            detector: detector_from_env(|name| std::env::var(name).ok())?,
         })
     }
 }
@@ -142,16 +211,18 @@ pub enum SelectError {
     Response(#[from] serde_json::Error),
 }
 
+/// `errorType` of a dry run whose trail configuration CloudTrail would refuse.
+pub const INVALID_TRAIL_CONFIGURATION: &str = "trailwatch.InvalidTrailConfiguration";
+/// `errorType` of a notification that must be retried (an object unreadable for now, a send
+/// that failed).
+pub const MESSAGE_WILL_BE_RETRIED: &str = "trailwatch.MessageWillBeRetried";
+
 impl From<SelectError> for HandlerError {
     fn from(error: SelectError) -> Self {
         match error {
-            SelectError::DryRun(e) => {
-                HandlerError::failed("trailwatch.InvalidTrailConfiguration", e)
-            }
-            SelectError::Retry(e) => HandlerError::failed("trailwatch.MessageWillBeRetried", e),
-            SelectError::Response(e) => {
-                HandlerError::failed("trailwatch.ResponseNotSerializable", e)
-            }
+            SelectError::DryRun(e) => HandlerError::failed(INVALID_TRAIL_CONFIGURATION, e),
+            SelectError::Retry(e) => HandlerError::failed(MESSAGE_WILL_BE_RETRIED, e),
+            SelectError::Response(e) => HandlerError::failed(FAILED, e),
         }
     }
 }
@@ -164,38 +235,38 @@ pub async fn handle(
 ) -> Result<Value, SelectError> {
     match invocation {
         SelectInvocation::Queue(event) => {
-            let mut failures = Vec::new();
+            let mut failed = Vec::new();
             let mut totals = SelectTotals::default();
-            let sdk_before = SdkCounts::now();
+            let invocation = Invocation::start();
             for message in &event.records {
                 let id = message.message_id.clone().unwrap_or_default();
                 let body = message.body.as_deref().unwrap_or("");
                 if let Err(e) = process_counted(context, body, &mut totals).await {
                     tracing::error!(message_id = %id, error = %e, "message will be retried");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    failures.push(failure);
+                    failed.push(id);
                 }
             }
-            totals.messages_failed = failures.len();
-            totals.sdk_retries = SdkCounts::now().retries_since(&sdk_before);
-            println!("{}", totals.emf().to_line(metrics::now_ms()));
-            let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = failures;
-            Ok(serde_json::to_value(response)?)
+            totals.messages_failed = failed.len();
+            invocation.publish(totals.emf());
+            Ok(serde_json::to_value(batch_response(failed))?)
         }
-        SelectInvocation::DryRun(request) => Ok(trailwatch::select::dry_run(&request)?),
+        SelectInvocation::DryRun(request) => dry_run(&request),
         SelectInvocation::Direct(body) => {
             let mut totals = SelectTotals::default();
-            let sdk_before = SdkCounts::now();
+            let invocation = Invocation::start();
             let result = process_counted(context, &body, &mut totals).await;
             totals.messages_failed = usize::from(result.is_err());
-            totals.sdk_retries = SdkCounts::now().retries_since(&sdk_before);
-            println!("{}", totals.emf().to_line(metrics::now_ms()));
+            invocation.publish(totals.emf());
             result?;
             Ok(Value::Null)
         }
     }
+}
+
+/// Decides each event of a selector dry run by the selectors it carries; changes nothing and
+/// needs neither AWS nor the function's settings.
+pub fn dry_run(request: &Value) -> Result<Value, SelectError> {
+    Ok(trailwatch::select::dry_run(request)?)
 }
 
 /// A message that must come back (SQS redelivers it; after the redrive limit, the DLQ).
@@ -217,6 +288,7 @@ pub struct SelectTotals {
     pub selected: usize,
     pub duplicates: usize,
     pub insights: usize,
+    pub detections: usize,
     pub stubbed: usize,
     pub unreadable: usize,
     pub dropped: std::collections::BTreeMap<&'static str, usize>,
@@ -226,8 +298,6 @@ pub struct SelectTotals {
     pub messages_failed: usize,
     /// Digest files (`CloudTrail-Digest/`) named by notifications: not read, counted.
     pub digests_skipped: usize,
-    /// Attempts the SDK retried (throttling, 5xx, timeouts, dropped connections).
-    pub sdk_retries: usize,
 }
 
 impl SelectTotals {
@@ -236,6 +306,7 @@ impl SelectTotals {
         self.selected += c.kept;
         self.duplicates += c.duplicates;
         self.insights += c.insights;
+        self.detections += c.detections;
         self.stubbed += c.stubbed;
         self.unreadable += c.rejected;
         self.digests_skipped += c.digests_skipped;
@@ -251,6 +322,7 @@ impl SelectTotals {
             .count("Selected", self.selected)
             .count("DuplicatesDropped", self.duplicates)
             .count("Insights", self.insights)
+            .count("Detections", self.detections)
             .count("Stubbed", self.stubbed)
             .count("RejectedUnreadable", self.unreadable)
             .counts_by("NotSelected", self.dropped.iter().map(|(k, v)| (*k, *v)))
@@ -258,7 +330,6 @@ impl SelectTotals {
             .count("SendMessageBatchCalls", self.send_calls)
             .count("SendRetries", self.send_retries)
             .count("MessagesFailed", self.messages_failed)
-            .count("SdkRetries", self.sdk_retries)
             .count("DigestsSkipped", self.digests_skipped)
     }
 }
@@ -273,11 +344,15 @@ pub async fn process_counted(
     // be silent, so it goes to the dead-letter queue via the redrive policy.
     let items = parse_message(body).map_err(|e| Retry(e.to_string()))?;
     let mut run = SelectRun::new(&context.matcher, DEFAULT_MESSAGE_BYTES);
+    if let Some(detector) = &context.detector {
+        run = run.with_detector(detector);
+    }
     let selected = select_items(context, items, &mut run, totals).await;
     totals.add(run.counts());
     let retry = selected?;
-    for problem in run.problems() {
-        tracing::error!(problem = %problem, "record or file set aside");
+    // Those of objects were logged as they happened; these are the inline records'.
+    for problem in run.new_problems() {
+        log_problem(problem);
     }
     let c = run.counts();
     tracing::info!(
@@ -285,6 +360,7 @@ pub async fn process_counted(
         kept = c.kept,
         duplicates = c.duplicates,
         insights = c.insights,
+        detections = c.detections,
         rejected = c.rejected,
         stubbed = c.stubbed,
         messages = c.messages,
@@ -355,16 +431,27 @@ struct Queues<'a> {
     totals: &'a mut SelectTotals,
 }
 
+/// A record or file set aside: the first few of each object one by one, then a summary (see
+/// `trailwatch::select::problems`).
+fn log_problem(problem: &Problem) {
+    tracing::error!(problem = %problem, "record or file set aside");
+}
+
 impl Outbox for Queues<'_> {
     type Error = Retry;
+
+    fn problem(&mut self, problem: &Problem) {
+        log_problem(problem);
+    }
 
     async fn send(&mut self, messages: Vec<Outgoing>) -> Result<(), Retry> {
         if messages.is_empty() {
             return Ok(());
         }
-        let (insights, delivery): (Vec<_>, Vec<_>) = messages
+        // Detections travel on the Insights queue, to the same bus.
+        let (delivery, insights): (Vec<_>, Vec<_>) = messages
             .into_iter()
-            .partition(|m| m.destination == Destination::Insights);
+            .partition(|m| m.destination == Destination::Delivery);
         let bodies = |v: Vec<Outgoing>| v.into_iter().map(|m| m.body).collect::<Vec<_>>();
         self.totals.messages_sent += delivery.len() + insights.len();
         for (queue, outgoing) in [
@@ -394,7 +481,7 @@ mod tests {
         assert_eq!(accept_records(Some("")), Ok(false));
         assert_eq!(accept_records(Some("false")), Ok(false));
         assert_eq!(accept_records(Some("true")), Ok(true));
-        let error = accept_records(Some("yes")).unwrap_err();
+        let error = accept_records(Some("yes")).unwrap_err().to_string();
         assert!(error.contains(ACCEPT_RECORDS_ENV), "{error}");
     }
 }

@@ -2,7 +2,9 @@
 //! its response posted back, and its stdout — what Lambda sends to CloudWatch Logs — as JSON
 //! lines carrying the request id, plus the invocation's embedded-metric-format line. One run
 //! needs no AWS call (an `s3:TestEvent`); the other sends to SQS on the moto server the tests
-//! use, with the configuration the functions build from Lambda's environment.
+//! use, with the configuration the functions build from Lambda's environment. With no settings
+//! at all, a selector dry run is still answered and anything else is told why the function
+//! cannot start.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -119,8 +121,22 @@ impl Invocation {
     }
 }
 
-/// Runs the select binary for one invocation of `payload` with Lambda's environment plus `env`.
+/// Runs the select binary for one invocation of `payload` with Lambda's environment (region
+/// and credentials included) plus `env`.
 fn invoke(payload: Vec<u8>, env: &[(&str, &str)]) -> Invocation {
+    let mut all = vec![
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SESSION_TOKEN", "testing"),
+    ];
+    all.extend_from_slice(env);
+    invoke_bare(payload, &all)
+}
+
+/// Runs the select binary with the runtime API's variables and `env` only: no region, no
+/// credentials, no settings, as from a bare shell under `cargo lambda watch`.
+fn invoke_bare(payload: Vec<u8>, env: &[(&str, &str)]) -> Invocation {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();
@@ -135,10 +151,6 @@ fn invoke(payload: Vec<u8>, env: &[(&str, &str)]) -> Invocation {
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_SESSION_TOKEN", "testing")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -184,6 +196,50 @@ fn a_test_event_is_acknowledged_with_json_logs_and_an_emf_line() {
         "INFO"
     );
     assert_eq!(run.emf()["Function"], "select");
+}
+
+#[test]
+fn a_selector_dry_run_is_answered_with_no_settings_at_all() {
+    let run = invoke_bare(event_file("dry-run.json"), &[]);
+    let answer = run.response();
+    assert_eq!(
+        (answer["kept"].clone(), answer["dropped"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(answer["decisions"][1]["reason"], "not_selected", "{answer}");
+}
+
+/// The error the function posted: (errorType, errorMessage).
+fn error_of(run: &Invocation) -> (String, String) {
+    let (line, body) = &run.posted;
+    assert_eq!(
+        line,
+        &format!("POST /2018-06-01/runtime/invocation/{REQUEST_ID}/error HTTP/1.1"),
+        "stdout:\n{}",
+        run.stdout
+    );
+    let error: Value = serde_json::from_slice(body).unwrap();
+    let text = |k: &str| error[k].as_str().unwrap_or_default().to_owned();
+    (text("errorType"), text("errorMessage"))
+}
+
+#[test]
+fn without_its_settings_every_other_invocation_is_told_why_the_function_cannot_start() {
+    let bare = invoke_bare(event_file("sqs-s3-notification.json"), &[]);
+    let (error_type, message) = error_of(&bare);
+    assert_eq!(error_type, "trailwatch.Configuration");
+    assert!(
+        message.contains("cannot start") && message.contains("AWS_REGION"),
+        "{message}"
+    );
+
+    let no_queues = invoke(event_file("sqs-s3-notification.json"), &[]);
+    let (error_type, message) = error_of(&no_queues);
+    assert_eq!(error_type, "trailwatch.Configuration");
+    assert!(
+        message.contains("TRAILWATCH_DELIVERY_QUEUE_URL"),
+        "{message}"
+    );
 }
 
 /// The moto server the tests use (see tests/aws/support.rs).

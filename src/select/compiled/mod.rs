@@ -10,7 +10,7 @@ mod value_set;
 use crate::record::{EventCategory, Record};
 
 use super::fields::{
-    field_passes, read_only_value, scalar_value, Field, Operator, SelectorCategory,
+    field_passes, read_only_value, resource_arn, scalar_value, Field, Operator, SelectorCategory,
 };
 use super::model::{AdvancedSelector, BasicSelector, ReadWriteType, Selectors};
 use super::reference::BASIC_RESOURCE_TYPES;
@@ -128,7 +128,7 @@ impl CompiledBasic {
             }
             EventCategory::Data => record.fields.resources.iter().flatten().any(|resource| {
                 let (Some(kind), Some(arn)) =
-                    (resource.resource_type.as_deref(), resource.arn.as_deref())
+                    (resource.resource_type.as_deref(), resource_arn(resource))
                 else {
                     return false;
                 };
@@ -265,7 +265,7 @@ impl CompiledAdvanced {
                                 .as_deref()
                                 .is_some_and(|t| self.resource_types.iter().any(|s| &**s == t))
                     })
-                    .filter_map(|r| r.arn.as_deref()),
+                    .filter_map(resource_arn),
                 condition.has_select,
                 select,
                 deselect,
