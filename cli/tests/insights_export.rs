@@ -251,22 +251,24 @@ fn backtest_plot_draws_the_key_that_fired_and_the_key_asked_for() {
     std::fs::write(&logs, format!(r#"{{"Records":[{}]}}"#, records.join(","))).unwrap();
     let (out, svg) = (dir.join("insights.jsonl"), dir.join("insights.svg"));
     let quiet_key = "111122223333/us-east-1/ApiCallRateInsight/iam.amazonaws.com/TagUser";
-    let (code, _, stderr) = trailwatch(
-        &[
-            "insights",
-            "backtest",
-            logs.to_str().unwrap(),
+    let plot = |keys: &[&str]| {
+        let mut args = vec!["insights", "backtest", logs.to_str().unwrap()];
+        args.extend([
             "--out",
             out.to_str().unwrap(),
             "--plot",
             svg.to_str().unwrap(),
-            "--plot-key",
-            quiet_key,
-            "--plot-key",
-            "111122223333/us-east-1/ApiCallRateInsight/iam.amazonaws.com/CreateAccessKey",
-        ],
-        &[],
-    );
+        ]);
+        for key in keys {
+            args.extend(["--plot-key", key]);
+        }
+        let (code, _, stderr) = trailwatch(&args, &[]);
+        (code, stderr)
+    };
+    let (code, stderr) = plot(&[
+        quiet_key,
+        "111122223333/us-east-1/ApiCallRateInsight/iam.amazonaws.com/CreateAccessKey",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("2 key(s) drawn"), "{stderr}");
     let insights = std::fs::read_to_string(&out).unwrap();
@@ -287,35 +289,11 @@ fn backtest_plot_draws_the_key_that_fired_and_the_key_asked_for() {
     assert!(picture.contains("#00FF00"), "a baseline band");
 
     // Without --plot-key: the keys that fired only. An unknown key is a clear error.
-    let (code, _, stderr) = trailwatch(
-        &[
-            "insights",
-            "backtest",
-            logs.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--plot",
-            svg.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, stderr) = plot(&[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("1 key(s) drawn"), "{stderr}");
     assert!(!std::fs::read_to_string(&svg).unwrap().contains("TagUser"));
-    let (code, _, stderr) = trailwatch(
-        &[
-            "insights",
-            "backtest",
-            logs.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--plot",
-            svg.to_str().unwrap(),
-            "--plot-key",
-            "nope",
-        ],
-        &[],
-    );
+    let (code, stderr) = plot(&["nope"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("--plot-key nope: no such key"), "{stderr}");
 }
