@@ -5,13 +5,18 @@
 //!   parse + count together for reference);
 //! * detector step cost per key-minute (dense: a busy key stepped every minute for 10 days,
 //!   daily baseline recompute included);
-//! * encoded per-key state bytes (mean, max) after a 10-day synthetic workload.
+//! * encoded per-key state bytes (mean, max) after a 10-day synthetic workload;
+//! * evaluator capacity: one scheduled run as the Insights function does it (decode each
+//!   key's warm state, add its minute's cell, close the minute, encode the state), keys and
+//!   events per second per core, and the same run split into 2 shards side by side.
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use trailwatch::insights::shard::ShardedEngine;
 use trailwatch::insights::{
-    DetectorParams, InsightsConfig, InsightsEngine, KeyState, MinuteAggregator, StepContext,
+    DetectorParams, InsightType, InsightsConfig, InsightsEngine, KeyState, MinuteAggregate,
+    MinuteAggregator, MinuteCell, SeriesKey, StepContext,
 };
 use trailwatch::record::Record;
 use trailwatch::time::{format_event_time, MS_PER_MINUTE};
@@ -213,8 +218,86 @@ fn bench_state_size() {
     );
 }
 
+/// One evaluator run over `keys` keys with a warm 8-day state each and one cell each in the
+/// minute closed; returns its seconds.
+fn evaluator_run(keys: &[SeriesKey], warm: &[u8], cells: &[MinuteCell], shards: usize) -> f64 {
+    let minute = cells[0].minute;
+    let start = Instant::now();
+    let mut engine = ShardedEngine::new(InsightsConfig::default(), shards);
+    engine.set_origin_minute(Some(T0 / MS_PER_MINUTE));
+    engine.set_closed_through(Some(minute - 1));
+    for key in keys {
+        engine.import_key_state(key, warm).unwrap();
+    }
+    for cell in cells {
+        engine.observe_cell(cell);
+    }
+    black_box(engine.close_minutes_through(minute));
+    let saved: usize = keys
+        .iter()
+        .filter_map(|k| engine.export_key_state(k))
+        .map(|s| s.len())
+        .sum();
+    black_box(saved);
+    start.elapsed().as_secs_f64()
+}
+
+fn bench_evaluator_capacity() {
+    const KEYS: usize = 20_000;
+    let params = DetectorParams::default();
+    let ctx = StepContext::new(&params, T0 / MS_PER_MINUTE / 1440);
+    let mut rng = Lcg(4);
+    let mut warm = KeyState::new();
+    let days = 8 * 1440i64;
+    let mut out = Vec::new();
+    for i in 0..days {
+        warm.step(T0 / MS_PER_MINUTE + i, rng.poisson(3.0), &ctx, &mut out);
+    }
+    let warm = warm.encode();
+    let minute = T0 / MS_PER_MINUTE + days;
+    // An organisation's keys: 100 accounts x 200 APIs in one region.
+    let keys: Vec<SeriesKey> = (0..KEYS)
+        .map(|n| SeriesKey {
+            account: format!("{:012}", 100_000_000_000 + n / 200),
+            region: "us-east-1".into(),
+            event_source: "ec2.amazonaws.com".into(),
+            event_name: format!("Api{}", n % 200),
+            insight_type: InsightType::ApiCallRateInsight,
+            error_code: None,
+        })
+        .collect();
+    let cells: Vec<MinuteCell> = keys
+        .iter()
+        .map(|key| MinuteCell {
+            key: key.clone(),
+            minute,
+            aggregate: MinuteAggregate {
+                count: u64::from(rng.poisson(3.0)),
+                ..MinuteAggregate::default()
+            },
+        })
+        .collect();
+    let events: u64 = cells.iter().map(|c| c.aggregate.count).sum();
+    // Side by side, alternating, best of 5: the machine is shared.
+    let (mut one, mut two) = (f64::MAX, f64::MAX);
+    for _ in 0..5 {
+        one = one.min(evaluator_run(&keys, &warm, &cells, 1));
+        two = two.min(evaluator_run(&keys, &warm, &cells, 2));
+    }
+    println!(
+        "evaluate: {KEYS} keys (warm 8-day state {} B), {events} events in one minute: 1 shard {:.1} ms = {:.0} key-minutes/s/core = {:.0} events/s/core; 2 shards {:.1} ms ({:.2}x)",
+        warm.len(),
+        one * 1e3,
+        KEYS as f64 / one,
+        events as f64 / one,
+        two * 1e3,
+        one / two
+    );
+}
+
 fn main() {
     bench_counting();
     bench_step();
     bench_state_size();
+    bench_evaluator_capacity();
 }

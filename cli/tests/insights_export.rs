@@ -214,3 +214,86 @@ fn backfill_help_has_examples_and_exit_codes() {
         assert!(stdout.contains(text), "{text}: {stdout}");
     }
 }
+
+/// One write management event of IAM `name` at `ms` (epoch milliseconds).
+fn iam_record(name: &str, ms: i64, n: usize) -> String {
+    format!(
+        r#"{{"eventVersion":"1.09","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/ci","accountId":"111122223333"}},"eventTime":"{}","eventSource":"iam.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management","eventID":"{name}-{ms}-{n}"}}"#,
+        trailwatch::time::format_event_time(ms)
+    )
+}
+
+#[test]
+fn backtest_plot_draws_the_key_that_fired_and_the_key_asked_for() {
+    let dir = temp_dir("backtest-plot");
+    // A day and a half of one CreateAccessKey and one TagUser every 20 minutes, then 25
+    // CreateAccessKey a minute for 8 minutes.
+    const DAY0_MS: i64 = 1_772_409_600_000;
+    const MIN: i64 = 60_000;
+    let burst = DAY0_MS + 36 * 60 * MIN;
+    let mut records = Vec::new();
+    let mut t = DAY0_MS;
+    while t < burst {
+        records.push(iam_record("CreateAccessKey", t + 7_000, 0));
+        records.push(iam_record("TagUser", t + 9_000, 0));
+        t += 20 * MIN;
+    }
+    for minute in 0..8 {
+        for n in 0..25 {
+            records.push(iam_record(
+                "CreateAccessKey",
+                burst + minute * MIN + n * 2_000,
+                n as usize,
+            ));
+        }
+    }
+    let logs = dir.join("burst.json");
+    std::fs::write(&logs, format!(r#"{{"Records":[{}]}}"#, records.join(","))).unwrap();
+    let (out, svg) = (dir.join("insights.jsonl"), dir.join("insights.svg"));
+    let quiet_key = "111122223333/us-east-1/ApiCallRateInsight/iam.amazonaws.com/TagUser";
+    let plot = |keys: &[&str]| {
+        let mut args = vec!["insights", "backtest", logs.to_str().unwrap()];
+        args.extend([
+            "--out",
+            out.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ]);
+        for key in keys {
+            args.extend(["--plot-key", key]);
+        }
+        let (code, _, stderr) = trailwatch(&args, &[]);
+        (code, stderr)
+    };
+    let (code, stderr) = plot(&[
+        quiet_key,
+        "111122223333/us-east-1/ApiCallRateInsight/iam.amazonaws.com/CreateAccessKey",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("2 key(s) drawn"), "{stderr}");
+    let insights = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        insights.contains(r#""state":"Start""#),
+        "the burst fired: {insights}"
+    );
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        picture.starts_with("<svg"),
+        "{}",
+        &picture[..picture.len().min(200)]
+    );
+    assert!(picture.contains("iam.amazonaws.com/CreateAccessKey"));
+    assert!(picture.contains(quiet_key));
+    // The Start mark (red, 2 px) and the baseline band (green) are drawn.
+    assert!(picture.contains("#FF0000"), "a Start mark");
+    assert!(picture.contains("#00FF00"), "a baseline band");
+
+    // Without --plot-key: the keys that fired only. An unknown key is a clear error.
+    let (code, stderr) = plot(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("1 key(s) drawn"), "{stderr}");
+    assert!(!std::fs::read_to_string(&svg).unwrap().contains("TagUser"));
+    let (code, stderr) = plot(&["nope"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--plot-key nope: no such key"), "{stderr}");
+}

@@ -5,10 +5,14 @@
 //! insights-eval [--families weekly,dst,monday,ramp] [--seeds 101,102,103]
 //!               [--volumes 0.3,1,3,10] [--layout 1x1|AxR] [--config FILE] [--notes]
 //! ```
+//!
+//! After the table: the Insights function's cost for every event generated, at the engine
+//! time measured here (`trailwatch::insights::cost`), next to CloudTrail Insights' price.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
+use trailwatch::insights::cost::{cost, Workload};
 use trailwatch::insights::InsightsConfig;
 use trailwatch_insights_eval::{evaluate, Family, Layout, Score, StreamSpec};
 
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
     println!("| family | layout | seed | volume | precision | recall | F1 | false Starts/day | detected | false | emit latency min | keys, state B mean/max, events, s |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut overall = Score::default();
+    let mut workload = Workload::default();
     for &family in &o.families {
         for &volume in &o.volumes {
             for &seed in &o.seeds {
@@ -130,9 +135,41 @@ fn main() -> ExitCode {
                     }
                 }
                 overall.merge(&e.score);
+                // Generated events are write management calls: CloudTrail Insights analyses
+                // each twice (API call rate and API error rate).
+                workload.analysed_call_rate += e.events;
+                workload.analysed_error_rate += e.events;
+                workload.records += e.events;
+                workload.key_minutes += e.key_minutes;
+                workload.insight_records += e.insight_records;
+                workload.cpu_seconds += e.engine_seconds;
             }
         }
     }
     row("**all** | | | ", &overall, "");
+    print_cost(&workload);
     ExitCode::SUCCESS
+}
+
+fn print_cost(w: &Workload) {
+    let c = cost(w);
+    let (ours, theirs) = c.per_million(w);
+    println!(
+        "\ncost: {} events ({} analysed by CloudTrail's two types), {} key-minutes, {} Insights records, {:.1} engine s (one core)",
+        w.records,
+        w.analysed_call_rate + w.analysed_error_rate,
+        w.key_minutes,
+        w.insight_records,
+        w.cpu_seconds
+    );
+    println!(
+        "cost: trailwatch USD {:.4} (Lambda {:.4}, DynamoDB writes {:.4}, reads {:.4}, EventBridge {:.4}) vs CloudTrail Insights USD {:.4}: per million analysed events {ours:.3} vs {theirs:.3} ({:.1}%)",
+        c.trailwatch(),
+        c.lambda,
+        c.dynamodb_writes,
+        c.dynamodb_reads,
+        c.eventbridge,
+        c.cloudtrail_insights,
+        100.0 * ours / theirs.max(f64::MIN_POSITIVE)
+    );
 }

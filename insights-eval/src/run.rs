@@ -4,6 +4,7 @@
 //! watermark (so the latest cells only feed the baseline).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use trailwatch::insights::{InsightsConfig, InsightsEngine, MinuteCell};
 use trailwatch::time::MS_PER_MINUTE;
@@ -38,6 +39,11 @@ pub struct Evaluation {
     pub keys: usize,
     pub state_bytes_mean: f64,
     pub state_bytes_max: usize,
+    /// What the cost model needs (`trailwatch::insights::cost`): key-minutes evaluated,
+    /// Insights records emitted and the single-core seconds spent in the engine.
+    pub key_minutes: u64,
+    pub insight_records: u64,
+    pub engine_seconds: f64,
 }
 
 /// Generates, runs and scores one spec.
@@ -48,6 +54,7 @@ pub fn evaluate(spec: &StreamSpec, config: &InsightsConfig) -> Evaluation {
     let eval_end = eval_start + spec.eval_days * MINUTES_PER_DAY;
     let mut total = Score::default();
     let (mut events, mut keys, mut bytes_sum, mut bytes_max) = (0u64, 0usize, 0f64, 0usize);
+    let (mut key_minutes, mut insight_records, mut engine_time) = (0u64, 0u64, Duration::ZERO);
     for (i, stream) in streams.iter().enumerate() {
         let mut rng = fastrand::Rng::with_seed(spec.seed ^ 0x5eed_0000 ^ (i as u64) << 40);
         let mut engine = InsightsEngine::new(config.clone());
@@ -68,6 +75,7 @@ pub fn evaluate(spec: &StreamSpec, config: &InsightsConfig) -> Evaluation {
                         .push(stream.cell(component, m, k));
                 }
             }
+            let timed = Instant::now();
             records.extend(engine.advance_to(m * MS_PER_MINUTE));
             while let Some(entry) = pending.first_entry() {
                 if *entry.key() > m {
@@ -77,6 +85,7 @@ pub fn evaluate(spec: &StreamSpec, config: &InsightsConfig) -> Evaluation {
                     engine.observe_cell(&cell);
                 }
             }
+            engine_time += timed.elapsed();
         }
         for cells in pending.into_values() {
             for cell in cells {
@@ -89,6 +98,8 @@ pub fn evaluate(spec: &StreamSpec, config: &InsightsConfig) -> Evaluation {
             .filter_map(|r| Start::from_record(r))
             .collect();
         total.merge(&score(&stream.labels, &starts, eval_start, eval_end, 1));
+        key_minutes += engine.stats().minutes_evaluated + engine.stats().late_minutes;
+        insight_records += records.len() as u64;
         let sizes = engine.state_sizes();
         keys += sizes.keys;
         bytes_sum += sizes.mean_bytes * sizes.keys as f64;
@@ -101,5 +112,8 @@ pub fn evaluate(spec: &StreamSpec, config: &InsightsConfig) -> Evaluation {
         keys,
         state_bytes_mean: bytes_sum / keys.max(1) as f64,
         state_bytes_max: bytes_max,
+        key_minutes,
+        insight_records,
+        engine_seconds: engine_time.as_secs_f64(),
     }
 }

@@ -317,17 +317,32 @@ impl InsightsEngine {
     }
 
     fn close_through(&mut self, through: i64) -> Vec<String> {
+        self.close_through_emitted(through)
+            .into_iter()
+            .map(|e| e.json)
+            .collect()
+    }
+
+    /// The origin closing through `through` would use: the persisted one moved back to the
+    /// earliest pending minute at or before `through`. The shards of a
+    /// [`super::shard::ShardedEngine`] must agree on it (warm-up days count from it).
+    pub(crate) fn origin_through(&self, through: i64) -> Option<i64> {
+        (0..self.pending.index().len() as u32)
+            .filter_map(|id| self.pending.first_minute(id))
+            .filter(|&first| first <= through)
+            .chain(self.origin_minute)
+            .min()
+    }
+
+    /// Closes through `through` and returns the records in their output order: by the minute
+    /// that triggered them, Ends before Starts, then by key (so shards merge into the order
+    /// one engine gives).
+    pub(crate) fn close_through_emitted(&mut self, through: i64) -> Vec<Emitted> {
         if self.closed_through.is_some_and(|c| through <= c) {
             return Vec::new();
         }
         self.sync_keys();
-        for id in 0..self.keys.len() as u32 {
-            if let Some(first) = self.pending.first_minute(id) {
-                if first <= through {
-                    self.origin_minute = Some(self.origin_minute.map_or(first, |o| o.min(first)));
-                }
-            }
-        }
+        self.origin_minute = self.origin_through(through);
         let Some(origin) = self.origin_minute else {
             self.closed_through = Some(through);
             return Vec::new();
@@ -338,7 +353,7 @@ impl InsightsEngine {
             self.close_key(id, through, origin_day, &mut emitted);
         }
         self.closed_through = Some(through);
-        emitted.sort_by_key(|e| (e.closed_minute, e.order, e.id));
+        emitted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         for e in &emitted {
             if e.order == 1 {
                 self.stats.starts += 1;
@@ -346,7 +361,7 @@ impl InsightsEngine {
                 self.stats.ends += 1;
             }
         }
-        emitted.into_iter().map(|e| e.json).collect()
+        emitted
     }
 
     /// Steps key `id` through its pending minutes up to `through`, then its idle minutes.
@@ -363,7 +378,6 @@ impl InsightsEngine {
         }
         let mut emitter = Emitter {
             key: self.pending.index().key(id as u32),
-            id: id as u32,
             watermark: i64::from(self.config.watermark_minutes),
             top: self.config.attribution_top,
             out,
@@ -416,18 +430,23 @@ impl KeyEntry {
 }
 
 /// An Insights record produced while closing minutes, with its place in the output order.
-struct Emitted {
+pub(crate) struct Emitted {
     closed_minute: i64,
-    id: u32,
+    key: SeriesKey,
     /// 1 for a Start, 0 for an End (Ends of a minute come first).
     order: u8,
-    json: String,
+    pub(crate) json: String,
+}
+
+impl Emitted {
+    pub(crate) fn order_key(&self) -> (i64, u8, &SeriesKey) {
+        (self.closed_minute, self.order, &self.key)
+    }
 }
 
 /// Turns one key's transitions into records with their attributions.
 struct Emitter<'a> {
     key: &'a SeriesKey,
-    id: u32,
     watermark: i64,
     top: usize,
     out: &'a mut Vec<Emitted>,
@@ -461,7 +480,7 @@ impl Emitter<'_> {
             let record = insight_record(self.key, &t, Some(attribs), Some(detected));
             self.out.push(Emitted {
                 closed_minute: t.closed_minute,
-                id: self.id,
+                key: self.key.clone(),
                 order: u8::from(t.state == InsightState::Start),
                 json: record.to_json(),
             });

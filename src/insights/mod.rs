@@ -10,6 +10,7 @@
 //! * [`engine`]: the façade used by the CLI and the Lambda;
 //! * [`config`]: `InsightSelectors` plus trailwatch's extensions;
 //! * [`store`]: the port to the durable state the Lambda keeps between invocations;
+//! * [`shard`]: which evaluator (shard) owns which keys, and how their number changes;
 //! * [`cost`]: what the function costs per million events, next to CloudTrail Insights.
 
 pub mod aggregate;
@@ -19,6 +20,7 @@ pub mod detector;
 pub mod engine;
 pub mod key;
 pub mod output;
+pub mod shard;
 pub mod sketch;
 pub mod store;
 

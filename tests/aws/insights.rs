@@ -233,6 +233,8 @@ async fn a_generated_burst_counted_from_logs_reaches_an_eventbridge_rule_as_star
     .await;
     let mut state = contexts::insights_state(function, &sdk, InsightsConfig::default(), &source);
     state.settings.first_run_lookback_minutes = 2 * 1440;
+    // The run's keys in four shards closed in parallel, over the one table and lease.
+    state.settings.shards = 4;
     let calls = state.store.calls.clone();
 
     // Counting: the stream as CloudWatch Logs subscription payloads of 50 log events.
@@ -254,6 +256,7 @@ async fn a_generated_burst_counted_from_logs_reaches_an_eventbridge_rule_as_star
     let reports = evaluate_until_caught_up(&context, &state, first_now).await;
     let starts: i64 = reports.iter().map(|r| r["starts"].as_i64().unwrap()).sum();
     assert_eq!(starts, 1, "{reports:?}");
+    assert!(reports.iter().all(|r| r["shards"] == 4), "{reports:?}");
     let open = state.store.load_clock().await.unwrap().open_keys;
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].event_name, "CreateAccessKey");

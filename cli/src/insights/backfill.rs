@@ -197,7 +197,7 @@ pub async fn backfill_into(
 ) -> Result<BackfillReport, BackfillError> {
     let started = Instant::now();
     let config = load_config(args.config.as_deref())?;
-    let detection = detect(&args.logs, config, |_| Ok(()))?;
+    let detection = detect(&args.logs, config, None, |_| Ok(()))?;
     let snapshot = snapshot_of(&detection, &args.table)?;
     let table_error = |source| BackfillError::Table {
         table: args.table.clone(),

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use clap::Args;
 use trailwatch::insights::store::snapshot;
+use trailwatch::insights::MinuteAggregator;
 
+use super::plot::plot;
 use super::present::backtest_summary;
 use super::replay::detect;
 use super::{load_config, BacktestError};
@@ -17,7 +19,7 @@ use super::{load_config, BacktestError};
 /// types unless --config selects) and writes one Insights record per line.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  trailwatch insights backtest AWSLogs/ --out insights.jsonl --export snapshot.json\n\nExit codes: 0 done; 1 done, but some files or records could not be read (on stderr); 2 could not run."
+    after_help = "Example:\n  trailwatch insights backtest AWSLogs/ --out insights.jsonl --export snapshot.json\n  trailwatch insights backtest AWSLogs/ --out insights.jsonl --plot insights.svg\n\nExit codes: 0 done; 1 done, but some files or records could not be read (on stderr); 2 could not run."
 )]
 pub struct BacktestArgs {
     /// CloudTrail log files or folders (recursively; gzip or plain).
@@ -35,6 +37,16 @@ pub struct BacktestArgs {
     /// {"trailwatchSnapshot": <the file's content>}, or use `insights backfill`.
     #[arg(long, value_name = "FILE")]
     pub export: Option<PathBuf>,
+    /// Also draw an SVG: per key that fired (or per --plot-key), calls per minute, each
+    /// Insight's baseline average and band, and its Start and End. Keeps every key's counts
+    /// per minute in memory while replaying.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// A key to draw even if it did not fire (repeatable), as
+    /// account/region/type/source/name[/errorCode], e.g.
+    /// 111122223333/us-east-1/ApiCallRateInsight/iam.amazonaws.com/CreateUser.
+    #[arg(long, value_name = "KEY", requires = "plot")]
+    pub plot_key: Vec<String>,
 }
 
 /// The backtest's one-line summary, and whether the input had problems.
@@ -50,7 +62,13 @@ pub(super) fn backtest(args: &BacktestArgs) -> Result<(String, bool), BacktestEr
         path: args.out.clone(),
         source,
     };
-    let mut detection = detect(&args.logs, config, |line| {
+    let plotting = args.plot.is_some();
+    let mut counts = plotting.then(|| MinuteAggregator::new(&config));
+    let mut records = Vec::new();
+    let mut detection = detect(&args.logs, config, counts.as_mut(), |line| {
+        if plotting {
+            records.push(line.to_owned());
+        }
         writeln!(out, "{line}").map_err(write_err)
     })?;
     let engine = &mut detection.engine;
@@ -71,8 +89,19 @@ pub(super) fn backtest(args: &BacktestArgs) -> Result<(String, bool), BacktestEr
     for line in engine.finish() {
         writeln!(out, "{line}").map_err(write_err)?;
         written += 1;
+        if plotting {
+            records.push(line);
+        }
     }
     out.flush().map_err(write_err)?;
-    let summary = backtest_summary(&args.out, &detection, written, started.elapsed());
+    let mut summary = backtest_summary(&args.out, &detection, written, started.elapsed());
+    if let (Some(path), Some(counts)) = (&args.plot, &counts) {
+        let drawn = plot(path, counts, &records, &args.plot_key)?;
+        summary.push_str(&format!(
+            "\n{} key(s) drawn in {}",
+            drawn.len(),
+            path.display()
+        ));
+    }
     Ok((summary, detection.has_problems()))
 }

@@ -4,10 +4,12 @@
 //!   would see them ([`detect`]), shared by both commands;
 //! * [`backtest`]: the Insights records of a replay as JSONL, optionally the snapshot;
 //! * [`backfill`]: the snapshot of a replay written into a deployment's state table;
+//! * [`plot`]: the backtest's picture (`--plot FILE.svg`);
 //! * [`present`]: what both commands print.
 
 mod backfill;
 mod backtest;
+mod plot;
 mod present;
 mod replay;
 
@@ -102,6 +104,8 @@ pub enum BacktestError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
 }
 
 fn load_config(path: Option<&Path>) -> Result<InsightsConfig, BacktestError> {

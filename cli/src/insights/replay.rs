@@ -9,7 +9,7 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use trailwatch::ingest::{read_log_file, LogFileLimits, ObjectKind};
-use trailwatch::insights::{InsightsConfig, InsightsEngine};
+use trailwatch::insights::{InsightsConfig, InsightsEngine, MinuteAggregator};
 use trailwatch::local::{in_delivery_order, log_files};
 use trailwatch::record::Record;
 
@@ -52,11 +52,13 @@ impl Detection {
 }
 
 /// Replays `logs` in delivery order through the detector (see the module documentation),
-/// handing every Insights record it produces to `emit`. Unreadable files and records are
-/// counted and named on stderr; the rest is read.
+/// handing every Insights record it produces to `emit`, and every record counted to `counts`
+/// if given (for the picture). Unreadable files and records are counted and named on stderr;
+/// the rest is read.
 pub fn detect(
     logs: &[PathBuf],
     config: InsightsConfig,
+    mut counts: Option<&mut MinuteAggregator>,
     mut emit: impl FnMut(&str) -> Result<(), BacktestError>,
 ) -> Result<Detection, BacktestError> {
     let files = collect(logs)?;
@@ -93,6 +95,9 @@ pub fn detect(
                         }
                     }
                     engine.observe(&record);
+                    if let Some(counts) = counts.as_deref_mut() {
+                        counts.observe(&record);
+                    }
                 }
                 Err(e) => {
                     bad_records += 1;

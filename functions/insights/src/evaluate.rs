@@ -19,6 +19,9 @@
 //!    keys) with the lease given back in the same write. A crash between the two: the next run reads those minutes again but skips, per
 //!    key, the cells at or before the key's saved `through`, so nothing is counted twice.
 //!
+//! The run's keys are split by hash into shards closed in parallel on the function's cores
+//! (`trailwatch::insights::shard`): the records are those of one engine, in its order.
+//!
 //! Idle keys cost nothing: a key is loaded only when it has cells or an open Insight; the
 //! minutes it missed are closed lazily the next time it is touched (same result as the CLI
 //! engine, which steps them as they pass).
@@ -28,8 +31,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 use trailwatch::forward::{forward, Entry, EventBus, PutEventsLimits, RetryPolicy};
+use trailwatch::insights::shard::{default_shards, ShardedEngine};
 use trailwatch::insights::store::{Clock, EvaluationStore, StoreError, StoredKey};
-use trailwatch::insights::{InsightsConfig, InsightsEngine, SeriesKey};
+use trailwatch::insights::{InsightsConfig, SeriesKey};
 use trailwatch::time::MS_PER_MINUTE;
 
 /// The lease outlives any run: three times the function's 60-second timeout.
@@ -47,6 +51,8 @@ pub struct EvaluateSettings {
     pub lease_ms: i64,
     pub max_catch_up_minutes: i64,
     pub first_run_lookback_minutes: i64,
+    /// Shards the run's keys are split into, closed in parallel (one per core by default).
+    pub shards: usize,
     pub limits: PutEventsLimits,
     pub retry: RetryPolicy,
 }
@@ -58,6 +64,7 @@ impl EvaluateSettings {
             lease_ms: DEFAULT_LEASE_MS,
             max_catch_up_minutes: DEFAULT_MAX_CATCH_UP_MINUTES,
             first_run_lookback_minutes: DEFAULT_FIRST_RUN_LOOKBACK_MINUTES,
+            shards: default_shards(),
             limits: PutEventsLimits::default(),
             retry: RetryPolicy::default(),
         }
@@ -77,6 +84,8 @@ pub struct EvaluationReport {
     /// Cells skipped because their key's saved state already covered them.
     pub cells_already_applied: usize,
     pub keys_loaded: usize,
+    /// Shards the keys were closed in.
+    pub shards: usize,
     pub keys_saved: usize,
     pub open_insights: usize,
     pub starts: usize,
@@ -163,7 +172,8 @@ where
     if clock.closing_through.is_none_or(|c| c < through) {
         store.fence(owner, through).await?;
     }
-    let mut engine = load_engine(store, config, &clock, after, through, &mut report).await?;
+    let mut engine =
+        load_engine(store, config, settings, &clock, after, through, &mut report).await?;
     let records = engine.close_minutes_through(through);
     forward_records(bus, settings, &records, &mut report).await?;
     save_engine(store, &engine, through, owner, &mut report).await?;
@@ -176,11 +186,12 @@ where
 async fn load_engine<S: EvaluationStore>(
     store: &S,
     config: &InsightsConfig,
+    settings: &EvaluateSettings,
     clock: &Clock,
     after: i64,
     through: i64,
     report: &mut EvaluationReport,
-) -> Result<InsightsEngine, EvaluateError> {
+) -> Result<ShardedEngine, EvaluateError> {
     let cells = store.read_cells(after, through).await?;
     report.cells = cells.len();
     let keys: BTreeSet<SeriesKey> = cells
@@ -192,7 +203,8 @@ async fn load_engine<S: EvaluationStore>(
     let loaded = store.load_keys(&keys).await?;
     report.keys_loaded = loaded.len();
 
-    let mut engine = InsightsEngine::new(config.clone());
+    let mut engine = ShardedEngine::new(config.clone(), settings.shards);
+    report.shards = engine.shard_count();
     engine.set_origin_minute(clock.origin_minute);
     engine.set_closed_through(clock.closed_through);
     let mut applied_through: BTreeMap<SeriesKey, i64> = BTreeMap::new();
@@ -220,14 +232,13 @@ async fn load_engine<S: EvaluationStore>(
 /// Saves every key evaluated as valid through `through`, then the clock with the lease.
 async fn save_engine<S: EvaluationStore>(
     store: &S,
-    engine: &InsightsEngine,
+    engine: &ShardedEngine,
     through: i64,
     owner: &str,
     report: &mut EvaluationReport,
 ) -> Result<(), EvaluateError> {
     let saved: Vec<(SeriesKey, StoredKey)> = engine
         .keys()
-        .iter()
         .filter_map(|key| {
             Some((
                 key.clone(),

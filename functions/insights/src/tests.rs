@@ -119,14 +119,19 @@ async fn evaluate_every(
     from_ms: i64,
     to_ms: i64,
     step: i64,
+    shards: usize,
 ) -> Vec<String> {
-    let settings = fast_settings();
+    let settings = EvaluateSettings {
+        shards,
+        ..fast_settings()
+    };
     let mut out = Vec::new();
     let mut now = from_ms;
     while now <= to_ms {
         let report = evaluate(store, bus, config, &settings, now, "evaluator")
             .await
             .unwrap();
+        assert!(report.closed_through.is_none() || report.shards == shards);
         out.extend(report.records);
         now += step * MS_PER_MINUTE;
     }
@@ -156,14 +161,16 @@ async fn the_lambda_path_emits_exactly_the_records_of_the_cli_engine() {
         "the stream has one Insight: {expected:?}"
     );
 
-    let store = MemoryStore::new();
-    for batch in batches(&records, 37).iter().rev() {
-        count_batch(&store, &config, batch).await.unwrap();
+    for shards in [1, 4] {
+        let store = MemoryStore::new();
+        for batch in batches(&records, 37).iter().rev() {
+            count_batch(&store, &config, batch).await.unwrap();
+        }
+        let bus = FakeBus::ok();
+        let got = evaluate_every(&store, &bus, &config, from, to, 7, shards).await;
+        assert_eq!(got, expected, "{shards} shards");
+        assert_eq!(bus.accepted_states(), ["Start", "End"]);
     }
-    let bus = FakeBus::ok();
-    let got = evaluate_every(&store, &bus, &config, from, to, 7).await;
-    assert_eq!(got, expected);
-    assert_eq!(bus.accepted_states(), ["Start", "End"]);
 }
 
 #[tokio::test]
