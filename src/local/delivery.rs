@@ -14,7 +14,7 @@ use crate::select::{Destination, Outgoing, MESSAGE_DELIVERY_SPAN_MS};
 use super::adapters::{CountingLogGroup, FileBus, FileLogGroup};
 use super::detections::LocalDetections;
 use super::queue::{deliver_group, next_group, HoldQueue, LocalHold};
-use super::replay::ReplaySummary;
+use super::summary::ReplaySummary;
 
 /// Messages (of about 256 KiB each) on their way from the select path to delivery: a bound
 /// on what waits between the two threads.

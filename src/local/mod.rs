@@ -9,6 +9,7 @@ pub mod detections;
 pub mod files;
 pub mod queue;
 pub mod replay;
+mod summary;
 
 use std::future::Future;
 

@@ -19,14 +19,12 @@
 //! time, showing what a late backfill would lose. Besides the output, a replay counts the AWS
 //! calls the deployed pipeline would make for the same input ([`AwsCalls`]).
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 
 use crate::deliver::message::DEFAULT_MESSAGE_BYTES;
-use crate::deliver::DeliveryReport;
 use crate::ingest::{parse_object_key, ObjectKind};
 use crate::insights::{InsightsConfig, InsightsEngine};
 use crate::record::Record;
@@ -36,10 +34,10 @@ use crate::select::{
 
 use super::adapters::{FileBus, FileLogGroup, Input, STDIN};
 use super::block_on;
-use super::cost::AwsCalls;
 use super::delivery::{LocalDelivery, Work, WORK_IN_FLIGHT};
-use super::detections::{DetectionOptions, DetectionTotals, LocalDetections};
+use super::detections::{DetectionOptions, LocalDetections};
 use super::files::{in_delivery_order, log_files, FilesError};
+pub use super::summary::{DeliveryTotals, ReplaySummary};
 
 /// Records between two progress reports inside a file.
 pub const PROGRESS_EVERY_RECORDS: usize = 4096;
@@ -94,83 +92,6 @@ impl ReplayError {
     /// Whether the output, rather than the input, is at fault.
     pub fn is_output(&self) -> bool {
         matches!(self, ReplayError::Output { .. })
-    }
-}
-
-/// What a replay did.
-#[derive(Debug, Default)]
-pub struct ReplaySummary {
-    /// Inputs seen, digests included.
-    pub files: usize,
-    /// The select stage's counts, files that failed and digests skipped included.
-    pub select: SelectCounts,
-    /// Problems in the input, each with its file and record position: every one of delivery,
-    /// and of the select stage the first few of each file then a summary (see
-    /// `select::problems`).
-    pub problems: Vec<String>,
-    /// Problems in the input, listed or not.
-    pub problem_count: usize,
-    /// Writes to the output folder that failed: the output is incomplete.
-    pub output_errors: Vec<String>,
-    pub delivery: DeliveryTotals,
-    /// CloudTrail's own Insights records (from `CloudTrail-Insight` files) forwarded to the bus.
-    pub insights_forwarded_native: usize,
-    /// trailwatch's Insights records forwarded to the bus.
-    pub insights_forwarded_detected: usize,
-    /// Insights records trailwatch's detector produced (Start and End).
-    pub insights_detected: usize,
-    /// What became of the rule matches (their number is `select.detections`).
-    pub detections: DetectionTotals,
-    pub aws: AwsCalls,
-}
-
-impl ReplaySummary {
-    /// Log files that could not be read to their end (the records before the damage count).
-    pub fn files_failed(&self) -> usize {
-        self.select.files_failed
-    }
-
-    pub fn digests_skipped(&self) -> usize {
-        self.select.digests_skipped
-    }
-
-    /// Files opened for reading (the GetObject calls): every input but the digests.
-    pub fn files_read(&self) -> usize {
-        self.files - self.digests_skipped()
-    }
-
-    /// Insights records forwarded to the bus, CloudTrail's and trailwatch's.
-    pub fn insights_forwarded(&self) -> usize {
-        self.insights_forwarded_native + self.insights_forwarded_detected
-    }
-
-    /// Duplicates dropped: by the select stage (eventID seen before) and by delivery.
-    pub fn duplicates(&self) -> usize {
-        self.select.duplicates + self.delivery.duplicates
-    }
-}
-
-#[derive(Debug, Default)]
-pub struct DeliveryTotals {
-    pub delivered: usize,
-    pub duplicates: usize,
-    /// Records CloudWatch Logs would not accept, by reason (too old, too new, …).
-    pub rejected: BTreeMap<&'static str, usize>,
-    pub set_aside: usize,
-    pub per_stream: BTreeMap<String, usize>,
-}
-
-impl DeliveryTotals {
-    pub(super) fn add(&mut self, report: &DeliveryReport) {
-        self.delivered += report.delivered;
-        self.duplicates += report.duplicates;
-        self.set_aside += report.set_aside.len();
-        for (stream, n) in &report.delivered_per_stream {
-            *self.per_stream.entry(stream.clone()).or_default() += n;
-        }
-        for (reason, n) in &report.rejected {
-            *self.rejected.entry(reason).or_default() += n;
-        }
     }
 }
 
