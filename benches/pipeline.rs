@@ -8,6 +8,8 @@
 //!
 //! Modes used internally: `--rss FILE` runs the select path over one file and prints its peak
 //! RSS (run in a child process so the corpus this process holds does not count).
+//!
+//! Long by design: every stage's row with its baseline, measured side by side in one run.
 
 use std::io::{self, Read, Write};
 use std::net::TcpListener;

@@ -12,6 +12,8 @@
 //! Counting writes a part as one `TransactWriteItems`: the marker (`attribute_not_exists`), a
 //! `ConditionCheck` that the clock's fence is below the part's first read minute, and the cell
 //! items. A failed marker check means the part was counted; a failed fence check re-plans the
+//!
+//! Long by design: lease, clock, key items and snapshot share conditional writes that must be read together.
 //! fenced cells as late and tries again. Cells are partitioned by hour so one `Query` reads a
 //! run of minutes; reads of cells, keys and the clock are strongly consistent.
 //!

@@ -1,6 +1,8 @@
 //! `trailwatch replay` as a user runs it: log files (or stdin) in, stream files, a summary
 //! table or JSON, and an exit code out. Expected figures are computed here from the input
 //! records, not taken from the program.
+//!
+//! Long by design: one test per promise `replay` makes, sharing the helpers that compute expected figures.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

@@ -12,6 +12,8 @@
 //! deployed. Messages reported as batch-item failures are handed back as SQS would, at most
 //! as often as the queues' redrive policy allows (`maxReceiveCount` 5; 50 for the hold queue,
 //! whose messages come back on purpose). Then
+//!
+//! Long by design: one scenario (the stack, the proxy's faults, the drivers, the accounting of every record) read top to bottom.
 //! the log group is read back from moto directly and compared record for record, and the
 //! PutLogEvents calls that landed are compared with the fewest the whole input allows. The
 //! bucket, queues, table and log group are those of template.yaml deployed in moto, as the

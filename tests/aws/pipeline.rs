@@ -1,6 +1,8 @@
 //! End to end against moto: S3 → notification → select → SQS → deliver → CloudWatch Logs,
 //! EventBridge → select → deliver, and native Insights records → bus → rule → SQS.
 //! Every assertion reads back from moto what the functions wrote.
+//!
+//! Long by design: the end-to-end paths share one deployed stack and its drivers.
 
 use std::collections::BTreeMap;
 

@@ -4,6 +4,8 @@
 //! log group; each queue feeds its function and dead-letters into a DLQ that has an alarm —
 //! and what moto skips (queue and bus policies, the subscription filter, alarms, the Insights
 //! function's failure handling) is checked as the template resolves it for the stack.
+//!
+//! Long by design: one test per wiring of the template, each checked on the deployed stack.
 
 use std::collections::{BTreeMap, BTreeSet};
 

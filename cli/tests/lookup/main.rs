@@ -2,6 +2,8 @@
 //! trail, the invictus-ir trail, a generated multi-account trail) and over CloudTrail log
 //! files directly. Every expectation is computed here from the records themselves (as
 //! `serde_json::Value`), by the rules LookupEvents documents, never by the code under test.
+//!
+//! Long by design: one test per LookupEvents behaviour, all against the oracle in oracle.rs.
 
 mod data;
 mod oracle;

@@ -3,6 +3,8 @@
 //! digest chain per region (a starting digest, an empty digest), each digest signed with the
 //! test key in `tests/fixtures/validate_logs/` and its signature saved as `<digest>.sig`.
 //! Every test works on its own copy and breaks one thing.
+//!
+//! Long by design: one test per way a trail can be broken.
 
 mod trail;
 
