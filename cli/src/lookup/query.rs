@@ -272,6 +272,10 @@ pub fn parse_time_arg(text: &str) -> Result<i64, TimeArgError> {
         let secs: f64 = t.parse().map_err(|_| bad_time(text))?;
         return Ok((secs * 1000.0).round() as i64);
     }
+    // ISO-8601 times are ASCII; the positions below are byte positions.
+    if !t.is_ascii() {
+        return Err(bad_time(text));
+    }
     let mut t = t.to_owned();
     if t.len() == 10 {
         t.push_str("T00:00:00");
@@ -441,6 +445,15 @@ mod tests {
         );
         assert!(parse_time_arg("yesterday").is_err());
         assert!(parse_time_arg("03-06-2024").is_err());
+        // Found by the lookup_query fuzz target: a multi-byte character where a time's parts
+        // are cut.
+        for text in [
+            "2024-03-06T01:05é",
+            "2024-03-06T01:0é:00+01:00",
+            "2024-03-06T01:05:00+é:00",
+        ] {
+            assert!(parse_time_arg(text).is_err(), "{text}");
+        }
     }
 
     #[test]
